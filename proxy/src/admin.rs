@@ -1,0 +1,148 @@
+//! The admin server: `/live`, `/ready`, `/metrics` (Prometheus text) and `/config` (the
+//! routing snapshot in force, as JSON).
+//!
+//! Everything here is read-only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::full_body;
+use crate::http::body::Body;
+use crate::table::TableHandle;
+
+/// The conditions `/ready` waits for. Each starts false and is set once.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listeners: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// Records that every listener is bound.
+    pub fn set_listening(&self) {
+        self.listeners.store(true, Ordering::Release);
+    }
+
+    /// Records that the proxy is shutting down; it stops being ready.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// `Ok` when ready, otherwise what is missing.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err("draining");
+        }
+        if !self.listeners.load(Ordering::Acquire) {
+            return Err("listeners not bound");
+        }
+        Ok(())
+    }
+}
+
+/// What the admin endpoints read from.
+pub struct Admin {
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Answers `/ready`.
+    pub readiness: Arc<Readiness>,
+    /// Dumped by `/config`.
+    pub table: TableHandle,
+}
+
+impl Admin {
+    /// Serves admin requests on `listener` until `stop` fires.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "admin accept failed");
+                        continue;
+                    }
+                },
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request, peer)) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(error) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                {
+                    tracing::debug!(%error, "admin connection ended with an error");
+                }
+            });
+        }
+    }
+
+    fn handle(&self, request: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET is allowed here\n".into(),
+            );
+        }
+        match request.uri().path() {
+            "/live" => text(StatusCode::OK, "live\n".into()),
+            "/ready" => match self.readiness.check() {
+                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Err(missing) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {missing}\n"),
+                ),
+            },
+            "/metrics" => {
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/config" => {
+                let snapshot = self.table.load().snapshot.clone();
+                match serde_json::to_string_pretty(&*snapshot) {
+                    Ok(json) => {
+                        let mut response = text(StatusCode::OK, json);
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        response
+                    }
+                    Err(error) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("encoding the snapshot failed: {error}\n"),
+                    ),
+                }
+            }
+            path => text(
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {path:?}; try /live, /ready, /metrics or /config\n"),
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

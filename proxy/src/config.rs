@@ -1,0 +1,193 @@
+//! The proxy's settings: every one is a command-line flag with a `STRAIT_*` environment twin,
+//! so the same binary is configured by hand in local mode and by the injector's env in a pod.
+//!
+//! This module only parses and defaults; it never opens sockets or files.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where the proxy runs, which decides the listeners' default addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// On a workstation: listeners on 127.0.0.1, apps address the outbound listener directly
+    /// and HTTP is routed by authority.
+    Local,
+    /// In a pod: listeners on all addresses, traffic redirected by iptables.
+    Pod,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Settings of `strait-proxy run`.
+#[derive(Args, Clone, Debug)]
+pub struct ProxyConfig {
+    /// Where the proxy runs; picks the listeners' default addresses.
+    #[arg(long, env = "STRAIT_MODE", value_enum, default_value = "local")]
+    pub mode: Mode,
+
+    /// Outbound listener (app → mesh). Default: 127.0.0.1:4140 in local mode, 0.0.0.0:4140 in a pod.
+    #[arg(long, env = "STRAIT_OUTBOUND_ADDR")]
+    pub outbound_addr: Option<SocketAddr>,
+
+    /// Inbound listener (mesh → app). Default: 127.0.0.1:4143 in local mode, 0.0.0.0:4143 in a pod.
+    #[arg(long, env = "STRAIT_INBOUND_ADDR")]
+    pub inbound_addr: Option<SocketAddr>,
+
+    /// Admin listener (/metrics, /ready, /live, /config). Default: 127.0.0.1:4191 in local
+    /// mode, 0.0.0.0:4191 in a pod.
+    #[arg(long, env = "STRAIT_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// Static routing table: a discovery snapshot in the protobuf JSON mapping. Used when no
+    /// control plane is configured; re-read when the file changes.
+    #[arg(long, env = "STRAIT_SNAPSHOT")]
+    pub snapshot: Option<PathBuf>,
+
+    /// Address the inbound proxy forwards to; the destination port comes from the connection.
+    #[arg(long, env = "STRAIT_INBOUND_TARGET_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub inbound_target_ip: IpAddr,
+
+    /// How long protocol detection waits for the client's first bytes before treating the
+    /// connection as opaque TCP.
+    #[arg(long, env = "STRAIT_DETECT_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub detect_timeout: Duration,
+
+    /// Most bytes protocol detection reads before deciding.
+    #[arg(long, env = "STRAIT_DETECT_MAX_BYTES", default_value_t = 8192)]
+    pub detect_max_bytes: usize,
+
+    /// An HTTP/1 client must send a complete request head within this time.
+    #[arg(long, env = "STRAIT_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+
+    /// Largest request or response header block accepted, in bytes (HTTP/1 and HTTP/2).
+    #[arg(long, env = "STRAIT_MAX_HEADER_BYTES", default_value_t = 65536)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields accepted in one HTTP/1 message.
+    #[arg(long, env = "STRAIT_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Most concurrent streams a client may open on one HTTP/2 connection.
+    #[arg(long, env = "STRAIT_H2_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub h2_max_concurrent_streams: u32,
+
+    /// Timeout for establishing an upstream TCP connection, unless a backend policy says otherwise.
+    #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    pub connect_timeout: Duration,
+
+    /// Pooled upstream HTTP connections idle this long are closed.
+    #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub pool_idle_timeout: Duration,
+
+    /// Opaque TCP connections with no bytes in either direction this long are closed.
+    #[arg(long, env = "STRAIT_TCP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "1h")]
+    pub tcp_idle_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the proxy exits.
+    #[arg(long, env = "STRAIT_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "25s")]
+    pub drain_timeout: Duration,
+
+    /// Most client connections open at once per listener; further ones are closed at accept.
+    #[arg(long, env = "STRAIT_MAX_CONNECTIONS", default_value_t = 20000)]
+    pub max_connections: usize,
+
+    /// Runtime worker threads; 0 = one per CPU core.
+    #[arg(long, env = "STRAIT_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `strait_proxy=debug,info`.
+    #[arg(long, env = "STRAIT_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "STRAIT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ProxyConfig {
+    fn default_ip(&self) -> IpAddr {
+        match self.mode {
+            Mode::Local => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Mode::Pod => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    /// The outbound listener's address, defaulted by mode.
+    pub fn outbound_addr(&self) -> SocketAddr {
+        self.outbound_addr
+            .unwrap_or(SocketAddr::new(self.default_ip(), 4140))
+    }
+
+    /// The inbound listener's address, defaulted by mode.
+    pub fn inbound_addr(&self) -> SocketAddr {
+        self.inbound_addr
+            .unwrap_or(SocketAddr::new(self.default_ip(), 4143))
+    }
+
+    /// The admin listener's address, defaulted by mode.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+            .unwrap_or(SocketAddr::new(self.default_ip(), 4191))
+    }
+}
+
+/// Parses durations written as a number with a unit: `250ms`, `5s`, `2m`, `1h`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(strait_proxy::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert!(strait_proxy::config::parse_duration("5").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} does not start with a number"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_every_unit() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_without_a_known_unit_are_refused_with_the_input_named() {
+        let err = parse_duration("10 parsecs").unwrap_err();
+        assert!(err.contains("10 parsecs"), "{err}");
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! Every failure the proxy itself can produce for a request, and the one function that turns
+//! it into a response.
+//!
+//! Each variant has a stable kebab-case name ([`ProxyError::kind`]) that appears in the
+//! `strait-proxy-error` response header, in log lines and in metric labels, so an operator can
+//! go from a 504 in their app to the metric and the log line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::http::body::{Body, BoxError};
+
+/// Response header naming the proxy error behind a response the proxy generated itself.
+pub const ERROR_HEADER: &str = "strait-proxy-error";
+
+/// gRPC status codes used by the proxy (see `google.rpc.Code`).
+pub mod grpc_code {
+    /// `DEADLINE_EXCEEDED`
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    /// `NOT_FOUND`
+    pub const NOT_FOUND: u32 = 5;
+    /// `PERMISSION_DENIED`
+    pub const PERMISSION_DENIED: u32 = 7;
+    /// `RESOURCE_EXHAUSTED`
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
+    /// `INTERNAL`
+    pub const INTERNAL: u32 = 13;
+    /// `UNAVAILABLE`
+    pub const UNAVAILABLE: u32 = 14;
+    /// `INVALID_ARGUMENT`
+    pub const INVALID_ARGUMENT: u32 = 3;
+}
+
+/// A failure of the proxy on behalf of one request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No service answers to the request's authority or original destination.
+    #[error("no service in the mesh matches authority {authority:?}")]
+    NoRoute {
+        /// The authority the request named.
+        authority: String,
+    },
+    /// The connection was not redirected and the request names no authority to route by.
+    #[error(
+        "the request names no authority (Host or :authority) and the connection has no original destination"
+    )]
+    NoAuthority,
+    /// The chosen backend has no endpoints.
+    #[error("backend {backend} has no endpoints")]
+    NoEndpoints {
+        /// The backend's name.
+        backend: String,
+    },
+    /// Establishing a connection failed.
+    #[error("connecting to {addr} failed: {source}")]
+    Connect {
+        /// Where the proxy tried to connect.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Establishing a connection took longer than the connect timeout.
+    #[error("connecting to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// Where the proxy tried to connect.
+        addr: SocketAddr,
+        /// The timeout that fired.
+        timeout: Duration,
+    },
+    /// The HTTP exchange with the upstream failed after the request was sent.
+    #[error("upstream {addr} failed: {source}")]
+    Upstream {
+        /// The upstream address.
+        addr: SocketAddr,
+        /// The HTTP error.
+        source: hyper::Error,
+    },
+    /// The upstream refused the protocol upgrade or tunnel.
+    #[error("upstream {addr} did not accept the upgrade (status {status})")]
+    UpgradeRefused {
+        /// The upstream address.
+        addr: SocketAddr,
+        /// What it answered.
+        status: StatusCode,
+    },
+    /// The request is malformed in a way the proxy will not forward.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// The stable name of the failure, for the response header, logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no-route",
+            ProxyError::NoAuthority => "no-authority",
+            ProxyError::NoEndpoints { .. } => "no-endpoints",
+            ProxyError::Connect { .. } => "connect-failed",
+            ProxyError::ConnectTimeout { .. } => "connect-timeout",
+            ProxyError::Upstream { .. } => "upstream-failed",
+            ProxyError::UpgradeRefused { .. } => "upgrade-refused",
+            ProxyError::BadRequest(_) => "bad-request",
+        }
+    }
+
+    /// The HTTP status a plain HTTP client receives.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoAuthority | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpgradeRefused { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The gRPC status a gRPC client receives.
+    pub fn grpc_code(&self) -> u32 {
+        match self {
+            ProxyError::NoRoute { .. } => grpc_code::NOT_FOUND,
+            ProxyError::NoAuthority | ProxyError::BadRequest(_) => grpc_code::INVALID_ARGUMENT,
+            ProxyError::NoEndpoints { .. }
+            | ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpgradeRefused { .. } => grpc_code::UNAVAILABLE,
+            ProxyError::ConnectTimeout { .. } => grpc_code::DEADLINE_EXCEEDED,
+        }
+    }
+
+    /// Builds the response for this failure: for gRPC requests a trailers-only response with
+    /// `grpc-status` and `grpc-message`, otherwise the HTTP status with a plain-text body
+    /// explaining the failure. Both carry the `strait-proxy-error` header.
+    pub fn into_response(self, grpc: bool) -> Response<Body> {
+        let message = self.to_string();
+        let mut response = if grpc {
+            let mut response = Response::new(empty_body());
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
+            headers.insert("grpc-message", grpc_message(&message));
+            response
+        } else {
+            let mut response = Response::new(full_body(format!("strait: {message}\n")));
+            *response.status_mut() = self.http_status();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        };
+        response
+            .headers_mut()
+            .insert(ERROR_HEADER, HeaderValue::from_static(self.kind()));
+        response
+    }
+}
+
+/// Percent-encodes a gRPC status message as the gRPC HTTP/2 spec requires.
+fn grpc_message(message: &str) -> HeaderValue {
+    let mut encoded = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::try_from(encoded).unwrap_or_else(|_| HeaderValue::from_static("proxy error"))
+}
+
+/// A complete body from bytes.
+pub fn full_body(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never: std::convert::Infallible| -> BoxError { match never {} })
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full_body(Bytes::new())
+}
+
+/// Whether a request is gRPC, which decides how errors are reported to it.
+pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().get(..16))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect_refused() -> ProxyError {
+        ProxyError::Connect {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_errors_carry_status_header_and_an_explanation() {
+        let response = ProxyError::NoRoute {
+            authority: "nope.example:80".into(),
+        }
+        .into_response(false);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[ERROR_HEADER], "no-route");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("nope.example:80"), "{body}");
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only_with_a_status_and_encoded_message() {
+        let response = connect_refused().into_response(true);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert_eq!(response.headers()[ERROR_HEADER], "connect-failed");
+        let message = response.headers()["grpc-message"].to_str().unwrap();
+        assert!(message.contains("127.0.0.1:9"), "{message}");
+    }
+
+    #[test]
+    fn grpc_messages_percent_encode_non_printable_bytes() {
+        assert_eq!(grpc_message("a%b\nc"), "a%25b%0Ac");
+        assert_eq!(grpc_message("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn grpc_requests_are_recognised_by_content_type() {
+        let grpc = http::Request::builder()
+            .header("content-type", "application/grpc+proto")
+            .body(())
+            .unwrap();
+        let plain = http::Request::builder()
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        assert!(is_grpc(&grpc));
+        assert!(!is_grpc(&plain));
+    }
+}

@@ -1,0 +1,72 @@
+//! Sends a request on to an upstream pool and prepares the response for the client: the last
+//! step of both the inbound and the outbound path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+
+use crate::errors::ProxyError;
+use crate::http::HttpVersion;
+use crate::http::body::{Body, boxed};
+use crate::http::hop_by_hop;
+use crate::http::upgrade::splice_upgrades;
+use crate::http::upstream::{SendError, Upstream};
+
+/// Whether a request takes over its connection: an HTTP/1 upgrade or a CONNECT tunnel.
+pub fn takes_over_connection<B>(request: &Request<B>, version: HttpVersion) -> bool {
+    version == HttpVersion::Http1
+        && (request.method() == Method::CONNECT || hop_by_hop::is_upgrade(request.headers()))
+}
+
+/// Forwards `request` (received as `version`) through `upstream` and returns the response to
+/// give the client. Upgrades and CONNECT get a connection of their own, and once both sides
+/// have switched, the bytes are relayed until either closes or `idle_timeout` passes.
+pub async fn forward(
+    upstream: &Arc<Upstream>,
+    mut request: Request<Body>,
+    version: HttpVersion,
+    idle_timeout: Duration,
+) -> Result<Response<Body>, SendError> {
+    if takes_over_connection(&request, version) {
+        return forward_upgrade(upstream, request, idle_timeout)
+            .await
+            .map_err(SendError::Failed);
+    }
+    hop_by_hop::strip(request.headers_mut());
+    if version == HttpVersion::Http1 {
+        super::to_origin_form(&mut request);
+    }
+    let mut response = upstream.send(request).await?;
+    hop_by_hop::strip(response.headers_mut());
+    Ok(response.map(boxed))
+}
+
+async fn forward_upgrade(
+    upstream: &Arc<Upstream>,
+    mut request: Request<Body>,
+    idle_timeout: Duration,
+) -> Result<Response<Body>, ProxyError> {
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let is_connect = request.method() == Method::CONNECT;
+    hop_by_hop::strip_keeping_upgrade(request.headers_mut());
+    if !is_connect {
+        super::to_origin_form(&mut request);
+    }
+    let mut response = upstream.send_upgrade(request).await?;
+    let switched = if is_connect {
+        response.status().is_success()
+    } else {
+        response.status() == StatusCode::SWITCHING_PROTOCOLS
+    };
+    if switched {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        splice_upgrades(client_upgrade, upstream_upgrade, idle_timeout);
+        if !is_connect {
+            hop_by_hop::strip_keeping_upgrade(response.headers_mut());
+        }
+    } else {
+        hop_by_hop::strip(response.headers_mut());
+    }
+    Ok(response.map(boxed))
+}

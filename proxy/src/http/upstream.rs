@@ -1,0 +1,341 @@
+//! Pooled HTTP connections to one upstream destination.
+//!
+//! HTTP/1 keeps a set of keep-alive connections, one request at a time each; HTTP/2 keeps one
+//! multiplexed connection. hyper's client connections do the protocol work; this module owns
+//! only reuse, idle expiry and the answer to "was the request sent?", which decides whether a
+//! failure may be retried: hyper hands back a request it never wrote, and that request is
+//! retried here on a fresh connection, so a keep-alive connection the upstream closed while
+//! idle never surfaces as an error.
+//!
+//! hyper-util's pooled `Client` is not used because it keys connections by the request URI and
+//! derives `:authority` from it; the proxy must pick the endpoint itself and keep the client's
+//! authority intact.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
+
+use crate::connect::{Connector, Dest};
+use crate::detect::Protocol;
+use crate::errors::ProxyError;
+use crate::http::HttpVersion;
+use crate::http::body::Body;
+
+/// Why a request did not get a response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The request never reached the upstream (connect failed, or every connection tried was
+    /// closed before writing); it is handed back and may be sent elsewhere.
+    NotSent(Box<Request<Body>>, ProxyError),
+    /// The request may have reached the upstream; retrying it is only safe when it is
+    /// idempotent.
+    Failed(ProxyError),
+}
+
+impl SendError {
+    /// The error, whether or not the request came back.
+    pub fn into_error(self) -> ProxyError {
+        match self {
+            SendError::NotSent(_, error) | SendError::Failed(error) => error,
+        }
+    }
+}
+
+/// Connections to one destination for one HTTP version.
+pub struct Upstream {
+    dest: Dest,
+    version: HttpVersion,
+    connector: Connector,
+    idle_timeout: Duration,
+    // A plain mutex: held for a push or a short scan, never across an await, and far cheaper
+    // uncontended than the connect it saves.
+    state: Mutex<PoolState>,
+    // Serialises HTTP/2 connection setup so concurrent first requests share one connection.
+    h2_connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    h1: Vec<Pooled<http1::SendRequest<Body>>>,
+    h2: Option<Pooled<http2::SendRequest<Body>>>,
+    sweeping: bool,
+}
+
+struct Pooled<S> {
+    sender: S,
+    last_used: Instant,
+}
+
+impl Upstream {
+    /// A pool for `dest`; nothing is connected until the first request.
+    pub fn new(
+        dest: Dest,
+        version: HttpVersion,
+        connector: Connector,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            dest,
+            version,
+            connector,
+            idle_timeout,
+            state: Mutex::new(PoolState::default()),
+            h2_connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The destination this pool connects to.
+    pub fn dest(&self) -> &Dest {
+        &self.dest
+    }
+
+    /// Sends `request` on a pooled connection, opening one when none is free.
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        match self.version {
+            HttpVersion::Http1 => self.send_h1(request).await,
+            HttpVersion::Http2 => self.send_h2(request).await,
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.take_h1() {
+                Some(sender) => (sender, true),
+                None => match self.connect_h1().await {
+                    Ok(sender) => (sender, false),
+                    Err(error) => return Err(SendError::NotSent(Box::new(request), error)),
+                },
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.put_h1(sender);
+                    return Ok(response);
+                }
+                Err(mut error) => match error.take_message() {
+                    // A reused connection closed under us before the request was written:
+                    // the keep-alive race. Try again on another connection.
+                    Some(unsent) if reused => request = unsent,
+                    Some(unsent) => {
+                        return Err(SendError::NotSent(
+                            Box::new(unsent),
+                            self.upstream_error(error.into_error()),
+                        ));
+                    }
+                    None => return Err(SendError::Failed(self.upstream_error(error.into_error()))),
+                },
+            }
+        }
+    }
+
+    async fn send_h2(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        // One retry covers a connection that closed (GOAWAY, idle close) between being
+        // pooled and being used.
+        for attempt in 0..2 {
+            let mut sender = match self.h2_sender().await {
+                Ok(sender) => sender,
+                Err(error) => return Err(SendError::NotSent(Box::new(request), error)),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        self.drop_h2(&sender);
+                        request = unsent;
+                    }
+                    Some(unsent) => {
+                        return Err(SendError::NotSent(
+                            Box::new(unsent),
+                            self.upstream_error(error.into_error()),
+                        ));
+                    }
+                    None => return Err(SendError::Failed(self.upstream_error(error.into_error()))),
+                },
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+
+    /// Sends an HTTP/1 upgrade or CONNECT request on a connection of its own, which the
+    /// upgrade then takes over; such connections never return to the pool.
+    pub async fn send_upgrade(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let io = self.connector.connect(&self.dest, Protocol::Http1).await?;
+        let (mut sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.upstream_error(e))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upgraded upstream connection ended with an error");
+            }
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.upstream_error(e))
+    }
+
+    fn upstream_error(&self, source: hyper::Error) -> ProxyError {
+        ProxyError::Upstream {
+            addr: self.dest.addr(),
+            source,
+        }
+    }
+
+    fn take_h1(&self) -> Option<http1::SendRequest<Body>> {
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        state.h1.retain(|pooled| !pooled.sender.is_closed());
+        // Connections still streaming a response body are not ready; leave them pooled.
+        let ready = state
+            .h1
+            .iter()
+            .rposition(|pooled| pooled.sender.is_ready())?;
+        Some(state.h1.swap_remove(ready).sender)
+    }
+
+    fn put_h1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        state.h1.push(Pooled {
+            sender,
+            last_used: Instant::now(),
+        });
+        self.ensure_sweeper(&mut state);
+    }
+
+    async fn connect_h1(&self) -> Result<http1::SendRequest<Body>, ProxyError> {
+        let io = self.connector.connect(&self.dest, Protocol::Http1).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.upstream_error(e))?;
+        let addr = self.dest.addr();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%addr, %error, "upstream HTTP/1 connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn h2_sender(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, ProxyError> {
+        if let Some(sender) = self.pooled_h2() {
+            return Ok(sender);
+        }
+        let _connecting = self.h2_connecting.lock().await;
+        if let Some(sender) = self.pooled_h2() {
+            return Ok(sender);
+        }
+        let io = self.connector.connect(&self.dest, Protocol::Http2).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.upstream_error(e))?;
+        let addr = self.dest.addr();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        state.h2 = Some(Pooled {
+            sender: sender.clone(),
+            last_used: Instant::now(),
+        });
+        self.ensure_sweeper(&mut state);
+        Ok(sender)
+    }
+
+    fn pooled_h2(&self) -> Option<http2::SendRequest<Body>> {
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        match &mut state.h2 {
+            Some(pooled) if !pooled.sender.is_closed() => {
+                pooled.last_used = Instant::now();
+                Some(pooled.sender.clone())
+            }
+            _ => {
+                state.h2 = None;
+                None
+            }
+        }
+    }
+
+    fn drop_h2(&self, broken: &http2::SendRequest<Body>) {
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        if state
+            .h2
+            .as_ref()
+            .is_some_and(|p| p.sender.is_closed() || broken.is_closed())
+        {
+            state.h2 = None;
+        }
+    }
+
+    /// Starts the task that closes idle connections, unless one runs already. The task holds
+    /// the pool weakly and ends when the pool is empty or gone.
+    fn ensure_sweeper(self: &Arc<Self>, state: &mut PoolState) {
+        if state.sweeping {
+            return;
+        }
+        state.sweeping = true;
+        let pool = Arc::downgrade(self);
+        let period = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        tokio::spawn(sweep(pool, period));
+    }
+
+    /// Closes connections idle past the timeout; returns whether any connection remains.
+    fn evict_idle(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().expect("pool lock poisoned");
+        let timeout = self.idle_timeout;
+        state.h1.retain(|pooled| {
+            let expired =
+                pooled.sender.is_ready() && now.duration_since(pooled.last_used) >= timeout;
+            !pooled.sender.is_closed() && !expired
+        });
+        if state.h2.as_ref().is_some_and(|pooled| {
+            pooled.sender.is_closed() || now.duration_since(pooled.last_used) >= timeout
+        }) {
+            // Dropping the last sender lets hyper close the connection once its streams end.
+            state.h2 = None;
+        }
+        let remaining = !state.h1.is_empty() || state.h2.is_some();
+        if !remaining {
+            state.sweeping = false;
+        }
+        remaining
+    }
+
+    /// Connections currently pooled (busy or idle), for tests and diagnostics.
+    pub fn pooled_connections(&self) -> usize {
+        let state = self.state.lock().expect("pool lock poisoned");
+        state.h1.len() + usize::from(state.h2.is_some())
+    }
+}
+
+async fn sweep(pool: Weak<Upstream>, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        if !pool.evict_idle(Instant::now()) {
+            return;
+        }
+    }
+}

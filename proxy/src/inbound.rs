@@ -1,0 +1,242 @@
+//! The inbound path: traffic from the mesh (or from non-meshed clients) to the local app.
+//!
+//! Two kinds of connection arrive on the inbound listener:
+//! - mesh connections from other proxies, addressed to the listener itself, which open with
+//!   the transport header naming the application port and protocol;
+//! - connections redirected by iptables from an application port (non-meshed clients), whose
+//!   port comes from the original destination and whose protocol is detected.
+//!
+//! Either way the bytes go to the app at `inbound_target_ip:port`: HTTP over a pooled
+//! connection per port, opaque TCP relayed as is. The inbound proxy never forwards anywhere
+//! but the local app, so it cannot be used as an open relay.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderName, Request, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpStream;
+
+use crate::connect::Dest;
+use crate::detect::{self, Protocol};
+use crate::errors::is_grpc;
+use crate::http::body::{Body, boxed};
+use crate::http::forward::forward;
+use crate::http::upstream::{SendError, Upstream};
+use crate::http::{HttpVersion, server};
+use crate::io::{BoxedIo, PrefixedIo};
+use crate::original_dst::original_dst;
+use crate::run::Shared;
+use crate::tcp;
+use crate::telemetry::tcp::Direction;
+use crate::transport_header::Header;
+
+/// Request header carrying the calling workload's proven SPIFFE identity to the app. Any
+/// value a client sends is removed first, so the app can trust it.
+pub const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("strait-client-id");
+
+/// The inbound proxy.
+pub struct Inbound {
+    shared: Arc<Shared>,
+    listen_port: u16,
+    // One pool per (app port, HTTP version), looked up once per connection.
+    app_pools: Mutex<HashMap<(u16, HttpVersion), Arc<Upstream>>>,
+}
+
+/// Who is calling, as far as the inbound proxy can tell.
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    /// The identity the client's certificate proved; `None` for plaintext clients.
+    identity: Option<String>,
+}
+
+impl Inbound {
+    /// An inbound proxy listening on `listen_port`.
+    pub fn new(shared: Arc<Shared>, listen_port: u16) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            listen_port,
+            app_pools: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Serves one accepted connection to its end.
+    pub async fn serve(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
+        match original_dst(&stream) {
+            Some(dst) if dst.port() != self.listen_port => {
+                self.serve_redirected(stream, client, dst.port()).await
+            }
+            _ => self.serve_mesh(stream, client).await,
+        }
+    }
+
+    async fn serve_mesh(self: Arc<Self>, mut stream: TcpStream, client: SocketAddr) {
+        let read = tokio::time::timeout(
+            self.shared.settings.detect_timeout,
+            Header::read(&mut stream),
+        )
+        .await;
+        let header = match read {
+            Ok(Ok(header)) => header,
+            Ok(Err(error)) => {
+                tracing::info!(%client, %error, "inbound connection refused: not a mesh connection");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%client, "inbound connection refused: no transport header in time");
+                return;
+            }
+        };
+        let peer = Peer::default();
+        self.serve_app(
+            Box::new(stream),
+            Default::default(),
+            client,
+            header.port,
+            header.protocol,
+            peer,
+        )
+        .await;
+    }
+
+    async fn serve_redirected(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        client: SocketAddr,
+        port: u16,
+    ) {
+        let settings = &self.shared.settings;
+        let (protocol, prefix) = match detect::detect(
+            &mut stream,
+            settings.detect_max_bytes,
+            settings.detect_timeout,
+        )
+        .await
+        {
+            Ok(detected) => detected,
+            Err(error) => {
+                tracing::debug!(%client, %error, "inbound connection failed during detection");
+                return;
+            }
+        };
+        self.serve_app(
+            Box::new(stream),
+            prefix,
+            client,
+            port,
+            protocol,
+            Peer::default(),
+        )
+        .await;
+    }
+
+    async fn serve_app(
+        self: Arc<Self>,
+        io: BoxedIo,
+        prefix: bytes::BytesMut,
+        client: SocketAddr,
+        port: u16,
+        protocol: Protocol,
+        peer: Peer,
+    ) {
+        let open = self
+            .shared
+            .tcp_metrics
+            .get(Direction::Inbound, protocol)
+            .open();
+        let io: BoxedIo = Box::new(open.count(PrefixedIo::new(prefix, io)));
+        let target = SocketAddr::new(self.shared.settings.inbound_target_ip, port);
+        match HttpVersion::from_protocol(protocol) {
+            Some(version) => {
+                let connection = Arc::new(AppConnection {
+                    upstream: self.app_pool(port, version),
+                    version,
+                    peer,
+                    idle_timeout: self.shared.settings.tcp_idle_timeout,
+                });
+                let served = server::serve(
+                    io,
+                    protocol,
+                    &self.shared.settings.limits,
+                    self.shared.drain.clone(),
+                    move |request| connection.clone().handle(request),
+                )
+                .await;
+                if let Err(error) = served {
+                    tracing::debug!(%client, %error, "inbound HTTP connection ended with an error");
+                }
+            }
+            None => {
+                let app = match self
+                    .shared
+                    .connector
+                    .connect(&Dest::Direct(target), Protocol::Opaque)
+                    .await
+                {
+                    Ok(app) => app,
+                    Err(error) => {
+                        tracing::info!(%client, %error, "inbound opaque connection: app unreachable");
+                        return;
+                    }
+                };
+                if let Err(error) = tcp::relay(io, app, self.shared.settings.tcp_idle_timeout).await
+                {
+                    tracing::debug!(%client, %error, "inbound opaque connection ended with an error");
+                }
+            }
+        }
+    }
+
+    fn app_pool(&self, port: u16, version: HttpVersion) -> Arc<Upstream> {
+        let mut pools = self.app_pools.lock().expect("app pool lock poisoned");
+        pools
+            .entry((port, version))
+            .or_insert_with(|| {
+                let target = SocketAddr::new(self.shared.settings.inbound_target_ip, port);
+                Upstream::new(
+                    Dest::Direct(target),
+                    version,
+                    self.shared.connector.clone(),
+                    self.shared.settings.pool_idle_timeout,
+                )
+            })
+            .clone()
+    }
+}
+
+/// One HTTP connection to be forwarded to the app.
+struct AppConnection {
+    upstream: Arc<Upstream>,
+    version: HttpVersion,
+    peer: Peer,
+    idle_timeout: std::time::Duration,
+}
+
+impl AppConnection {
+    async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<Body> {
+        let grpc = is_grpc(&request);
+        let headers = request.headers_mut();
+        headers.remove(CLIENT_ID_HEADER);
+        if let Some(identity) = &self.peer.identity
+            && let Ok(value) = http::HeaderValue::from_str(identity)
+        {
+            headers.insert(CLIENT_ID_HEADER, value);
+        }
+        match forward(
+            &self.upstream,
+            request.map(boxed),
+            self.version,
+            self.idle_timeout,
+        )
+        .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                let error = SendError::into_error(error);
+                tracing::info!(kind = error.kind(), %error, "inbound request failed");
+                error.into_response(grpc)
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Wires the proxy together: binds the listeners, loads the routing table, serves until a
+//! shutdown signal, then drains.
+//!
+//! The binary calls [`run`]; integration tests drive the binary.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{Admin, Readiness};
+use crate::config::ProxyConfig;
+use crate::connect::Connector;
+use crate::http::server::ServerLimits;
+use crate::inbound::Inbound;
+use crate::listener::{accept_loop, bind};
+use crate::outbound::Outbound;
+use crate::table::{EndpointSettings, TableHandle};
+use crate::telemetry::tcp::TcpMetrics;
+use crate::{snapshot_file, telemetry};
+
+/// Data-path settings, derived once from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Client-side protocol limits.
+    pub limits: ServerLimits,
+    /// Protocol detection's byte limit.
+    pub detect_max_bytes: usize,
+    /// Protocol detection's (and the transport header's) time limit.
+    pub detect_timeout: Duration,
+    /// Opaque and upgraded connections idle this long are closed.
+    pub tcp_idle_timeout: Duration,
+    /// Pooled upstream connections idle this long are closed.
+    pub pool_idle_timeout: Duration,
+    /// Where inbound traffic is delivered.
+    pub inbound_target_ip: IpAddr,
+}
+
+/// State both directions share.
+pub struct Shared {
+    /// Data-path settings.
+    pub settings: Settings,
+    /// The routing table in force.
+    pub table: TableHandle,
+    /// Opens upstream connections.
+    pub connector: Connector,
+    /// Connection metrics.
+    pub tcp_metrics: TcpMetrics,
+    /// Fires when connections should finish their in-flight work and close.
+    pub drain: CancellationToken,
+}
+
+/// The addresses the proxy's listeners are bound to.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// Outbound listener.
+    pub outbound: SocketAddr,
+    /// Inbound listener.
+    pub inbound: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+/// Runs the proxy until `shutdown` completes, then drains: listeners close at once (new
+/// connections are refused), in-flight requests get `drain_timeout` to finish.
+pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = telemetry::install()?;
+    let connector = Connector::new(config.connect_timeout);
+    let table = TableHandle::new(EndpointSettings {
+        connector: connector.clone(),
+        idle_timeout: config.pool_idle_timeout,
+    });
+    if let Some(path) = &config.snapshot {
+        snapshot_file::load(path, &table)?;
+        tokio::spawn(snapshot_file::watch(
+            path.clone(),
+            table.clone(),
+            Duration::from_secs(1),
+        ));
+    }
+
+    let outbound_listener = bind("outbound", config.outbound_addr()).await?;
+    let inbound_listener = bind("inbound", config.inbound_addr()).await?;
+    let admin_listener = bind("admin", config.admin_addr()).await?;
+    let bound = Bound {
+        outbound: outbound_listener.local_addr()?,
+        inbound: inbound_listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+    };
+
+    let shared = Arc::new(Shared {
+        settings: Settings {
+            limits: ServerLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_header_bytes: config.max_header_bytes,
+                max_headers: config.max_headers,
+                h2_max_concurrent_streams: config.h2_max_concurrent_streams,
+            },
+            detect_max_bytes: config.detect_max_bytes,
+            detect_timeout: config.detect_timeout,
+            tcp_idle_timeout: config.tcp_idle_timeout,
+            pool_idle_timeout: config.pool_idle_timeout,
+            inbound_target_ip: config.inbound_target_ip,
+        },
+        table: table.clone(),
+        connector,
+        tcp_metrics: TcpMetrics::new(),
+        drain: CancellationToken::new(),
+    });
+    let readiness = Arc::new(Readiness::default());
+    let stop_accepting = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let outbound = Outbound::new(shared.clone());
+    let outbound_loop = tokio::spawn(accept_loop(
+        "outbound",
+        outbound_listener,
+        config.max_connections,
+        stop_accepting.clone(),
+        tracker.clone(),
+        move |stream, client| outbound.clone().serve(stream, client),
+    ));
+    let inbound = Inbound::new(shared.clone(), bound.inbound.port());
+    let inbound_loop = tokio::spawn(accept_loop(
+        "inbound",
+        inbound_listener,
+        config.max_connections,
+        stop_accepting.clone(),
+        tracker.clone(),
+        move |stream, client| inbound.clone().serve(stream, client),
+    ));
+    let admin = Arc::new(Admin {
+        metrics,
+        readiness: readiness.clone(),
+        table,
+    });
+    let stop_admin = CancellationToken::new();
+    tokio::spawn(admin.serve(admin_listener, stop_admin.clone()));
+
+    readiness.set_listening();
+    tracing::info!(
+        outbound = %bound.outbound,
+        inbound = %bound.inbound,
+        admin = %bound.admin,
+        "strait-proxy listening"
+    );
+
+    shutdown.await;
+    tracing::info!(drain_timeout = ?config.drain_timeout, "shutting down: draining connections");
+    readiness.set_draining();
+    stop_accepting.cancel();
+    // Wait for the accept loops to drop their listeners, so the refusal of new connections
+    // is in place before in-flight work is told to finish.
+    let _ = tokio::join!(outbound_loop, inbound_loop);
+    shared.drain.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open_connections = tracker.len(),
+            "drain deadline passed; closing the remaining connections"
+        );
+    }
+    stop_admin.cancel();
+    tracing::info!("strait-proxy stopped");
+    Ok(())
+}

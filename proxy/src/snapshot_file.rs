@@ -1,0 +1,87 @@
+//! The static routing table: a discovery snapshot read from a JSON file (the protobuf JSON
+//! mapping of `strait.discovery.v1.Snapshot`), for running without a control plane.
+//!
+//! The file is re-read when it changes. A file that does not parse or compile is reported
+//! with its path and the reason, and the table in force stays in force.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use strait_proto::discovery::v1::Snapshot;
+
+use crate::table::TableHandle;
+
+/// Why a snapshot file could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFileError {
+    /// Reading the file failed.
+    #[error("reading snapshot file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid snapshot in JSON.
+    #[error("snapshot file {path} is not a valid snapshot: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why parsing failed (line and column included).
+        source: serde_json::Error,
+    },
+    /// The snapshot parsed but does not compile into a routing table.
+    #[error("snapshot file {path}: {source}")]
+    Table {
+        /// The file.
+        path: PathBuf,
+        /// The compile error.
+        source: crate::table::TableError,
+    },
+}
+
+/// Reads, parses and applies the snapshot in `path`.
+pub fn load(path: &Path, table: &TableHandle) -> Result<(), SnapshotFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SnapshotFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let snapshot: Snapshot =
+        serde_json::from_str(&text).map_err(|source| SnapshotFileError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+    let version = snapshot.version.clone();
+    table
+        .apply(snapshot)
+        .map_err(|source| SnapshotFileError::Table {
+            path: path.to_owned(),
+            source,
+        })?;
+    tracing::info!(path = %path.display(), %version, "routing table loaded from snapshot file");
+    Ok(())
+}
+
+/// Re-applies the file whenever its modification time or size changes, checking every
+/// `period`. Polling keeps this dependency-free and works on every filesystem, config-map
+/// mounts included.
+pub async fn watch(path: PathBuf, table: TableHandle, period: Duration) {
+    let mut last = stamp(&path);
+    loop {
+        tokio::time::sleep(period).await;
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        if let Err(error) = load(&path, &table) {
+            metrics::counter!("strait_snapshot_file_errors_total").increment(1);
+            tracing::error!(%error, "snapshot file change rejected; the previous table stays in force");
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}

@@ -1,0 +1,368 @@
+//! Test backends: the applications behind the proxies. Each runs on its own loopback port in
+//! the test process and reports what it saw, so tests can assert content end to end.
+//!
+//! The HTTP backend speaks HTTP/1.1 and HTTP/2 on one port and offers:
+//! - `/echo`: streams the request body back as it arrives;
+//! - `/upload`: reads the whole body, answers its length and checksum in headers;
+//! - `/download?bytes=N`: streams N bytes of [`pattern`];
+//! - `/chunks?n=K`: a chunked response of K chunks `chunk-<i>\n`, written over time;
+//! - `/slow?ms=N`: answers after N milliseconds;
+//! - `/status?code=N`: answers with status N;
+//! - `/ws`: a WebSocket echo;
+//! - anything else: `200` with the request's method, path and headers in the body.
+//!
+//! Every response carries `x-backend` (the backend's name) and `x-seen-client-id` (the
+//! `strait-client-id` header the backend received, or empty).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The byte at position `i` of the deterministic payload used for large bodies.
+pub fn pattern(i: u64) -> u8 {
+    ((i * 31 + 7) % 251) as u8
+}
+
+/// `len` bytes of [`pattern`] starting at `offset`.
+pub fn pattern_bytes(offset: u64, len: usize) -> Bytes {
+    (0..len as u64).map(|i| pattern(offset + i)).collect()
+}
+
+/// A running checksum (FNV-1a, 64-bit) over a byte stream that arrives in pieces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksum(u64);
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Checksum {
+    /// Folds `bytes` in.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The checksum as hex.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    /// The checksum of `len` bytes of [`pattern`].
+    pub fn of_pattern(len: u64) -> Self {
+        let mut sum = Self::default();
+        let mut offset = 0;
+        while offset < len {
+            let n = (len - offset).min(64 * 1024);
+            sum.update(&pattern_bytes(offset, n as usize));
+            offset += n;
+        }
+        sum
+    }
+}
+
+/// A running HTTP backend.
+pub struct HttpBackend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name, echoed in `x-backend`.
+    pub name: String,
+    requests: Arc<AtomicU64>,
+    max_in_flight: Arc<AtomicU64>,
+}
+
+impl HttpBackend {
+    /// Starts a backend named `name` on a free loopback port.
+    pub async fn start(name: &str) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), name).await
+    }
+
+    /// Starts a backend named `name` on `addr`.
+    pub async fn start_on(addr: SocketAddr, name: &str) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("binding the test backend");
+        let addr = listener.local_addr().expect("backend address");
+        let requests = Arc::new(AtomicU64::new(0));
+        let max_in_flight = Arc::new(AtomicU64::new(0));
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            requests: requests.clone(),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: max_in_flight.clone(),
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.handle(request).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            name: name.to_owned(),
+            requests,
+            max_in_flight,
+        }
+    }
+
+    /// Requests this backend has received so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most `/slow` requests that were in progress at the same time.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+struct State {
+    name: String,
+    requests: Arc<AtomicU64>,
+    in_flight: AtomicU64,
+    max_in_flight: Arc<AtomicU64>,
+}
+
+fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+impl State {
+    async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let client_id = request
+            .headers()
+            .get("strait-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut response = match request.uri().path() {
+            "/echo" => {
+                let body = request.into_body().map_err(Into::into).boxed();
+                Response::new(body)
+            }
+            "/upload" => {
+                let mut sum = Checksum::default();
+                let mut len = 0u64;
+                let mut body = request.into_body();
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(frame) => {
+                            if let Some(data) = frame.data_ref() {
+                                sum.update(data);
+                                len += data.len() as u64;
+                            }
+                        }
+                        Err(error) => {
+                            return status(
+                                StatusCode::BAD_REQUEST,
+                                format!("body failed: {error}"),
+                            );
+                        }
+                    }
+                }
+                let mut response = Response::new(full(format!("{len} {}\n", sum.hex())));
+                response.headers_mut().insert("x-body-bytes", len.into());
+                response.headers_mut().insert(
+                    "x-body-checksum",
+                    sum.hex().parse().expect("hex is a header value"),
+                );
+                response
+            }
+            "/download" => {
+                let total = query_number(&request, "bytes").unwrap_or(0);
+                let chunks = futures_util::stream::unfold(0u64, move |offset| async move {
+                    (offset < total).then(|| {
+                        let n = (total - offset).min(64 * 1024);
+                        let frame = Frame::data(pattern_bytes(offset, n as usize));
+                        (
+                            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame),
+                            offset + n,
+                        )
+                    })
+                });
+                Response::new(BodyExt::boxed(StreamBody::new(chunks)))
+            }
+            "/chunks" => {
+                let n = query_number(&request, "n").unwrap_or(3);
+                let chunks = futures_util::stream::unfold(0u64, move |i| async move {
+                    if i >= n {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let frame = Frame::data(Bytes::from(format!("chunk-{i}\n")));
+                    Some((
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame),
+                        i + 1,
+                    ))
+                });
+                Response::new(BodyExt::boxed(StreamBody::new(chunks)))
+            }
+            "/slow" => {
+                let ms = query_number(&request, "ms").unwrap_or(1000);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Response::new(full("slow done\n"))
+            }
+            "/status" => {
+                let code = query_number(&request, "code").unwrap_or(200) as u16;
+                status(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    format!("status {code}\n"),
+                )
+            }
+            "/ws" => websocket(&mut request),
+            _ => {
+                let mut text = format!("{} {}\n", request.method(), request.uri());
+                for (name, value) in request.headers() {
+                    text.push_str(&format!(
+                        "{name}: {}\n",
+                        value.to_str().unwrap_or("<binary>")
+                    ));
+                }
+                Response::new(full(text))
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert(
+            "x-backend",
+            self.name.parse().expect("backend names are header-safe"),
+        );
+        headers.insert(
+            "x-seen-client-id",
+            client_id
+                .parse()
+                .unwrap_or(http::HeaderValue::from_static("")),
+        );
+        response
+    }
+}
+
+fn status(code: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = code;
+    response
+}
+
+/// Accepts a WebSocket upgrade and echoes every message back.
+fn websocket(request: &mut Request<Incoming>) -> Response<Body> {
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        return status(StatusCode::BAD_REQUEST, "not a WebSocket request\n".into());
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_close() {
+                break;
+            }
+            if ws.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    headers.insert("connection", http::HeaderValue::from_static("upgrade"));
+    headers.insert(
+        "sec-websocket-accept",
+        accept.parse().expect("base64 is a header value"),
+    );
+    response
+}
+
+/// A TCP backend that reads until the client half-closes, then answers `echo:` followed by
+/// everything it read, and closes.
+pub async fn start_tcp_echo() -> SocketAddr {
+    start_tcp_echo_on("127.0.0.1:0".parse().expect("valid address")).await
+}
+
+/// [`start_tcp_echo`] on a given address.
+pub async fn start_tcp_echo_on(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr)
+        .await
+        .expect("binding the TCP echo backend");
+    let addr = listener.local_addr().expect("echo address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                if stream.read_to_end(&mut received).await.is_err() {
+                    return;
+                }
+                let mut answer = b"echo:".to_vec();
+                answer.extend_from_slice(&received);
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Starts the test gRPC service on a free loopback port.
+pub async fn start_grpc() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the gRPC backend");
+    let addr = listener.local_addr().expect("gRPC address");
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .add_service(crate::grpc::EchoServer::new(crate::grpc::EchoService))
+            .serve_with_incoming(incoming)
+            .await
+            .expect("gRPC backend failed");
+    });
+    addr
+}

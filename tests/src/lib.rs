@@ -1,0 +1,14 @@
+//! The integration-test harness: starts the real Strait binaries, builds their routing
+//! snapshots, and provides the backends and clients the tests talk through them.
+//!
+//! Tests live in `tests/tests/`; each one reads as a specification of one behaviour.
+
+pub mod backend;
+pub mod binaries;
+pub mod client;
+pub mod grpc;
+pub mod h2raw;
+pub mod mesh;
+pub mod netns;
+pub mod process;
+pub mod snapshot;
