@@ -1,1 +1,18 @@
+//! Strait's control plane: the certificate authority behind `Identity.Certify`, the
+//! configuration model, and the discovery service that streams each proxy its snapshot.
+//!
+//! Start at [`run::run`]. The configuration flows [`config`] (YAML → validated model) →
+//! [`discovery`] (model → per-proxy snapshots → gRPC stream); identities flow [`ca`] and
+//! [`authority`] (the CA in force) → [`identity`] (`Certify`), with [`tokens`] deciding who a
+//! caller is.
 
+pub mod admin;
+pub mod authority;
+pub mod ca;
+pub mod config;
+pub mod discovery;
+pub mod identity;
+pub mod run;
+pub mod settings;
+pub mod tls_incoming;
+pub mod tokens;

@@ -21,10 +21,22 @@ use crate::table::TableHandle;
 #[derive(Debug, Default)]
 pub struct Readiness {
     listeners: AtomicBool,
+    identity_required: AtomicBool,
+    identity: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Readiness {
+    /// Makes readiness wait for the first certificate.
+    pub fn require_identity(&self) {
+        self.identity_required.store(true, Ordering::Release);
+    }
+
+    /// Records that a certificate is held.
+    pub fn set_identity(&self) {
+        self.identity.store(true, Ordering::Release);
+    }
+
     /// Records that every listener is bound.
     pub fn set_listening(&self) {
         self.listeners.store(true, Ordering::Release);
@@ -42,6 +54,10 @@ impl Readiness {
         }
         if !self.listeners.load(Ordering::Acquire) {
             return Err("listeners not bound");
+        }
+        if self.identity_required.load(Ordering::Acquire) && !self.identity.load(Ordering::Acquire)
+        {
+            return Err("no certificate from the control plane yet");
         }
         Ok(())
     }

@@ -19,6 +19,15 @@ pub enum Mode {
     Pod,
 }
 
+/// Whether the inbound proxy accepts plaintext from clients outside the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InboundMode {
+    /// mTLS from the mesh and plaintext from non-meshed clients (labelled tls=false).
+    Permissive,
+    /// Only mTLS from the mesh: the production setting.
+    Strict,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -50,8 +59,52 @@ pub struct ProxyConfig {
 
     /// Static routing table: a discovery snapshot in the protobuf JSON mapping. Used when no
     /// control plane is configured; re-read when the file changes.
-    #[arg(long, env = "STRAIT_SNAPSHOT")]
+    #[arg(long, env = "STRAIT_SNAPSHOT", conflicts_with = "control_plane")]
     pub snapshot: Option<PathBuf>,
+
+    /// Control plane address (`host:port`). With it the proxy obtains its identity and its
+    /// routing from the control plane, and every hop between proxies is mTLS.
+    #[arg(long, env = "STRAIT_CONTROL_PLANE", requires_all = ["trust_anchors", "namespace", "workload", "token_file"])]
+    pub control_plane: Option<String>,
+
+    /// Identity the control plane must prove. Default:
+    /// spiffe://<trust-domain>/ns/strait-system/sa/strait-control-plane.
+    #[arg(long, env = "STRAIT_CONTROL_PLANE_IDENTITY")]
+    pub control_plane_identity: Option<String>,
+
+    /// The mesh's trust domain.
+    #[arg(long, env = "STRAIT_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+
+    /// Trust anchors (PEM) to verify the control plane with before the first certificate.
+    #[arg(long, env = "STRAIT_TRUST_ANCHORS")]
+    pub trust_anchors: Option<PathBuf>,
+
+    /// Namespace of this workload.
+    #[arg(long, env = "STRAIT_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Service account of this workload, which names its identity.
+    #[arg(long, env = "STRAIT_SERVICE_ACCOUNT", default_value = "default")]
+    pub service_account: String,
+
+    /// Workload (pod) name, as the control plane knows it.
+    #[arg(long, env = "STRAIT_WORKLOAD")]
+    pub workload: Option<String>,
+
+    /// File holding the bootstrap token (a projected service-account token on Kubernetes);
+    /// re-read before every certificate request.
+    #[arg(long, env = "STRAIT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Inbound mode for ports the control plane says nothing about.
+    #[arg(
+        long,
+        env = "STRAIT_INBOUND_MODE",
+        value_enum,
+        default_value = "permissive"
+    )]
+    pub inbound_mode: InboundMode,
 
     /// Address the inbound proxy forwards to; the destination port comes from the connection.
     #[arg(long, env = "STRAIT_INBOUND_TARGET_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]

@@ -71,6 +71,16 @@ pub enum ProxyError {
         /// The timeout that fired.
         timeout: Duration,
     },
+    /// The mTLS handshake with the peer proxy failed (wrong identity, untrusted chain...).
+    #[error("mTLS handshake with {addr} failed ({reason}): {detail}")]
+    Tls {
+        /// The peer proxy.
+        addr: SocketAddr,
+        /// Why, in a word.
+        reason: &'static str,
+        /// Why, in a sentence.
+        detail: String,
+    },
     /// The HTTP exchange with the upstream failed after the request was sent.
     #[error("upstream {addr} failed: {source}")]
     Upstream {
@@ -101,6 +111,7 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. } => "no-endpoints",
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
+            ProxyError::Tls { .. } => "tls-handshake-failed",
             ProxyError::Upstream { .. } => "upstream-failed",
             ProxyError::UpgradeRefused { .. } => "upgrade-refused",
             ProxyError::BadRequest(_) => "bad-request",
@@ -113,7 +124,9 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoAuthority | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Tls { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpgradeRefused { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -126,6 +139,7 @@ impl ProxyError {
             ProxyError::NoAuthority | ProxyError::BadRequest(_) => grpc_code::INVALID_ARGUMENT,
             ProxyError::NoEndpoints { .. }
             | ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpgradeRefused { .. } => grpc_code::UNAVAILABLE,
             ProxyError::ConnectTimeout { .. } => grpc_code::DEADLINE_EXCEEDED,

@@ -1,14 +1,16 @@
 //! The inbound path: traffic from the mesh (or from non-meshed clients) to the local app.
 //!
 //! Two kinds of connection arrive on the inbound listener:
-//! - mesh connections from other proxies, addressed to the listener itself, which open with
-//!   the transport header naming the application port and protocol;
+//! - mesh connections from other proxies, addressed to the listener itself: mTLS when the
+//!   proxy has an identity (the caller's identity comes from its certificate), plaintext
+//!   otherwise; either way they open with the transport header naming the application port
+//!   and protocol;
 //! - connections redirected by iptables from an application port (non-meshed clients), whose
 //!   port comes from the original destination and whose protocol is detected.
 //!
-//! Either way the bytes go to the app at `inbound_target_ip:port`: HTTP over a pooled
-//! connection per port, opaque TCP relayed as is. The inbound proxy never forwards anywhere
-//! but the local app, so it cannot be used as an open relay.
+//! Plaintext is refused on ports in strict mode. The bytes go to the app at
+//! `inbound_target_ip:port`: HTTP over a pooled connection per port, opaque TCP relayed as is.
+//! The inbound proxy forwards nowhere but the local app, so it cannot be used as a relay.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
+use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
 
+use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
 use crate::errors::is_grpc;
@@ -26,6 +30,7 @@ use crate::http::forward::forward;
 use crate::http::upstream::{SendError, Upstream};
 use crate::http::{HttpVersion, server};
 use crate::io::{BoxedIo, PrefixedIo};
+use crate::mesh_tls::MeshTls;
 use crate::original_dst::original_dst;
 use crate::run::Shared;
 use crate::tcp;
@@ -36,9 +41,14 @@ use crate::transport_header::Header;
 /// value a client sends is removed first, so the app can trust it.
 pub const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("strait-client-id");
 
+/// First byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// The inbound proxy.
 pub struct Inbound {
     shared: Arc<Shared>,
+    tls: Option<Arc<MeshTls>>,
+    mode: InboundMode,
     listen_port: u16,
     // One pool per (app port, HTTP version), looked up once per connection.
     app_pools: Mutex<HashMap<(u16, HttpVersion), Arc<Upstream>>>,
@@ -48,14 +58,22 @@ pub struct Inbound {
 #[derive(Clone, Debug, Default)]
 struct Peer {
     /// The identity the client's certificate proved; `None` for plaintext clients.
-    identity: Option<String>,
+    identity: Option<SpiffeId>,
 }
 
 impl Inbound {
-    /// An inbound proxy listening on `listen_port`.
-    pub fn new(shared: Arc<Shared>, listen_port: u16) -> Arc<Self> {
+    /// An inbound proxy listening on `listen_port`; with `tls` it terminates mesh mTLS, and
+    /// `mode` is its inbound mode where the control plane sets none.
+    pub fn new(
+        shared: Arc<Shared>,
+        tls: Option<Arc<MeshTls>>,
+        mode: InboundMode,
+        listen_port: u16,
+    ) -> Arc<Self> {
         Arc::new(Self {
             shared,
+            tls,
+            mode,
             listen_port,
             app_pools: Mutex::new(HashMap::new()),
         })
@@ -71,33 +89,97 @@ impl Inbound {
         }
     }
 
-    async fn serve_mesh(self: Arc<Self>, mut stream: TcpStream, client: SocketAddr) {
-        let read = tokio::time::timeout(
-            self.shared.settings.detect_timeout,
-            Header::read(&mut stream),
-        )
-        .await;
-        let header = match read {
-            Ok(Ok(header)) => header,
-            Ok(Err(error)) => {
-                tracing::info!(%client, %error, "inbound connection refused: not a mesh connection");
+    fn plaintext_allowed(&self, port: u16, client: SocketAddr) -> bool {
+        let allowed =
+            self.shared.table.load().inbound_mode(port, self.mode) == InboundMode::Permissive;
+        if !allowed {
+            metrics::counter!("strait_inbound_plaintext_refused_total").increment(1);
+            tracing::info!(%client, port, "plaintext connection refused: the port is in strict mode");
+        }
+        allowed
+    }
+
+    async fn serve_mesh(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
+        let timeout = self.shared.settings.detect_timeout;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+            Ok(Ok(1)) => {}
+            _ => {
+                tracing::debug!(%client, "inbound connection closed or silent before sending anything");
                 return;
             }
-            Err(_) => {
-                tracing::info!(%client, "inbound connection refused: no transport header in time");
+        }
+        if first[0] == TLS_HANDSHAKE {
+            let Some(tls) = self.tls.clone() else {
+                tracing::info!(%client, "TLS connection refused: this proxy has no mesh identity");
+                return;
+            };
+            let accepted = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err(error)) => {
+                    let reason = strait_identity::verifier::io_failure_reason(&error);
+                    tracing::info!(%client, reason, %error, "inbound mTLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%client, "inbound mTLS handshake timed out");
+                    return;
+                }
+            };
+            let mut stream = accepted.stream;
+            let header = match tokio::time::timeout(timeout, Header::read(&mut stream)).await {
+                Ok(Ok(header)) => header,
+                Ok(Err(error)) => {
+                    tracing::info!(%client, peer = %accepted.peer, %error, "mesh connection refused: bad transport header");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%client, peer = %accepted.peer, "mesh connection refused: no transport header in time");
+                    return;
+                }
+            };
+            if header.protocol != accepted.protocol {
+                tracing::info!(%client, peer = %accepted.peer, "mesh connection refused: transport header and ALPN disagree");
                 return;
             }
-        };
-        let peer = Peer::default();
-        self.serve_app(
-            Box::new(stream),
-            Default::default(),
-            client,
-            header.port,
-            header.protocol,
-            peer,
-        )
-        .await;
+            let peer = Peer {
+                identity: Some(accepted.peer),
+            };
+            self.serve_app(
+                Box::new(stream),
+                Default::default(),
+                client,
+                header.port,
+                header.protocol,
+                peer,
+            )
+            .await;
+        } else {
+            let mut stream = stream;
+            let header = match tokio::time::timeout(timeout, Header::read(&mut stream)).await {
+                Ok(Ok(header)) => header,
+                Ok(Err(error)) => {
+                    tracing::info!(%client, %error, "inbound connection refused: not a mesh connection");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%client, "inbound connection refused: no transport header in time");
+                    return;
+                }
+            };
+            if !self.plaintext_allowed(header.port, client) {
+                return;
+            }
+            self.serve_app(
+                Box::new(stream),
+                Default::default(),
+                client,
+                header.port,
+                header.protocol,
+                Peer::default(),
+            )
+            .await;
+        }
     }
 
     async fn serve_redirected(
@@ -106,6 +188,9 @@ impl Inbound {
         client: SocketAddr,
         port: u16,
     ) {
+        if !self.plaintext_allowed(port, client) {
+            return;
+        }
         let settings = &self.shared.settings;
         let (protocol, prefix) = match detect::detect(
             &mut stream,
@@ -152,7 +237,10 @@ impl Inbound {
                 let connection = Arc::new(AppConnection {
                     upstream: self.app_pool(port, version),
                     version,
-                    peer,
+                    client_id: peer
+                        .identity
+                        .as_ref()
+                        .and_then(|id| http::HeaderValue::from_str(&id.to_string()).ok()),
                     idle_timeout: self.shared.settings.tcp_idle_timeout,
                 });
                 let served = server::serve(
@@ -209,7 +297,7 @@ impl Inbound {
 struct AppConnection {
     upstream: Arc<Upstream>,
     version: HttpVersion,
-    peer: Peer,
+    client_id: Option<http::HeaderValue>,
     idle_timeout: std::time::Duration,
 }
 
@@ -218,10 +306,8 @@ impl AppConnection {
         let grpc = is_grpc(&request);
         let headers = request.headers_mut();
         headers.remove(CLIENT_ID_HEADER);
-        if let Some(identity) = &self.peer.identity
-            && let Ok(value) = http::HeaderValue::from_str(identity)
-        {
-            headers.insert(CLIENT_ID_HEADER, value);
+        if let Some(client_id) = &self.client_id {
+            headers.insert(CLIENT_ID_HEADER, client_id.clone());
         }
         match forward(
             &self.upstream,

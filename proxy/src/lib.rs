@@ -7,14 +7,19 @@
 //! into a response. ARCHITECTURE.md at the repository root walks through it in more detail.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod connect;
+pub mod control_plane;
 pub mod detect;
+pub mod discovery;
 pub mod errors;
 pub mod http;
+pub mod identity;
 pub mod inbound;
 pub mod io;
 pub mod listener;
+pub mod mesh_tls;
 pub mod original_dst;
 pub mod outbound;
 pub mod route;

@@ -11,12 +11,20 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use anyhow::Context as _;
+use strait_identity::SpiffeId;
+use strait_identity::bundle::TrustBundle;
+use strait_identity::store::CertStore;
+
 use crate::admin::{Admin, Readiness};
 use crate::config::ProxyConfig;
 use crate::connect::Connector;
+use crate::control_plane::ControlPlane;
 use crate::http::server::ServerLimits;
+use crate::identity::Certifier;
 use crate::inbound::Inbound;
 use crate::listener::{accept_loop, bind};
+use crate::mesh_tls::MeshTls;
 use crate::outbound::Outbound;
 use crate::table::{EndpointSettings, TableHandle};
 use crate::telemetry::tcp::TcpMetrics;
@@ -68,7 +76,15 @@ pub struct Bound {
 /// connections are refused), in-flight requests get `drain_timeout` to finish.
 pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = telemetry::install()?;
-    let connector = Connector::new(config.connect_timeout);
+    let readiness = Arc::new(Readiness::default());
+    let mesh = match &config.control_plane {
+        Some(addr) => Some(MeshIdentity::new(&config, addr)?),
+        None => None,
+    };
+    let tls = mesh
+        .as_ref()
+        .map(|m| MeshTls::new(m.store.clone(), m.bundle.clone()));
+    let connector = Connector::new(config.connect_timeout, tls.clone());
     let table = TableHandle::new(EndpointSettings {
         connector: connector.clone(),
         idle_timeout: config.pool_idle_timeout,
@@ -79,6 +95,24 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
             path.clone(),
             table.clone(),
             Duration::from_secs(1),
+        ));
+    }
+    if let Some(mesh) = &mesh {
+        readiness.require_identity();
+        let certifier = Certifier::new(
+            mesh.control_plane.clone(),
+            mesh.token_file.clone(),
+            mesh.store.clone(),
+            mesh.bundle.clone(),
+            readiness.clone(),
+        );
+        tokio::spawn(certifier.run());
+        tokio::spawn(crate::discovery::run(
+            mesh.control_plane.clone(),
+            mesh.namespace.clone(),
+            mesh.workload.clone(),
+            table.clone(),
+            mesh.store.clone(),
         ));
     }
 
@@ -110,7 +144,6 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
         tcp_metrics: TcpMetrics::new(),
         drain: CancellationToken::new(),
     });
-    let readiness = Arc::new(Readiness::default());
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -123,7 +156,12 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
         tracker.clone(),
         move |stream, client| outbound.clone().serve(stream, client),
     ));
-    let inbound = Inbound::new(shared.clone(), bound.inbound.port());
+    let inbound = Inbound::new(
+        shared.clone(),
+        tls,
+        config.inbound_mode,
+        bound.inbound.port(),
+    );
     let inbound_loop = tokio::spawn(accept_loop(
         "inbound",
         inbound_listener,
@@ -169,4 +207,57 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
     stop_admin.cancel();
     tracing::info!("strait-proxy stopped");
     Ok(())
+}
+
+/// What a proxy with a control plane knows about its own identity.
+struct MeshIdentity {
+    control_plane: ControlPlane,
+    store: Arc<CertStore>,
+    bundle: Arc<TrustBundle>,
+    token_file: std::path::PathBuf,
+    namespace: String,
+    workload: String,
+}
+
+impl MeshIdentity {
+    fn new(config: &ProxyConfig, addr: &str) -> anyhow::Result<Self> {
+        // clap's `requires_all` guarantees these accompany --control-plane.
+        fn required<T: Clone>(value: &Option<T>, flag: &str) -> anyhow::Result<T> {
+            value
+                .clone()
+                .with_context(|| format!("--control-plane needs {flag}"))
+        }
+        let namespace: String = required(&config.namespace, "--namespace")?;
+        let workload: String = required(&config.workload, "--workload")?;
+        let token_file: std::path::PathBuf = required(&config.token_file, "--token-file")?;
+        let anchors_file: std::path::PathBuf = required(&config.trust_anchors, "--trust-anchors")?;
+        let identity = SpiffeId::new(&config.trust_domain, &namespace, &config.service_account)
+            .context("building this workload's identity from --trust-domain, --namespace and --service-account")?;
+        let control_plane_identity: SpiffeId = match &config.control_plane_identity {
+            Some(id) => id.parse().context("parsing --control-plane-identity")?,
+            None => SpiffeId::new(
+                &config.trust_domain,
+                "strait-system",
+                "strait-control-plane",
+            )?,
+        };
+        let anchors = strait_identity::pem::read_certificates(&anchors_file)?;
+        let bundle = TrustBundle::new(&config.trust_domain, anchors)
+            .with_context(|| format!("loading trust anchors from {}", anchors_file.display()))?;
+        let store = CertStore::new(identity);
+        let control_plane = ControlPlane::new(
+            addr.to_owned(),
+            control_plane_identity,
+            bundle.clone(),
+            store.clone(),
+        );
+        Ok(Self {
+            control_plane,
+            store,
+            bundle,
+            token_file,
+            namespace,
+            workload,
+        })
+    }
 }

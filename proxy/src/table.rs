@@ -17,6 +17,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use strait_proto::discovery::v1 as pb;
 
+use crate::config::InboundMode;
 use crate::connect::{Connector, Dest};
 use crate::detect::Protocol;
 use crate::http::HttpVersion;
@@ -33,6 +34,14 @@ pub enum TableError {
         service: String,
         /// The offending field.
         field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An inbound port is invalid.
+    #[error("inbound port {port}: {reason}")]
+    Inbound {
+        /// The port as sent.
+        port: u32,
         /// What is wrong.
         reason: String,
     },
@@ -140,6 +149,16 @@ pub struct Table {
     by_authority: HashMap<String, Arc<Service>>,
     by_addr: HashMap<SocketAddr, Arc<Service>>,
     endpoints: HashMap<Dest, Arc<Endpoint>>,
+    inbound_modes: HashMap<u16, InboundMode>,
+    inbound_default_mode: Option<InboundMode>,
+}
+
+fn inbound_mode(mode: i32) -> InboundMode {
+    match pb::InboundMode::try_from(mode) {
+        Ok(pb::InboundMode::Strict) => InboundMode::Strict,
+        // Unknown values (a newer control plane) fall back to the first-install default.
+        _ => InboundMode::Permissive,
+    }
 }
 
 impl Table {
@@ -150,7 +169,19 @@ impl Table {
             by_authority: HashMap::new(),
             by_addr: HashMap::new(),
             endpoints: HashMap::new(),
+            inbound_modes: HashMap::new(),
+            inbound_default_mode: None,
         }
+    }
+
+    /// The inbound mode of application port `port`: the snapshot's setting for the port, else
+    /// the snapshot's default, else `fallback` (the proxy's own flag).
+    pub fn inbound_mode(&self, port: u16, fallback: InboundMode) -> InboundMode {
+        self.inbound_modes
+            .get(&port)
+            .copied()
+            .or(self.inbound_default_mode)
+            .unwrap_or(fallback)
     }
 
     /// Compiles `snapshot`, reusing the endpoints (and their pools) of `previous` that remain.
@@ -159,12 +190,18 @@ impl Table {
         previous: &Table,
         settings: &EndpointSettings,
     ) -> Result<Self, TableError> {
-        let mut table = Table {
-            snapshot: Arc::new(pb::Snapshot::default()),
-            by_authority: HashMap::new(),
-            by_addr: HashMap::new(),
-            endpoints: HashMap::new(),
-        };
+        let mut table = Table::empty();
+        table.inbound_default_mode = snapshot
+            .inbound_defaults
+            .as_ref()
+            .map(|d| inbound_mode(d.mode));
+        for port in &snapshot.inbound_ports {
+            let number = u16::try_from(port.port).map_err(|_| TableError::Inbound {
+                port: port.port,
+                reason: "not a port number".into(),
+            })?;
+            table.inbound_modes.insert(number, inbound_mode(port.mode));
+        }
         for service in &snapshot.services {
             let compiled = Arc::new(table.compile_service(service, previous, settings)?);
             let name = &compiled.name;
@@ -282,10 +319,17 @@ impl Table {
                         format!("{} is not a port", endpoint.proxy_port),
                     )
                 })?;
+                let identity = match endpoint.identity.as_str() {
+                    "" => None,
+                    id => Some(
+                        id.parse::<strait_identity::SpiffeId>()
+                            .map_err(|e| service_error(service, &format!("{field}.identity"), e))?,
+                    ),
+                };
                 Dest::Mesh {
                     proxy: SocketAddr::new(addr.ip(), proxy_port),
                     port: addr.port(),
-                    identity: (!endpoint.identity.is_empty()).then(|| endpoint.identity.clone()),
+                    identity,
                 }
             };
             let shared = self
@@ -409,7 +453,7 @@ mod tests {
 
     fn settings() -> EndpointSettings {
         EndpointSettings {
-            connector: Connector::new(Duration::from_secs(1)),
+            connector: Connector::new(Duration::from_secs(1), None),
             idle_timeout: Duration::from_secs(30),
         }
     }

@@ -5,10 +5,14 @@
 
 pub mod backend;
 pub mod binaries;
+pub mod certs;
 pub mod client;
+pub mod control_plane;
 pub mod grpc;
 pub mod h2raw;
 pub mod mesh;
 pub mod netns;
+pub mod ports;
 pub mod process;
 pub mod snapshot;
+pub mod tls_client;

@@ -1,0 +1,576 @@
+//! The certificate authority: trust anchors, the issuer that signs workload certificates, and
+//! the signing of CSRs into short-lived mesh identities.
+//!
+//! Anchors and issuer are loaded from PEM files (supplied by the operator, or generated with
+//! `--dev-ca` for development). Loading checks what a misconfiguration would otherwise turn
+//! into handshake failures hours later: the issuer is a CA, its key matches, and it chains to
+//! one of the anchors.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::pki_types::{
+    CertificateDer, CertificateSigningRequestDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+use strait_identity::SpiffeId;
+use strait_identity::pem::{self, PemError};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Where the CA's material lives.
+#[derive(Clone, Debug)]
+pub struct CaFiles {
+    /// PEM bundle of trust anchors (one or more root certificates).
+    pub trust_anchors: PathBuf,
+    /// PEM certificate of the issuer, optionally followed by intermediates up to an anchor.
+    pub issuer_cert: PathBuf,
+    /// PEM private key of the issuer.
+    pub issuer_key: PathBuf,
+}
+
+impl CaFiles {
+    /// The conventional file names inside `dir` (what `--dev-ca` writes).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            trust_anchors: dir.join("trust-anchors.pem"),
+            issuer_cert: dir.join("issuer.crt"),
+            issuer_key: dir.join("issuer.key"),
+        }
+    }
+}
+
+/// Why the CA could not be loaded or generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// PEM could not be read.
+    #[error(transparent)]
+    Pem(#[from] PemError),
+    /// The issuer is unusable.
+    #[error("issuer certificate {path}: {reason}")]
+    Issuer {
+        /// The issuer certificate file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The trust anchors are unusable.
+    #[error("trust anchors {path}: {reason}")]
+    Anchors {
+        /// The anchors file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Generating development material failed.
+    #[error("generating the development CA in {dir}: {reason}")]
+    Generate {
+        /// The directory.
+        dir: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Why a CSR was refused. [`CsrError::reason`] names it for metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    /// Not a DER PKCS#10 request.
+    #[error("the CSR is not a valid DER-encoded PKCS#10 request")]
+    Malformed,
+    /// The CSR's self-signature does not verify.
+    #[error("the CSR's signature does not verify against its public key")]
+    BadSignature,
+    /// The key is not ECDSA P-256.
+    #[error("the CSR's key type is not accepted: {0}; use ECDSA P-256")]
+    UnsupportedKey(String),
+    /// The CSR asks for an extension the CA does not understand.
+    #[error("the CSR requests an extension the CA does not accept")]
+    UnsupportedExtension,
+    /// The CSR is larger than any real one.
+    #[error("the CSR is {0} bytes, more than the {MAX_CSR_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Largest CSR accepted.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+
+impl CsrError {
+    /// A short, stable name for metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CsrError::Malformed => "malformed-csr",
+            CsrError::BadSignature => "bad-csr-signature",
+            CsrError::UnsupportedKey(_) => "unsupported-key-type",
+            CsrError::UnsupportedExtension => "unsupported-csr-extension",
+            CsrError::TooLarge(_) => "csr-too-large",
+            CsrError::Sign(_) => "signing-failed",
+        }
+    }
+}
+
+/// A signed workload certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The leaf.
+    pub leaf: CertificateDer<'static>,
+    /// Intermediates from the issuer up to (excluding) the anchor.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// When the leaf expires.
+    pub not_after: SystemTime,
+}
+
+/// A loaded certificate authority.
+pub struct Ca {
+    anchors: Vec<CertificateDer<'static>>,
+    issuer: Issuer<'static, KeyPair>,
+    chain: Vec<CertificateDer<'static>>,
+    issuer_not_after: i64,
+    leaf_ttl: Duration,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("anchors", &self.anchors.len())
+            .field("chain", &self.chain.len())
+            .field("leaf_ttl", &self.leaf_ttl)
+            .finish()
+    }
+}
+
+fn parse_cert<'a>(der: &'a CertificateDer<'a>) -> Result<X509Certificate<'a>, String> {
+    X509Certificate::from_der(der.as_ref())
+        .map(|(_, c)| c)
+        .map_err(|e| format!("does not parse: {e}"))
+}
+
+impl Ca {
+    /// Loads and checks the CA from `files`; certificates it signs live `leaf_ttl`.
+    pub fn load(files: &CaFiles, leaf_ttl: Duration) -> Result<Self, CaError> {
+        let anchors_path = files.trust_anchors.display().to_string();
+        let issuer_path = files.issuer_cert.display().to_string();
+        let anchors = pem::read_certificates(&files.trust_anchors)?;
+        for (i, anchor) in anchors.iter().enumerate() {
+            let cert = parse_cert(anchor).map_err(|reason| CaError::Anchors {
+                path: anchors_path.clone(),
+                reason: format!("anchor #{i} {reason}"),
+            })?;
+            if !cert.is_ca() {
+                return Err(CaError::Anchors {
+                    path: anchors_path,
+                    reason: format!("anchor #{i} ({}) is not a CA certificate", cert.subject()),
+                });
+            }
+        }
+        let issuer_chain = pem::read_certificates(&files.issuer_cert)?;
+        let key_pem = pem::read(&files.issuer_key)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Issuer {
+            path: files.issuer_key.display().to_string(),
+            reason: format!("the private key does not parse: {e}"),
+        })?;
+        let issuer_err = |reason: String| CaError::Issuer {
+            path: issuer_path.clone(),
+            reason,
+        };
+        let issuer_cert = parse_cert(&issuer_chain[0]).map_err(&issuer_err)?;
+        if !issuer_cert.is_ca() {
+            return Err(issuer_err(
+                "it is not a CA certificate (basicConstraints cA is not set)".into(),
+            ));
+        }
+        if issuer_cert.public_key().raw
+            != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+        {
+            return Err(issuer_err(format!(
+                "the key in {} does not belong to this certificate",
+                files.issuer_key.display()
+            )));
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let issuer_not_after = issuer_cert.validity().not_after.timestamp();
+        if issuer_not_after <= now {
+            return Err(issuer_err("it has expired".into()));
+        }
+        // Each certificate must be signed by the next; the last by an anchor (or be one).
+        let parsed: Vec<X509Certificate<'_>> = issuer_chain
+            .iter()
+            .map(parse_cert)
+            .collect::<Result<_, _>>()
+            .map_err(&issuer_err)?;
+        for pair in parsed.windows(2) {
+            pair[0]
+                .verify_signature(Some(pair[1].public_key()))
+                .map_err(|_| {
+                    issuer_err(format!(
+                        "{} is not signed by {}",
+                        pair[0].subject(),
+                        pair[1].subject()
+                    ))
+                })?;
+        }
+        let top = parsed
+            .last()
+            .expect("a PEM file yields at least one certificate");
+        let anchored = anchors.iter().any(|anchor| {
+            anchor.as_ref() == issuer_chain.last().expect("non-empty").as_ref()
+                || parse_cert(anchor)
+                    .is_ok_and(|a| top.verify_signature(Some(a.public_key())).is_ok())
+        });
+        if !anchored {
+            return Err(issuer_err(format!(
+                "it does not chain to any trust anchor in {anchors_path}"
+            )));
+        }
+        // The chain sent with leaves stops below the anchor.
+        let chain = issuer_chain
+            .iter()
+            .filter(|c| !anchors.iter().any(|a| a.as_ref() == c.as_ref()))
+            .cloned()
+            .collect();
+        let issuer = Issuer::from_ca_cert_der(&issuer_chain[0], key)
+            .map_err(|e| issuer_err(e.to_string()))?;
+        Ok(Self {
+            anchors,
+            issuer,
+            chain,
+            issuer_not_after,
+            leaf_ttl,
+        })
+    }
+
+    /// Loads the development CA in `dir`, generating it first if the directory holds none.
+    /// Returns the CA and whether it was generated.
+    pub fn load_or_generate_dev(
+        dir: &Path,
+        trust_domain: &str,
+        leaf_ttl: Duration,
+    ) -> Result<(Self, bool), CaError> {
+        let files = CaFiles::in_dir(dir);
+        let generated = if files.trust_anchors.exists()
+            && files.issuer_cert.exists()
+            && files.issuer_key.exists()
+        {
+            false
+        } else {
+            generate_dev(dir, trust_domain)?;
+            true
+        };
+        Ok((Self::load(&files, leaf_ttl)?, generated))
+    }
+
+    /// The trust anchors.
+    pub fn anchors(&self) -> &[CertificateDer<'static>] {
+        &self.anchors
+    }
+
+    /// Signs `csr_der` for `identity`. Everything in the CSR but its key is ignored: the
+    /// certificate carries exactly the identity, the mesh key usages and the CA's lifetime.
+    pub fn sign(&self, csr_der: &[u8], identity: &SpiffeId) -> Result<Issued, CsrError> {
+        if csr_der.len() > MAX_CSR_BYTES {
+            return Err(CsrError::TooLarge(csr_der.len()));
+        }
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(|e| match e {
+                    rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
+                    rcgen::Error::UnsupportedExtension => CsrError::UnsupportedExtension,
+                    rcgen::Error::UnsupportedSignatureAlgorithm => {
+                        CsrError::UnsupportedKey("unsupported signature algorithm".into())
+                    }
+                    _ => CsrError::Malformed,
+                })?;
+        if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(CsrError::UnsupportedKey(format!(
+                "{:?}",
+                csr.public_key.algorithm()
+            )));
+        }
+        let params = self
+            .leaf_params(identity, &[])
+            .map_err(|e| CsrError::Sign(e.to_string()))?;
+        let request = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let leaf = request
+            .signed_by(&self.issuer)
+            .map_err(|e| CsrError::Sign(e.to_string()))?;
+        let leaf = leaf.der().clone();
+        let not_after =
+            strait_identity::leaf::not_after(&leaf).map_err(|e| CsrError::Sign(e.to_string()))?;
+        Ok(Issued {
+            leaf,
+            chain: self.chain.clone(),
+            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64),
+        })
+    }
+
+    /// Issues a certificate and key for the control plane itself, with extra DNS names so
+    /// clients outside the mesh's naming can reach it too.
+    pub fn issue_own(
+        &self,
+        identity: &SpiffeId,
+        dns_names: &[String],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CsrError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| CsrError::Sign(e.to_string()))?;
+        let params = self
+            .leaf_params(identity, dns_names)
+            .map_err(|e| CsrError::Sign(e.to_string()))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| CsrError::Sign(e.to_string()))?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
+        Ok((
+            chain,
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        ))
+    }
+
+    fn leaf_params(
+        &self,
+        identity: &SpiffeId,
+        dns_names: &[String],
+    ) -> Result<CertificateParams, rcgen::Error> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            format!("{}.{}", identity.service_account(), identity.namespace()),
+        );
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::URI(identity.to_string().try_into()?)];
+        for name in dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.clone().try_into()?));
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        // Tolerate a minute of clock skew between the control plane and its proxies.
+        params.not_before = now - time::Duration::minutes(1);
+        let ttl = time::Duration::try_from(self.leaf_ttl).unwrap_or(time::Duration::days(1));
+        let not_after = (now + ttl).unix_timestamp().min(self.issuer_not_after);
+        params.not_after =
+            time::OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(now + ttl);
+        params.serial_number = Some(random_serial());
+        Ok(params)
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    // A positive INTEGER: clear the top bit.
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+/// Generates a development trust anchor (10 years) and issuer (1 year) into `dir`.
+pub fn generate_dev(dir: &Path, trust_domain: &str) -> Result<(), CaError> {
+    let fail = |reason: String| CaError::Generate {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let (anchor_pem, issuer_pem, key_pem) = generate_pair(
+        trust_domain,
+        "root",
+        time::Duration::days(3650),
+        time::Duration::days(365),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let files = CaFiles::in_dir(dir);
+    let write = |path: &Path, content: &str| {
+        std::fs::write(path, content).map_err(|e| fail(format!("{}: {e}", path.display())))
+    };
+    write(&files.trust_anchors, &anchor_pem)?;
+    write(&files.issuer_cert, &issuer_pem)?;
+    write(&files.issuer_key, &key_pem)?;
+    restrict_permissions(&files.issuer_key).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Generates a root and an issuer signed by it, as PEM: (anchor, issuer certificate, issuer
+/// key). `label` distinguishes several anchors in their subjects (for rotation).
+pub fn generate_pair(
+    trust_domain: &str,
+    label: &str,
+    root_lifetime: time::Duration,
+    issuer_lifetime: time::Duration,
+) -> Result<(String, String, String), rcgen::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut root = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("Strait trust anchor {label} ({trust_domain})"),
+    );
+    root.distinguished_name = dn;
+    root.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    root.not_before = now - time::Duration::minutes(1);
+    root.not_after = now + root_lifetime;
+    root.serial_number = Some(random_serial());
+    let root_cert = root.self_signed(&root_key)?;
+    let root_issuer = Issuer::new(root, root_key);
+
+    let issuer_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut issuer = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("Strait issuer {label} ({trust_domain})"),
+    );
+    issuer.distinguished_name = dn;
+    issuer.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    issuer.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    issuer.not_before = now - time::Duration::minutes(1);
+    issuer.not_after = now + issuer_lifetime;
+    issuer.serial_number = Some(random_serial());
+    issuer.use_authority_key_identifier_extension = true;
+    let issuer_cert = issuer.signed_by(&issuer_key, &root_issuer)?;
+    Ok((
+        root_cert.pem(),
+        issuer_cert.pem(),
+        issuer_key.serialize_pem(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev_ca(dir: &Path) -> Ca {
+        Ca::load_or_generate_dev(dir, "cluster.local", Duration::from_secs(3600))
+            .unwrap()
+            .0
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strait-ca-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn csr(key: &KeyPair) -> Vec<u8> {
+        let params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.serialize_request(key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_generated_ca_signs_mesh_leaves_that_chain_and_pass_the_policy() {
+        let dir = scratch("sign");
+        let ca = dev_ca(&dir);
+        let id: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let issued = ca.sign(&csr(&key), &id).unwrap();
+        assert_eq!(issued.chain.len(), 1, "the issuer, not the anchor");
+        for usage in [
+            strait_identity::leaf::Usage::Client,
+            strait_identity::leaf::Usage::Server,
+        ] {
+            assert_eq!(
+                strait_identity::leaf::check(&issued.leaf, "cluster.local", usage).unwrap(),
+                id
+            );
+        }
+        let lifetime = issued.not_after.duration_since(SystemTime::now()).unwrap();
+        assert!(lifetime <= Duration::from_secs(3600) && lifetime > Duration::from_secs(3500));
+        // Reloading the same directory gives the same anchors.
+        assert_eq!(dev_ca(&dir).anchors(), ca.anchors());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refused_csrs_name_their_reason() {
+        let dir = scratch("refuse");
+        let ca = dev_ca(&dir);
+        let id: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap();
+        assert_eq!(
+            ca.sign(b"garbage", &id).unwrap_err().reason(),
+            "malformed-csr"
+        );
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut tampered = csr(&key);
+        let last = tampered.len() - 5;
+        tampered[last] ^= 0xff;
+        let reason = ca.sign(&tampered, &id).unwrap_err().reason();
+        assert!(
+            reason == "bad-csr-signature" || reason == "malformed-csr",
+            "{reason}"
+        );
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        assert_eq!(
+            ca.sign(&csr(&p384), &id).unwrap_err().reason(),
+            "unsupported-key-type"
+        );
+        let ed25519 = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_eq!(
+            ca.sign(&csr(&ed25519), &id).unwrap_err().reason(),
+            "unsupported-key-type"
+        );
+        assert_eq!(
+            ca.sign(&vec![0u8; MAX_CSR_BYTES + 1], &id)
+                .unwrap_err()
+                .reason(),
+            "csr-too-large"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_issuer_that_does_not_chain_to_the_anchors_is_refused_at_load() {
+        let dir = scratch("mismatch");
+        generate_dev(&dir, "cluster.local").unwrap();
+        let (other_anchor, _, _) = generate_pair(
+            "cluster.local",
+            "other",
+            time::Duration::days(10),
+            time::Duration::days(5),
+        )
+        .unwrap();
+        std::fs::write(dir.join("trust-anchors.pem"), other_anchor).unwrap();
+        let err = Ca::load(&CaFiles::in_dir(&dir), Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not chain to any trust anchor"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_issuer_key_that_does_not_match_is_refused_at_load() {
+        let dir = scratch("key");
+        generate_dev(&dir, "cluster.local").unwrap();
+        std::fs::write(
+            dir.join("issuer.key"),
+            KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        let err = Ca::load(&CaFiles::in_dir(&dir), Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not belong to this certificate"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

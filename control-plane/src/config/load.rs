@@ -1,0 +1,201 @@
+//! Reads a configuration directory: every `*.yaml` / `*.yml` file, every document in it,
+//! parsed into the typed raw kinds of [`super::raw`].
+//!
+//! YAML is parsed with serde-saphyr (see ARCHITECTURE.md for why), into a neutral value
+//! first, so each document's `kind` picks its type and a type error can be reported with its
+//! field path (serde_path_to_error) instead of stopping the whole file.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::error::{ConfigErrors, Location};
+use super::raw::{Document, Object, TypeMeta};
+
+/// A parsed document and where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where the document is.
+    pub location: Location,
+    /// The document.
+    pub document: Document,
+    /// The directory the file is in, for paths relative to it (token files).
+    pub dir: PathBuf,
+}
+
+/// The files a configuration directory holds, in a stable order.
+pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "yaml" || e == "yml");
+        if yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every document of every file in `dir`. Documents with errors are left out and their
+/// errors collected, so one pass reports everything.
+pub fn load_dir(dir: &Path) -> (Vec<Loaded>, ConfigErrors) {
+    let mut errors = ConfigErrors::default();
+    let mut loaded = Vec::new();
+    let files = match files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            let location = Location {
+                file: dir.to_owned(),
+                ..Default::default()
+            };
+            errors.push(
+                &location,
+                "",
+                format!("cannot read the configuration directory: {e}"),
+            );
+            return (loaded, errors);
+        }
+    };
+    for path in files {
+        let display = path.strip_prefix(dir).unwrap_or(&path).to_owned();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => load_text(&text, &display, dir, &mut loaded, &mut errors),
+            Err(e) => errors.push(
+                &Location {
+                    file: display,
+                    ..Default::default()
+                },
+                "",
+                format!("cannot read the file: {e}"),
+            ),
+        }
+    }
+    (loaded, errors)
+}
+
+/// Parses the documents of one file's text.
+pub fn load_text(
+    text: &str,
+    file: &Path,
+    dir: &Path,
+    loaded: &mut Vec<Loaded>,
+    errors: &mut ConfigErrors,
+) {
+    let file_location = Location {
+        file: file.to_owned(),
+        ..Default::default()
+    };
+    let documents: Vec<serde_json::Value> = match serde_saphyr::from_multiple(text) {
+        Ok(documents) => documents,
+        Err(e) => {
+            errors.push(&file_location, "", format!("invalid YAML: {e}"));
+            return;
+        }
+    };
+    for (index, value) in documents.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        let mut location = Location {
+            file: file.to_owned(),
+            document: Some(index + 1),
+            object: None,
+        };
+        if !value.is_object() {
+            errors.push(
+                &location,
+                "",
+                "a document must be a mapping with apiVersion, kind, metadata and spec",
+            );
+            continue;
+        }
+        let meta: TypeMeta = serde_json::from_value(value.clone()).unwrap_or(TypeMeta {
+            api_version: None,
+            kind: None,
+            metadata: None,
+        });
+        location.object = Some(describe(&meta));
+        match parse_document(&meta, value) {
+            Ok(document) => loaded.push(Loaded {
+                location,
+                document,
+                dir: dir.to_owned(),
+            }),
+            Err((field, reason)) => errors.push(&location, field, reason),
+        }
+    }
+}
+
+/// `Kind namespace/name` as far as the document says.
+fn describe(meta: &TypeMeta) -> String {
+    let text = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let kind = meta.kind.clone().unwrap_or_else(|| "<no kind>".into());
+    let (namespace, name) = match &meta.metadata {
+        Some(m) => (text(&m.namespace), text(&m.name)),
+        None => (String::new(), String::new()),
+    };
+    match (namespace.as_str(), name.as_str()) {
+        (_, "") => kind,
+        ("", name) => format!("{kind} {name}"),
+        (namespace, name) => format!("{kind} {namespace}/{name}"),
+    }
+}
+
+const GATEWAY: &str = "gateway.networking.k8s.io/v1";
+const STRAIT: &str = "strait.dev/v1alpha1";
+
+fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document, (String, String)> {
+    let (Some(api_version), Some(kind)) = (meta.api_version.as_deref(), meta.kind.as_deref())
+    else {
+        let missing = if meta.api_version.is_none() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        return Err((missing.into(), "required field is missing".into()));
+    };
+    let expected = match kind {
+        "Service" => "v1",
+        "HTTPRoute" | "GRPCRoute" => GATEWAY,
+        "Workload" | "BackendPolicy" | "AuthorizationPolicy" | "MeshConfig" => STRAIT,
+        other => {
+            return Err((
+                "kind".into(),
+                format!(
+                    "unknown kind {other:?}; expected one of Service, Workload, HTTPRoute, GRPCRoute, BackendPolicy, AuthorizationPolicy, MeshConfig"
+                ),
+            ));
+        }
+    };
+    if api_version != expected {
+        return Err((
+            "apiVersion".into(),
+            format!("{kind} is served as {expected:?}, not {api_version:?}"),
+        ));
+    }
+    Ok(match kind {
+        "Service" => Document::Service(typed(value)?),
+        "Workload" => Document::Workload(typed(value)?),
+        "HTTPRoute" => Document::HttpRoute(typed(value)?),
+        "GRPCRoute" => Document::GrpcRoute(typed(value)?),
+        "BackendPolicy" => Document::BackendPolicy(typed(value)?),
+        "AuthorizationPolicy" => Document::AuthorizationPolicy(typed(value)?),
+        _ => Document::MeshConfig(typed(value)?),
+    })
+}
+
+fn typed<S: DeserializeOwned>(value: serde_json::Value) -> Result<Object<S>, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().to_string())
+    })
+}

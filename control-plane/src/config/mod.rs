@@ -1,0 +1,37 @@
+//! Configuration: YAML documents in a directory (local mode) → typed raw kinds → the
+//! validated [`model::Model`] every snapshot is computed from.
+//!
+//! Errors name the file, the document (index and `kind namespace/name`), the field path and
+//! the reason, and a whole directory is checked in one pass.
+
+pub mod duration;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod raw;
+pub mod validate;
+pub mod watch;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::Model;
+
+/// Loads and validates every YAML file in `dir`.
+///
+/// ```no_run
+/// let model = strait_control_plane::config::load(std::path::Path::new("examples/local"))?;
+/// println!("{} services", model.services.len());
+/// # Ok::<(), strait_control_plane::config::ConfigErrors>(())
+/// ```
+pub fn load(dir: &Path) -> Result<Model, ConfigErrors> {
+    let (loaded, mut errors) = load::load_dir(dir);
+    match validate::build_model(&loaded) {
+        Ok(model) if errors.is_empty() => Ok(model),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.0.extend(more.0);
+            Err(errors)
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The validated configuration model: what the mesh looks like once every reference is
+//! resolved and every value is in range. Both configuration sources (YAML files, the
+//! Kubernetes API) produce this, and per-proxy snapshots are computed from it alone.
+//!
+//! The types make invalid states unrepresentable where it is cheap: ports are `u16` and never
+//! zero, durations are `Duration`, references point at objects known to exist.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use strait_identity::SpiffeId;
+
+/// `namespace/name` of an object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from its parts.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// How a port's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Detected per connection.
+    Detect,
+    /// HTTP/1.
+    Http1,
+    /// HTTP/2 (gRPC).
+    Http2,
+    /// Opaque TCP.
+    Opaque,
+}
+
+/// Inbound acceptance of plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundMode {
+    /// mTLS and plaintext accepted.
+    Permissive,
+    /// Only mesh mTLS.
+    Strict,
+}
+
+/// What inbound allows when no authorization policy covers a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAuthorization {
+    /// Everyone, plaintext included.
+    AllowAll,
+    /// Any client with a mesh identity.
+    AllAuthenticated,
+    /// Nobody.
+    Deny,
+}
+
+/// Mesh-wide settings (`MeshConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshSettings {
+    /// Every identity's trust domain.
+    pub trust_domain: String,
+    /// Default inbound mode.
+    pub inbound_mode: InboundMode,
+    /// Default authorization.
+    pub default_authorization: DefaultAuthorization,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        Self {
+            trust_domain: strait_identity::spiffe::DEFAULT_TRUST_DOMAIN.to_owned(),
+            inbound_mode: InboundMode::Permissive,
+            default_authorization: DefaultAuthorization::AllowAll,
+        }
+    }
+}
+
+/// One port of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// The port's name, if any.
+    pub name: Option<String>,
+    /// The service port.
+    pub port: u16,
+    /// How its traffic is read.
+    pub protocol: Protocol,
+    /// Endpoints serving this port.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// An address serving a service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The application's address.
+    pub addr: SocketAddr,
+    /// The workload's identity, when it is meshed.
+    pub identity: Option<SpiffeId>,
+    /// The workload proxy's inbound port, when it is meshed.
+    pub proxy_port: Option<u16>,
+    /// The workload (or pod) name.
+    pub workload: String,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// `namespace/name`.
+    pub key: ObjectKey,
+    /// Its ports.
+    pub ports: Vec<ServicePort>,
+    /// Its cluster IP, if it has one.
+    pub cluster_ip: Option<IpAddr>,
+}
+
+impl Service {
+    /// The port numbered `port`.
+    pub fn port(&self, port: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+}
+
+/// A workload: a pod, or in local mode a `Workload` object standing in for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// `namespace/name`.
+    pub key: ObjectKey,
+    /// Its identity (from its service account).
+    pub identity: SpiffeId,
+    /// Its address.
+    pub address: IpAddr,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its named ports.
+    pub ports: BTreeMap<String, u16>,
+    /// Its proxy's inbound port.
+    pub proxy_inbound_port: u16,
+    /// SHA-256 of its bootstrap token (local mode).
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+/// A path match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The whole path.
+    Exact(String),
+    /// Whole leading path segments.
+    Prefix(String),
+    /// A regular expression over the whole path.
+    Regex(String),
+}
+
+/// A header or query parameter match.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ValueMatch {
+    /// Equal to.
+    Exact(String),
+    /// Matching the whole value.
+    Regex(String),
+}
+
+/// What a route rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteMatch {
+    /// Path condition.
+    pub path: Option<PathMatch>,
+    /// Method condition.
+    pub method: Option<String>,
+    /// Header conditions (name lower-cased).
+    pub headers: Vec<(String, ValueMatch)>,
+    /// Query parameter conditions.
+    pub query: Vec<(String, ValueMatch)>,
+}
+
+/// A weighted backend of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// The backend service.
+    pub service: ObjectKey,
+    /// Its port.
+    pub port: u16,
+    /// Its weight.
+    pub weight: u32,
+}
+
+/// Route timeouts; `None` means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole request, retries included.
+    pub request: Option<Duration>,
+    /// Each attempt.
+    pub backend_request: Option<Duration>,
+}
+
+/// Route retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Retries after the first try (the Gateway API's `attempts`).
+    pub max_retries: u32,
+    /// HTTP statuses worth retrying.
+    pub http_statuses: Vec<u16>,
+    /// gRPC codes worth retrying.
+    pub grpc_codes: Vec<u32>,
+    /// Backoff base.
+    pub backoff: Option<Duration>,
+}
+
+/// One match of one rule of a route, attached to one service port, in precedence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    /// `namespace/route/rule` (rule name or index).
+    pub name: String,
+    /// `HTTPRoute namespace/name`, for errors.
+    pub source: String,
+    /// What it matches.
+    pub matcher: RouteMatch,
+    /// Where it sends requests.
+    pub backends: Vec<WeightedBackend>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retries.
+    pub retry: Option<Retry>,
+    /// Sticky split header.
+    pub sticky_header: Option<String>,
+    /// For a consumer route (one in another namespace than its parent service): the
+    /// namespace whose clients it applies to. `None` for the service owner's own routes.
+    pub consumer_namespace: Option<String>,
+}
+
+/// A load balancer algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// Power of two choices over peak EWMA latency.
+    PeakEwma,
+    /// In turn.
+    RoundRobin,
+}
+
+/// Circuit breaking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that eject an endpoint.
+    pub consecutive_failures: u32,
+    /// First ejection.
+    pub base_ejection: Duration,
+    /// Longest ejection.
+    pub max_ejection: Duration,
+    /// Most endpoints ejected at once, in percent.
+    pub max_ejected_percent: u32,
+}
+
+/// Retry budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryBudget {
+    /// Retries as a share of recent requests.
+    pub ratio: f64,
+    /// Plus this many per second.
+    pub min_per_second: u32,
+    /// Over this window.
+    pub interval: Duration,
+}
+
+/// A backend policy; unset fields take the proxy's defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackendPolicy {
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Idle pooled connections closed after.
+    pub idle_timeout: Option<Duration>,
+    /// Circuit breaking.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Pending-request limit.
+    pub max_pending_requests: Option<u32>,
+    /// Retry budget.
+    pub retry_budget: Option<RetryBudget>,
+    /// Retry backoff cap.
+    pub retry_backoff_max: Option<Duration>,
+    /// Retry backoff base (for retries without a route backoff).
+    pub retry_backoff_base: Option<Duration>,
+    /// Load balancer.
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+/// Who may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Exactly this identity.
+    Identity(SpiffeId),
+    /// Any identity in this namespace (of the mesh's trust domain).
+    Namespace(String),
+    /// Any identity in this trust domain.
+    TrustDomain(String),
+    /// Any mesh identity.
+    Authenticated,
+    /// Anyone, plaintext included.
+    Unauthenticated,
+}
+
+/// An authorization policy on a service (port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationPolicy {
+    /// `namespace/name` of the policy.
+    pub key: ObjectKey,
+    /// The service it protects.
+    pub service: ObjectKey,
+    /// The port, or every port.
+    pub port: Option<u16>,
+    /// Routes it covers; empty: every request.
+    pub routes: Vec<RouteMatch>,
+    /// Who may call.
+    pub principals: Vec<Principal>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    /// Mesh-wide settings.
+    pub mesh: MeshSettings,
+    /// Services by key.
+    pub services: BTreeMap<ObjectKey, Service>,
+    /// Workloads by key.
+    pub workloads: BTreeMap<ObjectKey, Workload>,
+    /// Routes attached to each service port, in precedence order.
+    pub routes: BTreeMap<(ObjectKey, u16), Vec<RouteRule>>,
+    /// Backend policies by (service, port); port `None` covers every port.
+    pub backend_policies: BTreeMap<(ObjectKey, Option<u16>), BackendPolicy>,
+    /// Authorization policies.
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+}
+
+impl Model {
+    /// The policy for a backend service port: the port-specific one, else the service-wide one.
+    pub fn backend_policy(&self, service: &ObjectKey, port: u16) -> Option<&BackendPolicy> {
+        self.backend_policies
+            .get(&(service.clone(), Some(port)))
+            .or_else(|| self.backend_policies.get(&(service.clone(), None)))
+    }
+}

@@ -1,0 +1,320 @@
+//! Computes one proxy's snapshot from the model: a pure function of (model, workload).
+//!
+//! A proxy gets every service it may call (each service port with its authorities, cluster
+//! address, routes in precedence order ending in the service's default route, and the
+//! backends those routes use with their endpoints and policies), and its own inbound ports
+//! with their authorization. The version is a digest of the content, so equal versions mean
+//! equal snapshots and an unchanged view is never re-sent.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use strait_proto::discovery::v1 as pb;
+
+use crate::config::model::{self, Model, ObjectKey, Workload};
+
+/// The Kubernetes cluster DNS domain used for service authorities.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The snapshot for `workload`.
+pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
+    let mut snapshot = pb::Snapshot {
+        version: String::new(),
+        services: outbound_services(model, &workload.key.namespace),
+        inbound_ports: inbound_ports(model, workload),
+        inbound_defaults: Some(pb::InboundDefaults {
+            mode: inbound_mode(model.mesh.inbound_mode) as i32,
+            authorization: match model.mesh.default_authorization {
+                model::DefaultAuthorization::AllowAll => pb::DefaultAuthorization::AllowAll,
+                model::DefaultAuthorization::AllAuthenticated => {
+                    pb::DefaultAuthorization::AllAuthenticated
+                }
+                model::DefaultAuthorization::Deny => pb::DefaultAuthorization::Deny,
+            } as i32,
+        }),
+    };
+    snapshot.version = version_of(&snapshot);
+    snapshot
+}
+
+/// A digest of the snapshot's content (its version field excluded).
+pub fn version_of(snapshot: &pb::Snapshot) -> String {
+    let mut content = snapshot.clone();
+    content.version.clear();
+    let digest = crate::tokens::sha256(&content.encode_to_vec());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn inbound_mode(mode: model::InboundMode) -> pb::InboundMode {
+    match mode {
+        model::InboundMode::Permissive => pb::InboundMode::Permissive,
+        model::InboundMode::Strict => pb::InboundMode::Strict,
+    }
+}
+
+fn protocol(protocol: model::Protocol) -> pb::Protocol {
+    match protocol {
+        model::Protocol::Detect => pb::Protocol::Detect,
+        model::Protocol::Http1 => pb::Protocol::Http1,
+        model::Protocol::Http2 => pb::Protocol::Http2,
+        model::Protocol::Opaque => pb::Protocol::Opaque,
+    }
+}
+
+fn backend_name(service: &ObjectKey, port: u16) -> String {
+    format!("{service}:{port}")
+}
+
+/// Every service port as seen by a proxy in `namespace`.
+pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundService> {
+    let mut out = Vec::new();
+    for service in model.services.values() {
+        for port in &service.ports {
+            let key = &service.key;
+            let mut authorities = vec![
+                format!(
+                    "{}.{}.svc.{CLUSTER_DOMAIN}:{}",
+                    key.name, key.namespace, port.port
+                ),
+                format!("{}.{}.svc:{}", key.name, key.namespace, port.port),
+                format!("{}.{}:{}", key.name, key.namespace, port.port),
+            ];
+            if key.namespace == namespace {
+                authorities.push(format!("{}:{}", key.name, port.port));
+            }
+            let rules = model.routes.get(&(key.clone(), port.port));
+            let consumer_rules: Vec<&model::RouteRule> = rules
+                .into_iter()
+                .flatten()
+                .filter(|r| r.consumer_namespace.as_deref() == Some(namespace))
+                .collect();
+            // Consumer routes (GAMMA) replace the producer's for clients in their namespace.
+            let rules: Vec<&model::RouteRule> = if consumer_rules.is_empty() {
+                rules
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.consumer_namespace.is_none())
+                    .collect()
+            } else {
+                consumer_rules
+            };
+            let mut backends: BTreeMap<String, pb::Backend> = BTreeMap::new();
+            let mut routes = Vec::with_capacity(rules.len() + 1);
+            for rule in rules {
+                for weighted in &rule.backends {
+                    add_backend(model, &mut backends, &weighted.service, weighted.port);
+                }
+                routes.push(route(rule));
+            }
+            add_backend(model, &mut backends, key, port.port);
+            routes.push(pb::Route {
+                name: "default".into(),
+                matches: Vec::new(),
+                backends: vec![pb::WeightedBackend {
+                    backend: backend_name(key, port.port),
+                    weight: 1,
+                }],
+                ..Default::default()
+            });
+            out.push(pb::OutboundService {
+                name: key.name.clone(),
+                namespace: key.namespace.clone(),
+                port: port.port.into(),
+                authorities,
+                addresses: service
+                    .cluster_ip
+                    .map(|ip| std::net::SocketAddr::new(ip, port.port).to_string())
+                    .into_iter()
+                    .collect(),
+                protocol: protocol(port.protocol) as i32,
+                routes,
+                backends: backends.into_values().collect(),
+            });
+        }
+    }
+    out
+}
+
+fn add_backend(
+    model: &Model,
+    backends: &mut BTreeMap<String, pb::Backend>,
+    service: &ObjectKey,
+    port: u16,
+) {
+    let name = backend_name(service, port);
+    if backends.contains_key(&name) {
+        return;
+    }
+    let endpoints = model
+        .services
+        .get(service)
+        .and_then(|s| s.port(port))
+        .map(|p| {
+            p.endpoints
+                .iter()
+                .map(|e| pb::Endpoint {
+                    address: e.addr.to_string(),
+                    identity: e
+                        .identity
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    proxy_port: e.proxy_port.map(u32::from).unwrap_or(0),
+                    workload: e.workload.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let policy = model.backend_policy(service, port).map(backend_policy);
+    backends.insert(
+        name.clone(),
+        pb::Backend {
+            name,
+            endpoints,
+            policy,
+        },
+    );
+}
+
+fn backend_policy(policy: &model::BackendPolicy) -> pb::BackendPolicy {
+    pb::BackendPolicy {
+        connect_timeout: policy.connect_timeout.map(Into::into),
+        idle_timeout: policy.idle_timeout.map(Into::into),
+        circuit_breaker: policy
+            .circuit_breaker
+            .as_ref()
+            .map(|cb| pb::CircuitBreaker {
+                consecutive_failures: cb.consecutive_failures,
+                base_ejection: Some(cb.base_ejection.into()),
+                max_ejection: Some(cb.max_ejection.into()),
+                max_ejected_percent: cb.max_ejected_percent,
+            }),
+        max_pending_requests: policy.max_pending_requests.unwrap_or(0),
+        retry_budget: policy.retry_budget.as_ref().map(|b| pb::RetryBudget {
+            ratio: b.ratio,
+            min_retries_per_second: b.min_per_second,
+            ttl: Some(b.interval.into()),
+        }),
+        load_balancer: match policy.load_balancer {
+            None | Some(model::LoadBalancer::PeakEwma) => pb::LoadBalancer::P2cPeakEwma,
+            Some(model::LoadBalancer::RoundRobin) => pb::LoadBalancer::RoundRobin,
+        } as i32,
+        retry_backoff_base: policy.retry_backoff_base.map(Into::into),
+        retry_backoff_max: policy.retry_backoff_max.map(Into::into),
+    }
+}
+
+fn route(rule: &model::RouteRule) -> pb::Route {
+    pb::Route {
+        name: rule.name.clone(),
+        matches: vec![route_match(&rule.matcher)],
+        backends: rule
+            .backends
+            .iter()
+            .map(|b| pb::WeightedBackend {
+                backend: backend_name(&b.service, b.port),
+                weight: b.weight,
+            })
+            .collect(),
+        timeouts: Some(pb::Timeouts {
+            request: rule.timeouts.request.map(Into::into),
+            backend_request: rule.timeouts.backend_request.map(Into::into),
+        }),
+        retry: rule.retry.as_ref().map(|r| pb::RetryPolicy {
+            max_retries: r.max_retries,
+            http_statuses: r.http_statuses.iter().map(|s| u32::from(*s)).collect(),
+            grpc_codes: r.grpc_codes.clone(),
+            backoff_base: r.backoff.map(Into::into),
+        }),
+        sticky_header: rule.sticky_header.clone().unwrap_or_default(),
+    }
+}
+
+/// A model match as the snapshot's match.
+pub fn route_match(m: &model::RouteMatch) -> pb::RouteMatch {
+    let value = |v: &model::ValueMatch| match v {
+        model::ValueMatch::Exact(e) => pb::header_match::Value::Exact(e.clone()),
+        model::ValueMatch::Regex(r) => pb::header_match::Value::Regex(r.clone()),
+    };
+    pb::RouteMatch {
+        path: m.path.as_ref().map(|p| pb::PathMatch {
+            kind: Some(match p {
+                model::PathMatch::Exact(e) => pb::path_match::Kind::Exact(e.clone()),
+                model::PathMatch::Prefix(e) => pb::path_match::Kind::Prefix(e.clone()),
+                model::PathMatch::Regex(e) => pb::path_match::Kind::Regex(e.clone()),
+            }),
+        }),
+        method: m.method.clone().unwrap_or_default(),
+        headers: m
+            .headers
+            .iter()
+            .map(|(name, v)| pb::HeaderMatch {
+                name: name.clone(),
+                value: Some(value(v)),
+            })
+            .collect(),
+        grpc: None,
+        query_params: m
+            .query
+            .iter()
+            .map(|(name, v)| pb::QueryParamMatch {
+                name: name.clone(),
+                value: Some(match v {
+                    model::ValueMatch::Exact(e) => pb::query_param_match::Value::Exact(e.clone()),
+                    model::ValueMatch::Regex(r) => pb::query_param_match::Value::Regex(r.clone()),
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// The workload's own ports, with who may call them.
+fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
+    let mut ports: BTreeMap<u16, pb::InboundPort> = BTreeMap::new();
+    for service in model.services.values() {
+        if service.key.namespace != workload.key.namespace {
+            continue;
+        }
+        for port in &service.ports {
+            let Some(endpoint) = port
+                .endpoints
+                .iter()
+                .find(|e| e.workload == workload.key.name && e.addr.ip() == workload.address)
+            else {
+                continue;
+            };
+            let target = endpoint.addr.port();
+            let entry = ports.entry(target).or_insert_with(|| pb::InboundPort {
+                port: target.into(),
+                protocol: protocol(port.protocol) as i32,
+                mode: inbound_mode(model.mesh.inbound_mode) as i32,
+                authorizations: Vec::new(),
+                services: Vec::new(),
+            });
+            entry.services.push(service.key.to_string());
+            for policy in &model.authorization_policies {
+                if policy.service == service.key && policy.port.is_none_or(|p| p == port.port) {
+                    entry.authorizations.push(pb::AuthorizationRule {
+                        policy: policy.key.to_string(),
+                        routes: policy.routes.iter().map(route_match).collect(),
+                        principals: policy.principals.iter().map(principal).collect(),
+                    });
+                }
+            }
+        }
+    }
+    ports.into_values().collect()
+}
+
+fn principal(p: &model::Principal) -> pb::Principal {
+    use pb::principal::Kind;
+    pb::Principal {
+        kind: Some(match p {
+            model::Principal::Identity(id) => Kind::Identity(id.to_string()),
+            model::Principal::Namespace(ns) => Kind::Namespace(ns.clone()),
+            model::Principal::TrustDomain(td) => Kind::TrustDomain(td.clone()),
+            model::Principal::Authenticated => Kind::AnyAuthenticated(true),
+            model::Principal::Unauthenticated => Kind::Unauthenticated(true),
+        }),
+    }
+}

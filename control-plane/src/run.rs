@@ -1,0 +1,141 @@
+//! Wires the control plane together: configuration, CA, the TLS gRPC server with the identity
+//! and discovery services, hot reload, and the admin server.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use strait_identity::SpiffeId;
+use strait_identity::tls::{ALPN_H2, ClientAuth, server_config};
+use strait_proto::discovery::v1::discovery_server::DiscoveryServer;
+use strait_proto::identity::v1::identity_server::IdentityServer;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::authority::Authority;
+use crate::ca::{Ca, CaFiles};
+use crate::discovery::service::{DiscoveryService, ModelState};
+use crate::identity::IdentityService;
+use crate::settings::ControlPlaneConfig;
+use crate::tokens::LocalTokens;
+
+/// Runs the control plane until `shutdown` completes.
+pub async fn run(
+    config: ControlPlaneConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        )?
+        .build_recorder();
+    let metrics = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+
+    let model = crate::config::load(&config.config).map_err(|errors| {
+        anyhow::anyhow!(
+            "the configuration in {} is invalid:\n{errors}",
+            config.config.display()
+        )
+    })?;
+    let trust_domain = model.mesh.trust_domain.clone();
+
+    let (ca, files) = match (
+        &config.dev_ca,
+        &config.trust_anchors,
+        &config.issuer_cert,
+        &config.issuer_key,
+    ) {
+        (Some(dir), _, _, _) => {
+            let (ca, generated) = Ca::load_or_generate_dev(dir, &trust_domain, config.cert_ttl)?;
+            tracing::warn!(
+                dir = %dir.display(),
+                generated,
+                trust_anchors = %CaFiles::in_dir(dir).trust_anchors.display(),
+                "using a DEVELOPMENT CA: its key sits unprotected on disk; supply --trust-anchors, --issuer-cert and --issuer-key in production"
+            );
+            (ca, CaFiles::in_dir(dir))
+        }
+        (None, Some(anchors), Some(cert), Some(key)) => {
+            let files = CaFiles {
+                trust_anchors: anchors.clone(),
+                issuer_cert: cert.clone(),
+                issuer_key: key.clone(),
+            };
+            (Ca::load(&files, config.cert_ttl)?, files)
+        }
+        _ => anyhow::bail!(
+            "no CA: give --trust-anchors, --issuer-cert and --issuer-key, or --dev-ca DIR for development"
+        ),
+    };
+    let identity = SpiffeId::new(&trust_domain, &config.namespace, &config.service_account)
+        .context("building the control plane's own identity")?;
+    let authority = Authority::new(
+        ca,
+        files,
+        identity.clone(),
+        config.dns_names.clone(),
+        config.cert_ttl,
+    )?;
+    tokio::spawn(authority.clone().maintain(config.reload_interval));
+
+    let tokens = LocalTokens::from_model(&model);
+    let (models_tx, models_rx) = tokio::sync::watch::channel(Arc::new(ModelState {
+        model: Arc::new(model),
+        applied_at: Instant::now(),
+    }));
+    tokio::spawn(crate::config::watch::watch_dir(
+        config.config.clone(),
+        models_tx,
+        tokens.clone(),
+        config.reload_interval,
+    ));
+
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC listener to {}", config.grpc_addr))?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
+    let grpc_addr = grpc.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let tls = server_config(
+        authority.own.clone(),
+        authority.bundle.clone(),
+        ClientAuth::Optional,
+        &[ALPN_H2],
+    );
+    let incoming = crate::tls_incoming::incoming(grpc, tls, trust_domain.clone());
+
+    let admin = Arc::new(Admin {
+        metrics,
+        ready: Default::default(),
+    });
+    tokio::spawn(admin.clone().serve(admin_listener));
+
+    let server = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService::new(
+            authority.ca.clone(),
+            tokens,
+            &trust_domain,
+        )))
+        .add_service(DiscoveryServer::new(DiscoveryService::new(models_rx)))
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    admin.ready.store(true, Ordering::Release);
+    tracing::info!(
+        grpc = %grpc_addr,
+        admin = %admin_addr,
+        identity = %identity,
+        trust_domain = %trust_domain,
+        "strait-control-plane listening"
+    );
+    server.await.context("serving gRPC")?;
+    tracing::info!("strait-control-plane stopped");
+    Ok(())
+}

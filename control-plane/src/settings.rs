@@ -1,0 +1,90 @@
+//! The control plane's settings: flags with `STRAIT_*` environment twins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `strait-control-plane run`.
+#[derive(Args, Clone, Debug)]
+pub struct ControlPlaneConfig {
+    /// Directory of YAML configuration (local mode); watched and hot-reloaded.
+    #[arg(long, env = "STRAIT_CONFIG_DIR")]
+    pub config: PathBuf,
+
+    /// gRPC listener (identity and discovery, TLS).
+    #[arg(long, env = "STRAIT_GRPC_ADDR", default_value = "127.0.0.1:8090")]
+    pub grpc_addr: SocketAddr,
+
+    /// Admin listener (/metrics, /ready, /live).
+    #[arg(long, env = "STRAIT_ADMIN_ADDR", default_value = "127.0.0.1:9990")]
+    pub admin_addr: SocketAddr,
+
+    /// Trust anchors (PEM). With --issuer-cert and --issuer-key, the CA to sign with.
+    #[arg(long, env = "STRAIT_TRUST_ANCHORS", requires_all = ["issuer_cert", "issuer_key"], conflicts_with = "dev_ca")]
+    pub trust_anchors: Option<PathBuf>,
+
+    /// Issuer certificate (PEM), optionally followed by intermediates up to an anchor.
+    #[arg(long, env = "STRAIT_ISSUER_CERT", requires = "trust_anchors")]
+    pub issuer_cert: Option<PathBuf>,
+
+    /// Issuer private key (PEM).
+    #[arg(long, env = "STRAIT_ISSUER_KEY", requires = "trust_anchors")]
+    pub issuer_key: Option<PathBuf>,
+
+    /// Development only: use (and on first run generate) a CA in this directory.
+    #[arg(long, env = "STRAIT_DEV_CA")]
+    pub dev_ca: Option<PathBuf>,
+
+    /// Lifetime of the workload certificates the CA issues.
+    #[arg(long, env = "STRAIT_CERT_TTL", value_parser = parse_duration, default_value = "24h")]
+    pub cert_ttl: Duration,
+
+    /// Namespace the control plane's own identity belongs to.
+    #[arg(long, env = "STRAIT_NAMESPACE", default_value = "strait-system")]
+    pub namespace: String,
+
+    /// Service account of the control plane's own identity.
+    #[arg(
+        long,
+        env = "STRAIT_SERVICE_ACCOUNT",
+        default_value = "strait-control-plane"
+    )]
+    pub service_account: String,
+
+    /// Extra DNS names for the control plane's certificate (repeatable).
+    #[arg(
+        long = "dns-name",
+        env = "STRAIT_DNS_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost"
+    )]
+    pub dns_names: Vec<String>,
+
+    /// How often the configuration directory and CA files are checked for changes.
+    #[arg(long, env = "STRAIT_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
+    pub reload_interval: Duration,
+
+    /// Log filter in `tracing` syntax.
+    #[arg(long, env = "STRAIT_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "STRAIT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Parses `250ms`, `5s`, `2m`, `24h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::config::duration::parse(text)
+}

@@ -1,0 +1,102 @@
+//! A mesh client built by hand for the refusal tests: it presents whatever certificate a test
+//! gives it (or none), verifies the server as a proxy would, and speaks the transport header
+//! and HTTP/1.1 after the handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use strait_identity::SpiffeId;
+use strait_identity::bundle::TrustBundle;
+use strait_identity::tls::ALPN_HTTP1;
+use strait_identity::verifier::MeshServerVerifier;
+use strait_proxy::detect::Protocol;
+use strait_proxy::transport_header::Header;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::certs::Identity;
+
+/// Which TLS versions the client offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// TLS 1.3, as the mesh requires.
+    Tls13,
+    /// TLS 1.2 only.
+    Tls12Only,
+}
+
+/// Connects to a proxy's inbound port presenting `identity`, expecting the server to prove
+/// `server`. Returns the response to `GET /` for `port`, or the handshake/IO error text.
+pub async fn request(
+    inbound: SocketAddr,
+    anchors: &std::path::Path,
+    server: &str,
+    identity: Option<&Identity>,
+    version: Version,
+    port: u16,
+) -> Result<String, String> {
+    let anchors = strait_identity::pem::read_certificates(anchors).map_err(|e| e.to_string())?;
+    let bundle = TrustBundle::new("cluster.local", anchors.clone()).map_err(|e| e.to_string())?;
+    let server: SpiffeId = server
+        .parse()
+        .map_err(|e: strait_identity::spiffe::SpiffeIdError| e.to_string())?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match version {
+        Version::Tls13 => &[&rustls::version::TLS13],
+        Version::Tls12Only => &[&rustls::version::TLS12],
+    };
+    let builder = ClientConfig::builder_with_provider(strait_identity::tls::provider())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?;
+    let builder = if version == Version::Tls12Only {
+        // The mesh verifier refuses TLS 1.2 signatures itself; use plain WebPKI roots so the
+        // refusal observed is the server's.
+        let mut roots = RootCertStore::empty();
+        for anchor in anchors {
+            roots.add(anchor).map_err(|e| e.to_string())?;
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(MeshServerVerifier::new(bundle, server)))
+    };
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| e.to_string())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    let tcp = TcpStream::connect(inbound)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::IpAddress(inbound.ip().into()), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let header = Header {
+        port,
+        protocol: Protocol::Http1,
+    }
+    .encode();
+    let exchange = async {
+        tls.write_all(&header).await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        tls.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
+    };
+    // In TLS 1.3 the server checks the client certificate after the client considers the
+    // handshake done, so a refusal shows up here, as an alert or a closed connection.
+    match exchange.await {
+        Ok(response) if response.is_empty() => {
+            Err("the server closed the connection without answering".into())
+        }
+        Ok(response) => Ok(response),
+        Err(error) => Err(format!("after handshake: {error}")),
+    }
+}
