@@ -139,6 +139,11 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
     pub connect_timeout: Duration,
 
+    /// Request bodies up to this many bytes are kept so the request can be retried; larger
+    /// ones are never retried once sent.
+    #[arg(long, env = "STRAIT_RETRY_BUFFER_BYTES", default_value_t = 65536)]
+    pub retry_buffer_bytes: usize,
+
     /// Pooled upstream HTTP connections idle this long are closed.
     #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub pool_idle_timeout: Duration,

@@ -81,6 +81,20 @@ pub enum ProxyError {
         /// Why, in a sentence.
         detail: String,
     },
+    /// The whole request took longer than its timeout (`timeouts.request` or `grpc-timeout`).
+    #[error("the request timed out after {0:?}")]
+    RequestTimeout(Duration),
+    /// One attempt took longer than `timeouts.backendRequest` and no retry was possible.
+    #[error("the backend did not answer within {0:?}")]
+    BackendRequestTimeout(Duration),
+    /// The backend has as many requests pending as its policy allows.
+    #[error("circuit breaker open: backend {backend} has {limit} requests pending, its limit")]
+    BreakerOpen {
+        /// The backend.
+        backend: String,
+        /// The pending-request limit.
+        limit: u32,
+    },
     /// The HTTP exchange with the upstream failed after the request was sent.
     #[error("upstream {addr} failed: {source}")]
     Upstream {
@@ -112,6 +126,9 @@ impl ProxyError {
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
             ProxyError::Tls { .. } => "tls-handshake-failed",
+            ProxyError::RequestTimeout(_) => "request-timeout",
+            ProxyError::BackendRequestTimeout(_) => "backend-request-timeout",
+            ProxyError::BreakerOpen { .. } => "breaker-open",
             ProxyError::Upstream { .. } => "upstream-failed",
             ProxyError::UpgradeRefused { .. } => "upgrade-refused",
             ProxyError::BadRequest(_) => "bad-request",
@@ -128,7 +145,10 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpgradeRefused { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ConnectTimeout { .. }
+            | ProxyError::RequestTimeout(_)
+            | ProxyError::BackendRequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -142,7 +162,10 @@ impl ProxyError {
             | ProxyError::Tls { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpgradeRefused { .. } => grpc_code::UNAVAILABLE,
-            ProxyError::ConnectTimeout { .. } => grpc_code::DEADLINE_EXCEEDED,
+            ProxyError::ConnectTimeout { .. }
+            | ProxyError::RequestTimeout(_)
+            | ProxyError::BackendRequestTimeout(_) => grpc_code::DEADLINE_EXCEEDED,
+            ProxyError::BreakerOpen { .. } => grpc_code::UNAVAILABLE,
         }
     }
 
@@ -175,6 +198,47 @@ impl ProxyError {
             .insert(ERROR_HEADER, HeaderValue::from_static(self.kind()));
         response
     }
+}
+
+/// Every kind [`ProxyError::kind`] can return, so a kind read back from a response header can
+/// be turned into a `&'static str` for metric labels.
+pub const KINDS: [&str; 14] = [
+    "no-route",
+    "no-authority",
+    "no-endpoints",
+    "connect-failed",
+    "connect-timeout",
+    "tls-handshake-failed",
+    "request-timeout",
+    "backend-request-timeout",
+    "breaker-open",
+    "upstream-failed",
+    "upgrade-refused",
+    "bad-request",
+    "forbidden",
+    "other",
+];
+
+/// The error kind a response carries in its `strait-proxy-error` header, or "" for responses
+/// the application produced.
+pub fn kind_of<B>(response: &Response<B>) -> &'static str {
+    match response.headers().get(ERROR_HEADER).map(|v| v.as_bytes()) {
+        None => "",
+        Some(value) => KINDS
+            .iter()
+            .find(|k| k.as_bytes() == value)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+/// The gRPC status in a response's headers (a trailers-only response), if any.
+pub fn grpc_status<B>(response: &Response<B>) -> Option<u32> {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Percent-encodes a gRPC status message as the gRPC HTTP/2 spec requires.
@@ -249,6 +313,25 @@ mod tests {
     fn grpc_messages_percent_encode_non_printable_bytes() {
         assert_eq!(grpc_message("a%b\nc"), "a%25b%0Ac");
         assert_eq!(grpc_message("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn every_kind_is_listed_for_metric_labels() {
+        let errors = [
+            ProxyError::NoRoute { authority: "a".into() },
+            ProxyError::NoAuthority,
+            ProxyError::NoEndpoints { backend: "b".into() },
+            connect_refused(),
+            ProxyError::RequestTimeout(Duration::from_secs(1)),
+            ProxyError::BackendRequestTimeout(Duration::from_secs(1)),
+            ProxyError::BreakerOpen { backend: "b".into(), limit: 1 },
+            ProxyError::BadRequest("x".into()),
+        ];
+        for error in errors {
+            let kind = error.kind();
+            assert!(KINDS.contains(&kind), "{kind}");
+            assert_eq!(kind_of(&error.into_response(false)), kind);
+        }
     }
 
     #[test]

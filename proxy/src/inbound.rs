@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
-use crate::errors::is_grpc;
+use crate::errors::{grpc_status, is_grpc, kind_of};
 use crate::http::body::{Body, boxed};
 use crate::http::forward::forward;
 use crate::http::upstream::{SendError, Upstream};
@@ -34,6 +34,7 @@ use crate::mesh_tls::MeshTls;
 use crate::original_dst::original_dst;
 use crate::run::Shared;
 use crate::tcp;
+use crate::telemetry::http::{RequestLabels, RequestMetrics};
 use crate::telemetry::tcp::Direction;
 use crate::transport_header::Header;
 
@@ -52,6 +53,8 @@ pub struct Inbound {
     listen_port: u16,
     // One pool per (app port, HTTP version), looked up once per connection.
     app_pools: Mutex<HashMap<(u16, HttpVersion), Arc<Upstream>>>,
+    // Request metrics per (port, caller identity, TLS), looked up once per connection.
+    metrics: Mutex<HashMap<(u16, Option<SpiffeId>, bool), RequestMetrics>>,
 }
 
 /// Who is calling, as far as the inbound proxy can tell.
@@ -59,6 +62,8 @@ pub struct Inbound {
 struct Peer {
     /// The identity the client's certificate proved; `None` for plaintext clients.
     identity: Option<SpiffeId>,
+    /// Whether the connection is mesh mTLS.
+    tls: bool,
 }
 
 impl Inbound {
@@ -76,6 +81,7 @@ impl Inbound {
             mode,
             listen_port,
             app_pools: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(HashMap::new()),
         })
     }
 
@@ -144,6 +150,7 @@ impl Inbound {
             }
             let peer = Peer {
                 identity: Some(accepted.peer),
+                tls: true,
             };
             self.serve_app(
                 Box::new(stream),
@@ -236,6 +243,7 @@ impl Inbound {
             Some(version) => {
                 let connection = Arc::new(AppConnection {
                     upstream: self.app_pool(port, version),
+                    metrics: self.request_metrics(port, &peer),
                     version,
                     client_id: peer
                         .identity
@@ -276,6 +284,23 @@ impl Inbound {
         }
     }
 
+    fn request_metrics(&self, port: u16, peer: &Peer) -> RequestMetrics {
+        let mut cache = self.metrics.lock().expect("metrics lock poisoned");
+        cache
+            .entry((port, peer.identity.clone(), peer.tls))
+            .or_insert_with(|| {
+                RequestMetrics::new(&RequestLabels {
+                    direction: "inbound",
+                    service: self.shared.table.load().inbound_service(port).to_owned(),
+                    route: String::new(),
+                    backend: String::new(),
+                    peer_identity: peer.identity.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    tls: peer.tls,
+                })
+            })
+            .clone()
+    }
+
     fn app_pool(&self, port: u16, version: HttpVersion) -> Arc<Upstream> {
         let mut pools = self.app_pools.lock().expect("app pool lock poisoned");
         pools
@@ -296,6 +321,7 @@ impl Inbound {
 /// One HTTP connection to be forwarded to the app.
 struct AppConnection {
     upstream: Arc<Upstream>,
+    metrics: RequestMetrics,
     version: HttpVersion,
     client_id: Option<http::HeaderValue>,
     idle_timeout: std::time::Duration,
@@ -303,26 +329,21 @@ struct AppConnection {
 
 impl AppConnection {
     async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<Body> {
+        let started = tokio::time::Instant::now();
+        self.metrics.request();
         let grpc = is_grpc(&request);
         let headers = request.headers_mut();
         headers.remove(CLIENT_ID_HEADER);
         if let Some(client_id) = &self.client_id {
             headers.insert(CLIENT_ID_HEADER, client_id.clone());
         }
-        match forward(
-            &self.upstream,
-            request.map(boxed),
-            self.version,
-            self.idle_timeout,
-        )
-        .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                let error = SendError::into_error(error);
-                tracing::info!(kind = error.kind(), %error, "inbound request failed");
-                error.into_response(grpc)
-            }
-        }
+        let forwarded = forward(&self.upstream, request.map(boxed), self.version, self.idle_timeout).await;
+        let response = forwarded.unwrap_or_else(|error| {
+            let error = SendError::into_error(error);
+            tracing::info!(kind = error.kind(), %error, "inbound request failed");
+            error.into_response(grpc)
+        });
+        self.metrics.response(response.status().as_u16(), grpc_status(&response), kind_of(&response), started.elapsed());
+        response
     }
 }

@@ -22,6 +22,7 @@ pub mod listener;
 pub mod mesh_tls;
 pub mod original_dst;
 pub mod outbound;
+pub mod resilience;
 pub mod route;
 pub mod run;
 pub mod snapshot_file;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
     /// Where inbound traffic is delivered.
     pub inbound_target_ip: IpAddr,
+    /// Request bodies up to this size can be replayed for a retry.
+    pub retry_buffer: usize,
 }
 
 /// State both directions share.
@@ -88,6 +90,8 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
     let table = TableHandle::new(EndpointSettings {
         connector: connector.clone(),
         idle_timeout: config.pool_idle_timeout,
+        connect_timeout: config.connect_timeout,
+        mtls: tls.is_some(),
     });
     if let Some(path) = &config.snapshot {
         snapshot_file::load(path, &table)?;
@@ -138,6 +142,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
             tcp_idle_timeout: config.tcp_idle_timeout,
             pool_idle_timeout: config.pool_idle_timeout,
             inbound_target_ip: config.inbound_target_ip,
+            retry_buffer: config.retry_buffer_bytes,
         },
         table: table.clone(),
         connector,

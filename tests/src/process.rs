@@ -96,6 +96,11 @@ impl Process {
         self.logs().iter().any(|line| line.contains(needle))
     }
 
+    /// How many log lines contain `needle`.
+    pub fn count_logged(&self, needle: &str) -> usize {
+        self.logs().iter().filter(|line| line.contains(needle)).count()
+    }
+
     /// Waits up to `timeout` for a log line containing `needle` (output is read by another
     /// thread, so a line may land a moment after the event it reports).
     pub fn wait_logged(&self, needle: &str, timeout: Duration) -> bool {

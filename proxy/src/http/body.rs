@@ -20,3 +20,35 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A body that holds `guard` until the body ends or is dropped: for state that must last as
+/// long as a response streams (outstanding-request counts).
+pub fn with_guard<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+    Guarded { body, _guard: guard }.boxed_unsync()
+}
+
+struct Guarded<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        // `Guarded` is Unpin (its fields are), so the inner body can be polled in place.
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

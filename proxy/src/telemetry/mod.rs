@@ -4,6 +4,7 @@
 //! only incremented, so the hot path never formats labels or hashes metric keys. Every metric
 //! is documented in `docs/metrics.md`.
 
+pub mod http;
 pub mod tcp;
 
 use std::time::Duration;

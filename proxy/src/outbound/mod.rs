@@ -3,12 +3,15 @@
 //! A connection arrives (redirected by iptables, or addressed to the listener directly in
 //! local mode), its protocol is detected, and then:
 //! - HTTP is served request by request: each request finds its service (by the original
-//!   destination, else by authority), its route, a backend by weight and an endpoint, and is
-//!   forwarded over a pooled connection to that endpoint's proxy;
+//!   destination, else by authority) and goes through [`request::send`] (route, split,
+//!   balance, timeouts, retries, circuit breaking) over pooled connections to the chosen
+//!   endpoint's proxy;
 //! - opaque TCP goes to an endpoint of the original destination's service, or straight to the
 //!   original destination when it is not in the mesh;
 //! - `CONNECT host:port` (what apps behind an `HTTPS_PROXY` send) opens an opaque tunnel to a
 //!   mesh service, the local-mode way to carry TCP.
+
+pub mod request;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,6 +39,7 @@ use crate::telemetry::tcp::Direction;
 /// The outbound proxy.
 pub struct Outbound {
     shared: Arc<Shared>,
+    request_settings: request::RequestSettings,
     // Pools for destinations outside the mesh, created on first use and pruned when unused.
     passthrough: Mutex<HashMap<(SocketAddr, HttpVersion), Arc<Upstream>>>,
 }
@@ -47,6 +51,10 @@ impl Outbound {
     /// An outbound proxy over the shared state.
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Self {
+            request_settings: request::RequestSettings {
+                retry_buffer: shared.settings.retry_buffer,
+                idle_timeout: shared.settings.tcp_idle_timeout,
+            },
             shared,
             passthrough: Mutex::new(HashMap::new()),
         })
@@ -157,25 +165,21 @@ impl Outbound {
     }
 }
 
-/// The endpoint a non-HTTP connection to `service` goes to: its default route's backend.
+/// The endpoint a non-HTTP connection to `service` goes to: its default route's backend,
+/// split by weight and balanced like a request.
 fn default_endpoint(service: &Service) -> Result<Arc<Endpoint>, ProxyError> {
-    let route = service
-        .routes
-        .iter()
-        .find(|r| r.matchers.is_empty())
-        .or_else(|| service.routes.last())
-        .ok_or_else(|| ProxyError::NoRoute {
-            authority: service.name.clone(),
+    let route = service.default_route().ok_or_else(|| ProxyError::NoRoute {
+        authority: service.name.clone(),
+    })?;
+    let index = route
+        .pick_backend(&http::HeaderMap::new())
+        .ok_or_else(|| ProxyError::NoEndpoints {
+            backend: service.name.clone(),
         })?;
-    let backend =
-        route
-            .pick_backend(&http::HeaderMap::new())
-            .ok_or_else(|| ProxyError::NoEndpoints {
-                backend: service.name.clone(),
-            })?;
+    let backend = &route.backends[index].0;
     backend
-        .pick()
-        .cloned()
+        .pick(&[])
+        .map(|(_, endpoint)| endpoint.clone())
         .ok_or_else(|| ProxyError::NoEndpoints {
             backend: backend.name.clone(),
         })
@@ -231,21 +235,7 @@ impl HttpConnection {
                 (None, None) => Err(ProxyError::NoAuthority),
             };
         };
-        let (head, body) = request.into_parts();
-        let route = service.route(&head).ok_or_else(|| ProxyError::NoRoute {
-            authority: service.name.clone(),
-        })?;
-        let backend = route
-            .pick_backend(&head.headers)
-            .ok_or_else(|| ProxyError::NoEndpoints {
-                backend: service.name.clone(),
-            })?;
-        let endpoint = backend.pick().ok_or_else(|| ProxyError::NoEndpoints {
-            backend: backend.name.clone(),
-        })?;
-        let upstream = endpoint.upstream(self.version).clone();
-        self.send(&upstream, Request::from_parts(head, boxed(body)))
-            .await
+        Ok(request::send(&service, request, self.version, &self.outbound.request_settings).await)
     }
 
     async fn send(

@@ -1,0 +1,242 @@
+//! One outbound HTTP request to a mesh service: its route, its backend by weight, and the
+//! attempts it takes to get an answer, each to an endpoint chosen by the balancer.
+//!
+//! The resilience rules live in [`crate::resilience`] as pure decisions; this is the loop that
+//! applies them: the request timeout over everything, a per-try timeout per attempt, retries
+//! when [`should_retry`] allows and the backend's budget has room (with backoff, to an
+//! endpoint not tried yet), the circuit breaker fed with every outcome, and the backend's
+//! pending-request limit enforced up front.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::backoff::full_jitter;
+use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
+use crate::http::HttpVersion;
+use crate::http::body::{Body, boxed, with_guard};
+use crate::http::forward::{forward, takes_over_connection};
+use crate::http::upstream::SendError;
+use crate::resilience::replay::ReplayBody;
+use crate::resilience::retry::{NoRetry, Outcome, RequestFacts, is_idempotent, should_retry};
+use crate::resilience::timeouts::request_timeout;
+use crate::table::{Backend, Route, Service};
+use crate::telemetry::http::{RequestMetrics, SkipReason, TimeoutKind};
+
+/// Settings of the request path.
+#[derive(Clone, Debug)]
+pub struct RequestSettings {
+    /// Bodies up to this size can be replayed for a retry.
+    pub retry_buffer: usize,
+    /// Upgraded connections idle this long are closed.
+    pub idle_timeout: Duration,
+}
+
+/// Sends `request` to `service` and returns the response to give the client, the proxy's own
+/// error responses included.
+pub async fn send(service: &Service, request: Request<Incoming>, version: HttpVersion, settings: &RequestSettings) -> Response<Body> {
+    let started = Instant::now();
+    let grpc = is_grpc(&request);
+    let (head, body) = request.into_parts();
+    let Some(route) = service.route(&head) else {
+        return ProxyError::NoRoute {
+            authority: service.name.clone(),
+        }
+        .into_response(grpc);
+    };
+    let Some(index) = route.pick_backend(&head.headers) else {
+        return ProxyError::NoEndpoints {
+            backend: format!("{} (every backend of route {} has weight 0)", service.name, route.name),
+        }
+        .into_response(grpc);
+    };
+    let backend = &route.backends[index].0;
+    let metrics = &route.metrics[index];
+    metrics.request();
+    let request = Request::from_parts(head, body);
+    let result = if takes_over_connection(&request, version) {
+        single_attempt(backend, request, version, settings).await
+    } else {
+        attempts(route, backend, metrics, request, version, settings).await
+    };
+    let response = result.unwrap_or_else(|error| {
+        tracing::info!(kind = error.kind(), service = %service.name, route = %route.name, %error, "outbound request failed");
+        error.into_response(grpc)
+    });
+    metrics.response(response.status().as_u16(), grpc_status(&response), kind_of(&response), started.elapsed());
+    response
+}
+
+/// Upgrades and tunnels: one attempt, no retry (the connection is handed over).
+async fn single_attempt(backend: &Backend, request: Request<Incoming>, version: HttpVersion, settings: &RequestSettings) -> Result<Response<Body>, ProxyError> {
+    let (_, endpoint) = backend.pick(&[]).ok_or_else(|| ProxyError::NoEndpoints {
+        backend: backend.name.clone(),
+    })?;
+    forward(endpoint.upstream(version), request.map(boxed), version, settings.idle_timeout)
+        .await
+        .map_err(SendError::into_error)
+}
+
+async fn attempts(
+    route: &Route,
+    backend: &Arc<Backend>,
+    metrics: &RequestMetrics,
+    request: Request<Incoming>,
+    version: HttpVersion,
+    settings: &RequestSettings,
+) -> Result<Response<Body>, ProxyError> {
+    let Some(admitted) = backend.admit() else {
+        return Err(ProxyError::BreakerOpen {
+            backend: backend.name.clone(),
+            limit: backend.settings.max_pending,
+        });
+    };
+    let timeout = request_timeout(route.timeouts.request, request.headers());
+    let work = retry_loop(route, backend, metrics, request, version, settings);
+    let response = match timeout {
+        None => work.await,
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                metrics.timeout(TimeoutKind::Request);
+                Err(ProxyError::RequestTimeout(limit))
+            }
+        },
+    }?;
+    // The request stays admitted until its response has streamed to the end.
+    Ok(response.map(|body| with_guard(body, admitted)))
+}
+
+/// A request head rebuilt for another attempt (`Parts` is not `Clone`: its extensions are
+/// not, and no attempt needs them).
+fn attempt_request(head: &Parts, body: Body) -> Request<Body> {
+    let mut request = Request::new(body);
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request
+}
+
+/// Whether a send error is HTTP/2 REFUSED_STREAM: the server guarantees it did not process
+/// the stream, so it is as safe to retry as a request never sent.
+fn refused_stream(error: &ProxyError) -> bool {
+    let ProxyError::Upstream { source, .. } = error else { return false };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(error) = cause {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cause = error.source();
+    }
+    false
+}
+
+async fn retry_loop(
+    route: &Route,
+    backend: &Arc<Backend>,
+    metrics: &RequestMetrics,
+    request: Request<Incoming>,
+    version: HttpVersion,
+    settings: &RequestSettings,
+) -> Result<Response<Body>, ProxyError> {
+    let (head, body) = request.into_parts();
+    let idempotent = is_idempotent(&head.method, &head.headers);
+    let first = ReplayBody::new(boxed(body), settings.retry_buffer);
+    // A handle for replays; a fresh replay body is always replayable.
+    let root = first.replay();
+    let mut body: Body = boxed(first);
+    backend.state.budget.deposit(Instant::now());
+    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut retries = 0u32;
+    loop {
+        let (index, endpoint) = backend.pick(&tried).ok_or_else(|| ProxyError::NoEndpoints {
+            backend: backend.name.clone(),
+        })?;
+        tried.push(index);
+        let mut returned: Option<Body> = None;
+        let outstanding = endpoint.start();
+        let started = Instant::now();
+        let sent = forward(endpoint.upstream(version), attempt_request(&head, body), version, settings.idle_timeout);
+        let replayable = || root.as_ref().is_some_and(ReplayBody::is_replayable);
+        let result = match route.timeouts.backend_request {
+            None => sent.await,
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .unwrap_or(Err(SendError::Failed(ProxyError::BackendRequestTimeout(limit)))),
+        };
+        let rtt = started.elapsed();
+        let (outcome, result) = match result {
+            Ok(response) => (
+                Outcome::Response {
+                    status: response.status().as_u16(),
+                    grpc: grpc_status(&response),
+                },
+                Ok(response),
+            ),
+            Err(SendError::NotSent(request, error)) => {
+                // The body came back untouched: the next attempt sends it as is.
+                returned = Some(request.into_body());
+                (Outcome::NotSent, Err(error))
+            }
+            Err(SendError::Failed(error)) if refused_stream(&error) && replayable() => (Outcome::NotSent, Err(error)),
+            Err(SendError::Failed(error @ ProxyError::BackendRequestTimeout(_))) => {
+                metrics.timeout(TimeoutKind::BackendRequest);
+                (Outcome::TimedOut, Err(error))
+            }
+            Err(SendError::Failed(error)) => (Outcome::Failed, Err(error)),
+        };
+        if let Err(ProxyError::ConnectTimeout { .. }) = &result {
+            metrics.timeout(TimeoutKind::Connect);
+        }
+        let failed = match outcome {
+            Outcome::Response { status, grpc } => status >= 500 || grpc == Some(crate::errors::grpc_code::UNAVAILABLE),
+            _ => true,
+        };
+        backend.record(index, failed, rtt);
+        let facts = RequestFacts {
+            idempotent,
+            replayable: returned.is_some() || replayable(),
+            retries,
+        };
+        match should_retry(facts, outcome, &route.retry) {
+            Ok(()) if backend.state.budget.withdraw(Instant::now()) => {
+                // Take the next attempt's body now: the old attempt may still be sending and
+                // could yet outgrow the buffer.
+                let Some(next) = returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed)) else {
+                    metrics.skipped(SkipReason::BodyTooLarge);
+                    return finish(result, outstanding);
+                };
+                body = next;
+                retries += 1;
+                metrics.retry();
+                tracing::debug!(backend = %backend.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
+                drop(result);
+                let base = route.backoff_base.unwrap_or(backend.settings.backoff_base);
+                tokio::time::sleep(full_jitter(base, backend.settings.backoff_max, retries - 1, fastrand::f64())).await;
+            }
+            Ok(()) => {
+                metrics.skipped(SkipReason::Budget);
+                return finish(result, outstanding);
+            }
+            Err(reason) => {
+                match reason {
+                    NoRetry::NotRetryable => {}
+                    NoRetry::NotIdempotent => metrics.skipped(SkipReason::NotIdempotent),
+                    NoRetry::BodyTooLarge => metrics.skipped(SkipReason::BodyTooLarge),
+                    NoRetry::Exhausted => metrics.skipped(SkipReason::AttemptsExhausted),
+                }
+                return finish(result, outstanding);
+            }
+        }
+    }
+}
+
+/// The response to return, counted outstanding on its endpoint until its body ends.
+fn finish(result: Result<Response<Body>, ProxyError>, outstanding: crate::table::endpoint::Outstanding) -> Result<Response<Body>, ProxyError> {
+    result.map(|response| response.map(|body| with_guard(body, outstanding)))
+}

@@ -1,0 +1,423 @@
+//! Compiles a snapshot into a [`Table`], applying the documented defaults to every policy
+//! the snapshot leaves unset, and carrying over state from the previous table.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strait_identity::SpiffeId;
+use strait_proto::discovery::v1 as pb;
+
+use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
+use super::endpoint::{Endpoint, EndpointHealth};
+use super::{EndpointSettings, Route, Service, Table, TableError, Timeouts};
+use crate::config::InboundMode;
+use crate::connect::Dest;
+use crate::detect::Protocol;
+use crate::http::HttpVersion;
+use crate::http::upstream::Upstream;
+use crate::resilience::breaker::BreakerPolicy;
+use crate::resilience::budget::BudgetPolicy;
+use crate::resilience::retry::RetryPolicy;
+use crate::route::Matcher;
+use crate::telemetry::http::{RequestLabels, RequestMetrics};
+
+/// What makes two endpoints the same across snapshots: where they are and how they are
+/// connected to. A policy change that alters the latter gets fresh pools.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    dest: Dest,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+fn service_error(service: &str, field: &str, reason: impl std::fmt::Display) -> TableError {
+    TableError::Service {
+        service: service.to_owned(),
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn duration(d: &Option<pbjson_types::Duration>) -> Option<Duration> {
+    d.clone().and_then(|d| Duration::try_from(d).ok())
+}
+
+fn inbound_mode(mode: i32) -> InboundMode {
+    match pb::InboundMode::try_from(mode) {
+        Ok(pb::InboundMode::Strict) => InboundMode::Strict,
+        // Unknown values (a newer control plane) fall back to the first-install default.
+        _ => InboundMode::Permissive,
+    }
+}
+
+/// Compiles `snapshot`, reusing the endpoints and backend state of `previous` that remain.
+pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettings) -> Result<Table, TableError> {
+    let mut table = Table::empty();
+    table.inbound_default_mode = snapshot.inbound_defaults.as_ref().map(|d| inbound_mode(d.mode));
+    for port in &snapshot.inbound_ports {
+        let number = u16::try_from(port.port).map_err(|_| TableError::Inbound {
+            port: port.port,
+            reason: "not a port number".into(),
+        })?;
+        table.inbound_modes.insert(number, inbound_mode(port.mode));
+        table.inbound_services.insert(number, port.services.join(","));
+    }
+    for service in &snapshot.services {
+        let compiled = Arc::new(compile_service(&mut table, service, previous, settings)?);
+        for authority in &service.authorities {
+            let key = super::normalize_authority(authority).into_owned();
+            table.by_authority.insert(key, compiled.clone());
+        }
+        for address in &service.addresses {
+            let addr: SocketAddr = address
+                .parse()
+                .map_err(|e| service_error(&compiled.name, "addresses", format!("{address:?}: {e}")))?;
+            table.by_addr.insert(addr, compiled.clone());
+        }
+    }
+    table.snapshot = Arc::new(snapshot);
+    Ok(table)
+}
+
+fn compile_service(
+    table: &mut Table,
+    service: &pb::OutboundService,
+    previous: &Table,
+    settings: &EndpointSettings,
+) -> Result<Service, TableError> {
+    let name = format!("{}/{}:{}", service.namespace, service.name, service.port);
+    let mut backends = HashMap::new();
+    for backend in &service.backends {
+        let compiled = compile_backend(table, &name, backend, previous, settings)?;
+        backends.insert(backend.name.clone(), Arc::new(compiled));
+    }
+    let mut routes = Vec::with_capacity(service.routes.len());
+    for (index, route) in service.routes.iter().enumerate() {
+        routes.push(compile_route(&name, index, route, &backends, settings)?);
+    }
+    let protocol = match pb::Protocol::try_from(service.protocol) {
+        Ok(pb::Protocol::Detect) => None,
+        Ok(pb::Protocol::Http1) => Some(Protocol::Http1),
+        Ok(pb::Protocol::Http2) => Some(Protocol::Http2),
+        Ok(pb::Protocol::Opaque) => Some(Protocol::Opaque),
+        Err(_) => return Err(service_error(&name, "protocol", format!("unknown protocol {}", service.protocol))),
+    };
+    Ok(Service { name, protocol, routes })
+}
+
+fn compile_route(
+    service: &str,
+    index: usize,
+    route: &pb::Route,
+    backends: &HashMap<String, Arc<Backend>>,
+    settings: &EndpointSettings,
+) -> Result<Route, TableError> {
+    let field = format!("routes[{index}]");
+    let matchers = route
+        .matches
+        .iter()
+        .map(Matcher::compile)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| service_error(service, &format!("{field}.matches"), e))?;
+    let mut route_backends = Vec::with_capacity(route.backends.len());
+    for weighted in &route.backends {
+        let backend = backends.get(&weighted.backend).ok_or_else(|| {
+            service_error(service, &format!("{field}.backends"), format!("unknown backend {:?}", weighted.backend))
+        })?;
+        route_backends.push((backend.clone(), weighted.weight));
+    }
+    let sticky_header = match route.sticky_header.as_str() {
+        "" => None,
+        header => Some(
+            http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|e| service_error(service, &format!("{field}.stickyHeader"), format!("{header:?}: {e}")))?,
+        ),
+    };
+    let timeouts = route
+        .timeouts
+        .as_ref()
+        .map(|t| Timeouts {
+            request: duration(&t.request).filter(|d| !d.is_zero()),
+            backend_request: duration(&t.backend_request).filter(|d| !d.is_zero()),
+        })
+        .unwrap_or_default();
+    let (retry, backoff_base) = match &route.retry {
+        Some(r) => (
+            RetryPolicy {
+                max_retries: r.max_retries,
+                http_statuses: r.http_statuses.iter().filter_map(|s| u16::try_from(*s).ok()).collect(),
+                grpc_codes: r.grpc_codes.clone(),
+            },
+            duration(&r.backoff_base),
+        ),
+        None => (RetryPolicy::default(), None),
+    };
+    let metrics = route_backends
+        .iter()
+        .map(|(backend, _)| {
+            RequestMetrics::new(&RequestLabels {
+                direction: "outbound",
+                service: service.to_owned(),
+                route: route.name.clone(),
+                backend: backend.name.clone(),
+                peer_identity: backend.identity.clone(),
+                tls: settings.mtls && !backend.identity.is_empty(),
+            })
+        })
+        .collect();
+    Ok(Route {
+        name: route.name.clone(),
+        matchers,
+        weights: route_backends.iter().map(|(_, w)| *w).collect(),
+        backends: route_backends,
+        metrics,
+        sticky_header,
+        timeouts,
+        retry,
+        backoff_base,
+    })
+}
+
+/// The backend policy with defaults for everything unset.
+pub fn backend_settings(policy: Option<&pb::BackendPolicy>) -> BackendSettings {
+    let mut settings = BackendSettings::default();
+    let Some(policy) = policy else { return settings };
+    if let Some(cb) = &policy.circuit_breaker {
+        let defaults = BreakerPolicy::default();
+        settings.breaker = BreakerPolicy {
+            consecutive_failures: if cb.consecutive_failures == 0 { defaults.consecutive_failures } else { cb.consecutive_failures },
+            base_ejection: duration(&cb.base_ejection).unwrap_or(defaults.base_ejection),
+            max_ejection: duration(&cb.max_ejection).unwrap_or(defaults.max_ejection),
+            max_ejected_percent: cb.max_ejected_percent.min(100),
+        };
+    }
+    if policy.max_pending_requests > 0 {
+        settings.max_pending = policy.max_pending_requests;
+    }
+    if let Some(budget) = &policy.retry_budget {
+        settings.budget = BudgetPolicy {
+            ratio: budget.ratio.clamp(0.0, 10.0),
+            min_per_second: budget.min_retries_per_second,
+            window: duration(&budget.ttl).filter(|d| !d.is_zero()).unwrap_or(BudgetPolicy::default().window),
+        };
+    }
+    settings.load_balancer = match pb::LoadBalancer::try_from(policy.load_balancer) {
+        Ok(pb::LoadBalancer::RoundRobin) => LoadBalancer::RoundRobin,
+        _ => LoadBalancer::PeakEwma,
+    };
+    if let Some(base) = duration(&policy.retry_backoff_base) {
+        settings.backoff_base = base;
+    }
+    if let Some(max) = duration(&policy.retry_backoff_max) {
+        settings.backoff_max = max;
+    }
+    settings
+}
+
+fn compile_backend(
+    table: &mut Table,
+    service: &str,
+    backend: &pb::Backend,
+    previous: &Table,
+    settings: &EndpointSettings,
+) -> Result<Backend, TableError> {
+    let backend_settings = backend_settings(backend.policy.as_ref());
+    let connect_timeout = backend
+        .policy
+        .as_ref()
+        .and_then(|p| duration(&p.connect_timeout))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(settings.connect_timeout);
+    let idle_timeout = backend
+        .policy
+        .as_ref()
+        .and_then(|p| duration(&p.idle_timeout))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(settings.idle_timeout);
+    let mut endpoints = Vec::with_capacity(backend.endpoints.len());
+    let mut identities = Vec::new();
+    for (index, endpoint) in backend.endpoints.iter().enumerate() {
+        let field = format!("backends[{:?}].endpoints[{index}]", backend.name);
+        let addr: SocketAddr = endpoint
+            .address
+            .parse()
+            .map_err(|e| service_error(service, &format!("{field}.address"), format!("{:?}: {e}", endpoint.address)))?;
+        let identity = match endpoint.identity.as_str() {
+            "" => None,
+            id => Some(
+                id.parse::<SpiffeId>()
+                    .map_err(|e| service_error(service, &format!("{field}.identity"), e))?,
+            ),
+        };
+        identities.push(endpoint.identity.clone());
+        let dest = if endpoint.proxy_port == 0 {
+            Dest::Direct(addr)
+        } else {
+            let proxy_port = u16::try_from(endpoint.proxy_port).map_err(|_| {
+                service_error(service, &format!("{field}.proxyPort"), format!("{} is not a port", endpoint.proxy_port))
+            })?;
+            Dest::Mesh {
+                proxy: SocketAddr::new(addr.ip(), proxy_port),
+                port: addr.port(),
+                identity,
+            }
+        };
+        let key = EndpointKey {
+            dest: dest.clone(),
+            connect_timeout,
+            idle_timeout,
+        };
+        let shared = table
+            .endpoints
+            .get(&key)
+            .or_else(|| previous.endpoints.get(&key))
+            .cloned()
+            .unwrap_or_else(|| {
+                let connector = settings.connector.with_connect_timeout(connect_timeout);
+                Arc::new(Endpoint {
+                    http1: Upstream::new(dest.clone(), HttpVersion::Http1, connector.clone(), idle_timeout),
+                    http2: Upstream::new(dest.clone(), HttpVersion::Http2, connector, idle_timeout),
+                    dest,
+                    addr,
+                    workload: endpoint.workload.clone(),
+                    health: EndpointHealth::default(),
+                })
+            });
+        table.endpoints.insert(key, shared.clone());
+        endpoints.push(shared);
+    }
+    identities.dedup();
+    let identity = match identities.as_slice() {
+        [one] => one.clone(),
+        _ => String::new(),
+    };
+    let state = match table
+        .backend_states
+        .get(&backend.name)
+        .or_else(|| previous.backend_states.get(&backend.name))
+    {
+        Some((kept, state)) if *kept == backend_settings => state.clone(),
+        _ => Arc::new(BackendState::new(&backend.name, &backend_settings)),
+    };
+    table
+        .backend_states
+        .insert(backend.name.clone(), (backend_settings.clone(), state.clone()));
+    Ok(Backend {
+        name: backend.name.clone(),
+        endpoints,
+        settings: backend_settings,
+        identity,
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::Connector;
+
+    fn settings() -> EndpointSettings {
+        EndpointSettings {
+            connector: Connector::new(Duration::from_secs(1), None),
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+            mtls: false,
+        }
+    }
+
+    fn snapshot(endpoints: &[&str]) -> pb::Snapshot {
+        pb::Snapshot {
+            version: "1".into(),
+            services: vec![pb::OutboundService {
+                name: "web".into(),
+                namespace: "demo".into(),
+                port: 80,
+                authorities: vec!["web.demo.svc.cluster.local:80".into(), "Web.Demo".into()],
+                addresses: vec!["10.0.0.1:80".into()],
+                routes: vec![pb::Route {
+                    name: "default".into(),
+                    backends: vec![pb::WeightedBackend {
+                        backend: "demo/web:80".into(),
+                        weight: 1,
+                    }],
+                    ..Default::default()
+                }],
+                backends: vec![pb::Backend {
+                    name: "demo/web:80".into(),
+                    endpoints: endpoints
+                        .iter()
+                        .map(|a| pb::Endpoint {
+                            address: (*a).into(),
+                            proxy_port: 4143,
+                            identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
+                            workload: "web-1".into(),
+                        })
+                        .collect(),
+                    policy: None,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn endpoint(table: &Table, addr: &str) -> Option<Arc<Endpoint>> {
+        let service = table.service_for_authority("web.demo").unwrap().clone();
+        let backend = service.routes[0].backends[0].0.clone();
+        backend.endpoints.iter().find(|e| e.addr.to_string() == addr).cloned()
+    }
+
+    #[tokio::test]
+    async fn services_are_found_by_any_authority_form_and_by_address() {
+        let table = build(snapshot(&["10.1.0.1:8080"]), &Table::empty(), &settings()).unwrap();
+        for authority in ["web.demo.svc.cluster.local", "web.demo:80", "WEB.DEMO."] {
+            assert!(table.service_for_authority(authority).is_some(), "{authority}");
+        }
+        assert!(table.service_for_authority("web.demo:8080").is_none());
+        assert!(table.service_for_addr("10.0.0.1:80".parse().unwrap()).is_some());
+    }
+
+    #[tokio::test]
+    async fn endpoints_and_backend_state_that_remain_are_carried_over() {
+        let first = build(snapshot(&["10.1.0.1:8080", "10.1.0.2:8080"]), &Table::empty(), &settings()).unwrap();
+        let second = build(snapshot(&["10.1.0.2:8080", "10.1.0.3:8080"]), &first, &settings()).unwrap();
+        let before = endpoint(&first, "10.1.0.2:8080").unwrap();
+        let after = endpoint(&second, "10.1.0.2:8080").unwrap();
+        assert!(Arc::ptr_eq(&before, &after));
+        assert!(endpoint(&second, "10.1.0.1:8080").is_none());
+        let state = |t: &Table| t.service_for_authority("web.demo").unwrap().routes[0].backends[0].0.state.clone();
+        assert!(Arc::ptr_eq(&state(&first), &state(&second)), "the retry budget survives");
+    }
+
+    #[tokio::test]
+    async fn a_bad_snapshot_names_the_service_and_field_and_leaves_the_table_alone() {
+        let handle = super::super::TableHandle::new(settings());
+        handle.apply(snapshot(&["10.1.0.1:8080"])).unwrap();
+        let err = handle.apply(snapshot(&["not-an-address"])).unwrap_err().to_string();
+        assert!(err.contains("demo/web:80"), "{err}");
+        assert!(err.contains("endpoints[0].address"), "{err}");
+        assert!(err.contains("not-an-address"), "{err}");
+        assert!(handle.load().service_for_authority("web.demo").is_some());
+    }
+
+    #[test]
+    fn unset_policy_fields_take_the_documented_defaults() {
+        assert_eq!(backend_settings(None), BackendSettings::default());
+        let partial = pb::BackendPolicy {
+            max_pending_requests: 5,
+            circuit_breaker: Some(pb::CircuitBreaker {
+                consecutive_failures: 0,
+                max_ejected_percent: 30,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let settings = backend_settings(Some(&partial));
+        assert_eq!(settings.max_pending, 5);
+        assert_eq!(settings.breaker.consecutive_failures, 7);
+        assert_eq!(settings.breaker.max_ejected_percent, 30);
+        assert_eq!(settings.budget, BudgetPolicy::default());
+    }
+}

@@ -1,0 +1,261 @@
+//! The routing table: a discovery snapshot compiled into what a request needs (services by
+//! authority or address, routes with matchers, timeouts and retries, weighted backends with
+//! their endpoints, policies and metric handles) and what inbound needs (per-port modes).
+//!
+//! A table is immutable; a new snapshot builds a new one ([`build`]) and [`TableHandle`] swaps
+//! it in atomically, so a request sees the old table or the new one, never a mix. Endpoints
+//! and backend state that appear in both are carried over, so a snapshot never drops
+//! connections, in-flight requests or balancer statistics of what remains.
+
+pub mod backend;
+pub mod build;
+pub mod endpoint;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use strait_proto::discovery::v1 as pb;
+
+use crate::config::InboundMode;
+use crate::connect::Connector;
+use crate::detect::Protocol;
+use crate::resilience::retry::RetryPolicy;
+use crate::route::Matcher;
+use crate::telemetry::http::RequestMetrics;
+
+pub use backend::Backend;
+pub use endpoint::Endpoint;
+
+/// Why a snapshot could not become a table. The table in force stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A field of a service is invalid.
+    #[error("service {service}: {field}: {reason}")]
+    Service {
+        /// `namespace/name:port` of the service.
+        service: String,
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An inbound port is invalid.
+    #[error("inbound port {port}: {reason}")]
+    Inbound {
+        /// The port as sent.
+        port: u32,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Route timeouts; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole request, retries included.
+    pub request: Option<Duration>,
+    /// Each attempt.
+    pub backend_request: Option<Duration>,
+}
+
+/// A route: the requests it matches and where they go.
+pub struct Route {
+    /// `namespace/route/rule`, or `default`.
+    pub name: String,
+    /// Empty: matches every request.
+    pub matchers: Vec<Matcher>,
+    /// Backends with their weights.
+    pub backends: Vec<(Arc<Backend>, u32)>,
+    /// Weights alone, in the order of `backends`, for [`crate::split::pick`].
+    pub weights: Vec<u32>,
+    /// Request metrics per backend, in the order of `backends`.
+    pub metrics: Vec<RequestMetrics>,
+    /// Header whose value pins a request to one side of a split.
+    pub sticky_header: Option<http::HeaderName>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retries on answers from the app.
+    pub retry: RetryPolicy,
+    /// Retry backoff base set by the route (else the backend's).
+    pub backoff_base: Option<Duration>,
+}
+
+impl Route {
+    /// Picks a backend by weight, using the sticky header's value if present. Returns its
+    /// position in `backends` (and `metrics`).
+    pub fn pick_backend(&self, headers: &http::HeaderMap) -> Option<usize> {
+        let sticky = self
+            .sticky_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+            .map(|value| value.as_bytes());
+        crate::split::pick(&self.weights, crate::split::point(sticky))
+    }
+}
+
+/// One port of a service in the mesh.
+pub struct Service {
+    /// `namespace/name:port`.
+    pub name: String,
+    /// How its traffic is read; `None` means detect.
+    pub protocol: Option<Protocol>,
+    /// Routes in precedence order.
+    pub routes: Vec<Route>,
+}
+
+impl Service {
+    /// The route a request takes: the first whose matchers accept it.
+    pub fn route(&self, head: &http::request::Parts) -> Option<&Route> {
+        crate::route::select(&self.routes, |r| &r.matchers, head)
+    }
+
+    /// The route for connections that carry no request (opaque TCP): the first route without
+    /// matchers, else the last one (the service's default route).
+    pub fn default_route(&self) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matchers.is_empty()).or_else(|| self.routes.last())
+    }
+}
+
+/// What new endpoints are built with.
+#[derive(Clone, Debug)]
+pub struct EndpointSettings {
+    /// Connects to endpoints.
+    pub connector: Connector,
+    /// Idle pooled connections are closed after this long (unless a backend policy says
+    /// otherwise).
+    pub idle_timeout: Duration,
+    /// Connect timeout unless a backend policy says otherwise.
+    pub connect_timeout: Duration,
+    /// Whether mesh hops are mTLS (for metric labels).
+    pub mtls: bool,
+}
+
+/// The compiled routing table.
+pub struct Table {
+    /// The snapshot this table was built from, for `/config`.
+    pub snapshot: Arc<pb::Snapshot>,
+    by_authority: HashMap<String, Arc<Service>>,
+    by_addr: HashMap<SocketAddr, Arc<Service>>,
+    endpoints: HashMap<build::EndpointKey, Arc<Endpoint>>,
+    backend_states: HashMap<String, (backend::BackendSettings, Arc<backend::BackendState>)>,
+    inbound_modes: HashMap<u16, InboundMode>,
+    inbound_default_mode: Option<InboundMode>,
+    inbound_services: HashMap<u16, String>,
+}
+
+impl Table {
+    /// A table that knows no services.
+    pub fn empty() -> Self {
+        Self {
+            snapshot: Arc::new(pb::Snapshot::default()),
+            by_authority: HashMap::new(),
+            by_addr: HashMap::new(),
+            endpoints: HashMap::new(),
+            backend_states: HashMap::new(),
+            inbound_modes: HashMap::new(),
+            inbound_default_mode: None,
+            inbound_services: HashMap::new(),
+        }
+    }
+
+    /// The services (`namespace/name`, comma-separated) application port `port` serves, for
+    /// metric labels; empty when the snapshot does not say.
+    pub fn inbound_service(&self, port: u16) -> &str {
+        self.inbound_services.get(&port).map(String::as_str).unwrap_or("")
+    }
+
+    /// The inbound mode of application port `port`: the snapshot's setting for the port, else
+    /// the snapshot's default, else `fallback` (the proxy's own flag).
+    pub fn inbound_mode(&self, port: u16, fallback: InboundMode) -> InboundMode {
+        self.inbound_modes
+            .get(&port)
+            .copied()
+            .or(self.inbound_default_mode)
+            .unwrap_or(fallback)
+    }
+
+    /// The service a redirected connection's original destination belongs to.
+    pub fn service_for_addr(&self, addr: SocketAddr) -> Option<&Arc<Service>> {
+        self.by_addr.get(&addr)
+    }
+
+    /// The service a request's authority names (`Host` or `:authority`; port 80 if absent).
+    pub fn service_for_authority(&self, authority: &str) -> Option<&Arc<Service>> {
+        self.by_authority.get(normalize_authority(authority).as_ref())
+    }
+
+    /// Number of services (one per service port), for diagnostics.
+    pub fn service_count(&self) -> usize {
+        self.snapshot.services.len()
+    }
+}
+
+/// Normalises an authority for lookup: lower case, no trailing dot on the host, and an
+/// explicit port (80 when absent, the HTTP default).
+///
+/// ```
+/// use strait_proxy::table::normalize_authority;
+/// assert_eq!(normalize_authority("API.Demo."), "api.demo:80");
+/// assert_eq!(normalize_authority("api.demo:8080"), "api.demo:8080");
+/// assert_eq!(normalize_authority("[::1]"), "[::1]:80");
+/// ```
+pub fn normalize_authority(authority: &str) -> Cow<'_, str> {
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let clean_host = host.strip_suffix('.').unwrap_or(host);
+    let lower = !clean_host.bytes().any(|b| b.is_ascii_uppercase());
+    if lower && port.is_some() && clean_host.len() == host.len() {
+        return Cow::Borrowed(authority);
+    }
+    Cow::Owned(format!("{}:{}", clean_host.to_ascii_lowercase(), port.unwrap_or("80")))
+}
+
+/// The table in force, swapped atomically when a new snapshot arrives.
+#[derive(Clone)]
+pub struct TableHandle {
+    current: Arc<ArcSwap<Table>>,
+    settings: EndpointSettings,
+}
+
+impl TableHandle {
+    /// A handle starting with an empty table.
+    pub fn new(settings: EndpointSettings) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(Table::empty())),
+            settings,
+        }
+    }
+
+    /// The table in force. Cheap; take it once per request.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Table>> {
+        self.current.load()
+    }
+
+    /// Compiles and installs `snapshot`; on error the table in force is kept.
+    pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), TableError> {
+        let previous = self.current.load_full();
+        let table = build::build(snapshot, &previous, &self.settings)?;
+        self.current.store(Arc::new(table));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_normalise() {
+        assert_eq!(normalize_authority("a.b:80"), "a.b:80");
+        assert!(matches!(normalize_authority("a.b:80"), Cow::Borrowed(_)));
+        assert_eq!(normalize_authority("A.b"), "a.b:80");
+        assert_eq!(normalize_authority("[::1]:8080"), "[::1]:8080");
+        assert_eq!(normalize_authority("127.0.0.1"), "127.0.0.1:80");
+    }
+}
