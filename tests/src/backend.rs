@@ -81,14 +81,44 @@ impl Checksum {
     }
 }
 
+/// Faults a backend injects into every request it serves (besides its paths' own behaviour).
+#[derive(Default)]
+pub struct Faults {
+    /// Share of requests, in percent, answered with `fail_status` instead; spread evenly
+    /// (request n fails when `n * percent mod 100 < percent`), so 30 % fails requests
+    /// 0, 4, 7, 10, 14, 17... and a retry of a failed request succeeds.
+    pub fail_percent: AtomicU64,
+    /// The status failed requests get (503 when 0).
+    pub fail_status: AtomicU64,
+    /// Milliseconds every request waits before being answered.
+    pub delay_ms: AtomicU64,
+}
+
+impl Faults {
+    fn should_fail(&self, n: u64) -> Option<StatusCode> {
+        let percent = self.fail_percent.load(Ordering::SeqCst);
+        if percent == 0 || (n * percent) % 100 >= percent {
+            return None;
+        }
+        let status = match self.fail_status.load(Ordering::SeqCst) {
+            0 => 503,
+            s => s as u16,
+        };
+        StatusCode::from_u16(status).ok()
+    }
+}
+
 /// A running HTTP backend.
 pub struct HttpBackend {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its name, echoed in `x-backend`.
     pub name: String,
+    /// Faults to inject; change them at any time.
+    pub faults: Arc<Faults>,
     requests: Arc<AtomicU64>,
     max_in_flight: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl HttpBackend {
@@ -105,19 +135,26 @@ impl HttpBackend {
         let addr = listener.local_addr().expect("backend address");
         let requests = Arc::new(AtomicU64::new(0));
         let max_in_flight = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
+        let connections = Arc::new(AtomicU64::new(0));
         let state = Arc::new(State {
             name: name.to_owned(),
             requests: requests.clone(),
             in_flight: AtomicU64::new(0),
             max_in_flight: max_in_flight.clone(),
+            faults: faults.clone(),
         });
+        let open = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = state.clone();
+                let open = open.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
+                    let _closed = Decrement(open);
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(state.handle(request).await) }
@@ -131,9 +168,16 @@ impl HttpBackend {
         Self {
             addr,
             name: name.to_owned(),
+            faults,
             requests,
             max_in_flight,
+            connections,
         }
+    }
+
+    /// Connections currently open to this backend.
+    pub fn open_connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests this backend has received so far.
@@ -152,6 +196,16 @@ struct State {
     requests: Arc<AtomicU64>,
     in_flight: AtomicU64,
     max_in_flight: Arc<AtomicU64>,
+    faults: Arc<Faults>,
+}
+
+/// Decrements a counter when dropped.
+struct Decrement(Arc<AtomicU64>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
@@ -169,7 +223,16 @@ fn full(data: impl Into<Bytes>) -> Body {
 
 impl State {
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
+        let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        let delay = self.faults.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if let Some(status) = self.faults.should_fail(n) {
+            let mut response = self::status(status, format!("injected failure {n}\n"));
+            response.headers_mut().insert("x-backend", self.name.parse().expect("backend names are header-safe"));
+            return response;
+        }
         let client_id = request
             .headers()
             .get("strait-client-id")

@@ -62,7 +62,7 @@ pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettin
             reason: "not a port number".into(),
         })?;
         table.inbound_modes.insert(number, inbound_mode(port.mode));
-        table.inbound_services.insert(number, port.services.join(","));
+        table.inbound_services.insert(number, port.services.join(" "));
     }
     for service in &snapshot.services {
         let compiled = Arc::new(compile_service(&mut table, service, previous, settings)?);

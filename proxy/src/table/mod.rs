@@ -162,7 +162,7 @@ impl Table {
         }
     }
 
-    /// The services (`namespace/name`, comma-separated) application port `port` serves, for
+    /// The services (`namespace/name`, space-separated) application port `port` serves, for
     /// metric labels; empty when the snapshot does not say.
     pub fn inbound_service(&self, port: u16) -> &str {
         self.inbound_services.get(&port).map(String::as_str).unwrap_or("")
