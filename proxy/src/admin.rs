@@ -1,7 +1,9 @@
-//! The admin server: `/live`, `/ready`, `/metrics` (Prometheus text) and `/config` (the
-//! routing snapshot in force, as JSON).
+//! The admin server: `/live`, `/ready`, `/metrics` (Prometheus text), `/config` (the routing
+//! snapshot in force, as JSON) and `/log-level` (GET, and PUT to change it).
 //!
-//! Everything here is read-only.
+//! Everything a remote peer can reach is read-only: the admin port is open to the pod network
+//! so Prometheus can scrape it, so requests that change something (`PUT /log-level`) are
+//! served only to clients on the loopback interface.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +65,14 @@ impl Readiness {
     }
 }
 
+/// The log filter in force, changeable at run time.
+pub trait LogLevel: Send + Sync {
+    /// The filter in force, in `tracing` syntax.
+    fn current(&self) -> String;
+    /// Replaces the filter; an invalid one is refused with the reason.
+    fn set(&self, filter: &str) -> Result<(), String>;
+}
+
 /// What the admin endpoints read from.
 pub struct Admin {
     /// Renders `/metrics`.
@@ -71,6 +81,8 @@ pub struct Admin {
     pub readiness: Arc<Readiness>,
     /// Dumped by `/config`.
     pub table: TableHandle,
+    /// Read and changed by `/log-level`.
+    pub log_level: Option<Arc<dyn LogLevel>>,
 }
 
 impl Admin {
@@ -91,7 +103,7 @@ impl Admin {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request, peer)) }
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request, peer).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
@@ -104,7 +116,10 @@ impl Admin {
         }
     }
 
-    fn handle(&self, request: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if request.uri().path() == "/log-level" {
+            return self.log_level(request, peer).await;
+        }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -147,8 +162,58 @@ impl Admin {
             }
             path => text(
                 StatusCode::NOT_FOUND,
-                format!("no admin endpoint {path:?}; try /live, /ready, /metrics or /config\n"),
+                format!(
+                    "no admin endpoint {path:?}; try /live, /ready, /metrics, /config or /log-level\n"
+                ),
             ),
+        }
+    }
+
+    async fn log_level(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Some(log_level) = &self.log_level else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "the log level is not adjustable in this process\n".into(),
+            );
+        };
+        match *request.method() {
+            Method::GET | Method::HEAD => {
+                text(StatusCode::OK, format!("{}\n", log_level.current()))
+            }
+            Method::PUT if !peer.ip().is_loopback() => text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "changing the log level is only allowed from localhost, not from {}\n",
+                    peer.ip()
+                ),
+            ),
+            Method::PUT => {
+                use http_body_util::BodyExt;
+                let body = match http_body_util::Limited::new(request.into_body(), 4096)
+                    .collect()
+                    .await
+                {
+                    Ok(body) => body.to_bytes(),
+                    Err(error) => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("reading the new level failed: {error}\n"),
+                        );
+                    }
+                };
+                let filter = String::from_utf8_lossy(&body).trim().to_owned();
+                match log_level.set(&filter) {
+                    Ok(()) => {
+                        tracing::info!(%filter, "log level changed");
+                        text(StatusCode::OK, format!("{filter}\n"))
+                    }
+                    Err(reason) => text(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid log filter {filter:?}: {reason}\n"),
+                    ),
+                }
+            }
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT\n".into()),
         }
     }
 }

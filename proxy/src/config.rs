@@ -160,6 +160,20 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_MAX_CONNECTIONS", default_value_t = 20000)]
     pub max_connections: usize,
 
+    /// OTLP/gRPC trace collector, e.g. `http://127.0.0.1:4317`. Unset: no tracing.
+    #[arg(long, env = "STRAIT_TRACE_COLLECTOR")]
+    pub trace_collector: Option<String>,
+
+    /// Share of requests that start in the mesh (no incoming `traceparent`) to trace, 0 to 1.
+    /// Requests that arrive with a `traceparent` follow its sampled flag.
+    #[arg(long, env = "STRAIT_TRACE_SAMPLE_RATIO", default_value_t = 0.01)]
+    pub trace_sample_ratio: f64,
+
+    /// Finished spans waiting for export; past this, spans are dropped (and counted) rather
+    /// than slow the data path.
+    #[arg(long, env = "STRAIT_TRACE_QUEUE", default_value_t = 2048)]
+    pub trace_queue: usize,
+
     /// Runtime worker threads; 0 = one per CPU core.
     #[arg(long, env = "STRAIT_THREADS", default_value_t = 0)]
     pub threads: usize,

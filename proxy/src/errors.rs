@@ -318,13 +318,20 @@ mod tests {
     #[test]
     fn every_kind_is_listed_for_metric_labels() {
         let errors = [
-            ProxyError::NoRoute { authority: "a".into() },
+            ProxyError::NoRoute {
+                authority: "a".into(),
+            },
             ProxyError::NoAuthority,
-            ProxyError::NoEndpoints { backend: "b".into() },
+            ProxyError::NoEndpoints {
+                backend: "b".into(),
+            },
             connect_refused(),
             ProxyError::RequestTimeout(Duration::from_secs(1)),
             ProxyError::BackendRequestTimeout(Duration::from_secs(1)),
-            ProxyError::BreakerOpen { backend: "b".into(), limit: 1 },
+            ProxyError::BreakerOpen {
+                backend: "b".into(),
+                limit: 1,
+            },
             ProxyError::BadRequest("x".into()),
         ];
         for error in errors {

@@ -36,6 +36,7 @@ use crate::run::Shared;
 use crate::tcp;
 use crate::telemetry::http::{RequestLabels, RequestMetrics};
 use crate::telemetry::tcp::Direction;
+use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 use crate::transport_header::Header;
 
 /// Request header carrying the calling workload's proven SPIFFE identity to the app. Any
@@ -244,6 +245,8 @@ impl Inbound {
                 let connection = Arc::new(AppConnection {
                     upstream: self.app_pool(port, version),
                     metrics: self.request_metrics(port, &peer),
+                    tracer: self.shared.tracer.clone(),
+                    service: self.shared.table.load().inbound_service(port).to_owned(),
                     version,
                     client_id: peer
                         .identity
@@ -294,7 +297,11 @@ impl Inbound {
                     service: self.shared.table.load().inbound_service(port).to_owned(),
                     route: String::new(),
                     backend: String::new(),
-                    peer_identity: peer.identity.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    peer_identity: peer
+                        .identity
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     tls: peer.tls,
                 })
             })
@@ -322,6 +329,8 @@ impl Inbound {
 struct AppConnection {
     upstream: Arc<Upstream>,
     metrics: RequestMetrics,
+    tracer: Tracer,
+    service: String,
     version: HttpVersion,
     client_id: Option<http::HeaderValue>,
     idle_timeout: std::time::Duration,
@@ -337,13 +346,43 @@ impl AppConnection {
         if let Some(client_id) = &self.client_id {
             headers.insert(CLIENT_ID_HEADER, client_id.clone());
         }
-        let forwarded = forward(&self.upstream, request.map(boxed), self.version, self.idle_timeout).await;
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let mut span = self
+            .tracer
+            .begin(Side::Server, method.as_str(), request.headers_mut());
+        if let Some(span) = &mut span {
+            span.set("http.request.method", method.as_str());
+            span.set("url.path", path);
+            span.set("strait.direction", "inbound");
+            span.set("strait.service", self.service.as_str());
+            if let Some(client_id) = self.client_id.as_ref().and_then(|v| v.to_str().ok()) {
+                span.set("strait.peer_identity", client_id);
+            }
+        }
+        let forwarded = forward(
+            &self.upstream,
+            request.map(boxed),
+            self.version,
+            self.idle_timeout,
+        )
+        .await;
         let response = forwarded.unwrap_or_else(|error| {
             let error = SendError::into_error(error);
             tracing::info!(kind = error.kind(), %error, "inbound request failed");
             error.into_response(grpc)
         });
-        self.metrics.response(response.status().as_u16(), grpc_status(&response), kind_of(&response), started.elapsed());
-        response
+        let status = response.status().as_u16();
+        self.metrics.response(
+            status,
+            grpc_status(&response),
+            kind_of(&response),
+            started.elapsed(),
+        );
+        match span {
+            Some(span) => response
+                .map(|body| crate::http::body::with_guard(body, FinishOnDrop::new(span, status))),
+            None => response,
+        }
     }
 }

@@ -28,6 +28,7 @@ use crate::mesh_tls::MeshTls;
 use crate::outbound::Outbound;
 use crate::table::{EndpointSettings, TableHandle};
 use crate::telemetry::tcp::TcpMetrics;
+use crate::telemetry::trace::{TraceSettings, Tracer};
 use crate::{snapshot_file, telemetry};
 
 /// Data-path settings, derived once from the configuration.
@@ -61,6 +62,8 @@ pub struct Shared {
     pub tcp_metrics: TcpMetrics,
     /// Fires when connections should finish their in-flight work and close.
     pub drain: CancellationToken,
+    /// Starts request spans.
+    pub tracer: Tracer,
 }
 
 /// The addresses the proxy's listeners are bound to.
@@ -76,7 +79,11 @@ pub struct Bound {
 
 /// Runs the proxy until `shutdown` completes, then drains: listeners close at once (new
 /// connections are refused), in-flight requests get `drain_timeout` to finish.
-pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: ProxyConfig,
+    log_level: Option<Arc<dyn crate::admin::LogLevel>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = telemetry::install()?;
     let readiness = Arc::new(Readiness::default());
     let mesh = match &config.control_plane {
@@ -148,6 +155,12 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
         connector,
         tcp_metrics: TcpMetrics::new(),
         drain: CancellationToken::new(),
+        tracer: Tracer::start(&TraceSettings {
+            collector: config.trace_collector.clone(),
+            sample_ratio: config.trace_sample_ratio,
+            queue: config.trace_queue,
+            resource: trace_resource(&config),
+        }),
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -179,6 +192,7 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()>) -> any
         metrics,
         readiness: readiness.clone(),
         table,
+        log_level,
     });
     let stop_admin = CancellationToken::new();
     tokio::spawn(admin.serve(admin_listener, stop_admin.clone()));
@@ -265,4 +279,16 @@ impl MeshIdentity {
             workload,
         })
     }
+}
+
+/// Resource attributes of this proxy's spans.
+fn trace_resource(config: &ProxyConfig) -> Vec<(String, String)> {
+    let mut resource = vec![("service.name".to_owned(), "strait-proxy".to_owned())];
+    if let Some(namespace) = &config.namespace {
+        resource.push(("k8s.namespace.name".into(), namespace.clone()));
+    }
+    if let Some(workload) = &config.workload {
+        resource.push(("k8s.pod.name".into(), workload.clone()));
+    }
+    resource
 }

@@ -230,7 +230,10 @@ impl State {
         }
         if let Some(status) = self.faults.should_fail(n) {
             let mut response = self::status(status, format!("injected failure {n}\n"));
-            response.headers_mut().insert("x-backend", self.name.parse().expect("backend names are header-safe"));
+            response.headers_mut().insert(
+                "x-backend",
+                self.name.parse().expect("backend names are header-safe"),
+            );
             return response;
         }
         let client_id = request

@@ -54,7 +54,12 @@ impl Spec {
 
 /// Sends `n` requests made by `spec(i)` over `concurrency` connections to `addr`, and returns
 /// every response in request order.
-pub async fn drive(addr: SocketAddr, n: usize, concurrency: usize, spec: impl Fn(usize) -> Spec + Send + Sync + 'static) -> Vec<Collected> {
+pub async fn drive(
+    addr: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    spec: impl Fn(usize) -> Spec + Send + Sync + 'static,
+) -> Vec<Collected> {
     let next = Arc::new(AtomicUsize::new(0));
     let spec = Arc::new(spec);
     let workers = (0..concurrency.max(1)).map(|_| {
@@ -69,11 +74,16 @@ pub async fn drive(addr: SocketAddr, n: usize, concurrency: usize, spec: impl Fn
                     break;
                 }
                 let spec = spec(i);
-                let mut request = Request::builder().method(spec.method).uri(&spec.path).header("host", &spec.host);
+                let mut request = Request::builder()
+                    .method(spec.method)
+                    .uri(&spec.path)
+                    .header("host", &spec.host);
                 for (name, value) in &spec.headers {
                     request = request.header(name, value);
                 }
-                let request = request.body(client::full(spec.body)).expect("valid request");
+                let request = request
+                    .body(client::full(spec.body))
+                    .expect("valid request");
                 if sender.ready().await.is_err() {
                     sender = client::http1(addr).await;
                 }
@@ -100,10 +110,16 @@ pub async fn drive(addr: SocketAddr, n: usize, concurrency: usize, spec: impl Fn
 
 /// How many responses have `status`.
 pub fn count_status(responses: &[Collected], status: u16) -> usize {
-    responses.iter().filter(|r| r.status.as_u16() == status).count()
+    responses
+        .iter()
+        .filter(|r| r.status.as_u16() == status)
+        .count()
 }
 
 /// How many responses came from `backend` (the `x-backend` header).
 pub fn count_backend(responses: &[Collected], backend: &str) -> usize {
-    responses.iter().filter(|r| r.header("x-backend") == backend).count()
+    responses
+        .iter()
+        .filter(|r| r.header("x-backend") == backend)
+        .count()
 }

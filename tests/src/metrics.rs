@@ -21,15 +21,19 @@ impl Metrics {
 
     /// Parses exposition text.
     pub fn parse(text: String) -> Self {
-        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parsing /metrics");
+        let scrape =
+            Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parsing /metrics");
         Self { scrape, text }
     }
 
-    fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.scrape
-            .samples
-            .iter()
-            .filter(move |s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.scrape.samples.iter().filter(move |s| {
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
     }
 
     /// The sum of the counter, gauge or untyped samples named `name` whose labels include
@@ -59,7 +63,12 @@ impl Metrics {
 
     /// Every metric name present.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.scrape.samples.iter().map(|s| s.metric.clone()).collect();
+        let mut names: Vec<String> = self
+            .scrape
+            .samples
+            .iter()
+            .map(|s| s.metric.clone())
+            .collect();
         names.sort();
         names.dedup();
         names

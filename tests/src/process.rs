@@ -98,7 +98,10 @@ impl Process {
 
     /// How many log lines contain `needle`.
     pub fn count_logged(&self, needle: &str) -> usize {
-        self.logs().iter().filter(|line| line.contains(needle)).count()
+        self.logs()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Waits up to `timeout` for a log line containing `needle` (output is read by another

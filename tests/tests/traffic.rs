@@ -70,8 +70,16 @@ fn canary(v1: u32, v2: u32, sticky: Option<&str>) -> MeshBuilder {
         .service("backend-v1", &[("app", "backend"), ("version", "v1")])
         .service("backend-v2", &[("app", "backend"), ("version", "v2")])
         .workload("frontend-1", "frontend", &[("app", "frontend")])
-        .workload("backend-v1", "backend", &[("app", "backend"), ("version", "v1")])
-        .workload("backend-v2", "backend", &[("app", "backend"), ("version", "v2")])
+        .workload(
+            "backend-v1",
+            "backend",
+            &[("app", "backend"), ("version", "v1")],
+        )
+        .workload(
+            "backend-v2",
+            "backend",
+            &[("app", "backend"), ("version", "v2")],
+        )
         .yaml("route.yaml", &canary_route(v1, v2, &annotations))
 }
 
@@ -94,16 +102,36 @@ async fn a_90_10_split_lands_within_four_standard_deviations_and_is_counted_per_
     let _apps = canary_backends(&mesh).await;
     let n = 10_000;
     let responses = drive(outbound(&mesh), n, 8, |_| Spec::get("backend.demo", "/")).await;
-    let failures: Vec<_> = responses.iter().filter(|r| r.status != 200).map(|r| (r.status, r.text())).take(5).collect();
+    let failures: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status != 200)
+        .map(|r| (r.status, r.text()))
+        .take(5)
+        .collect();
     assert!(failures.is_empty(), "{failures:?}");
     let share = count_backend(&responses, "backend-v2") as f64 / n as f64;
     let sigma = (0.1f64 * 0.9 / n as f64).sqrt();
-    assert!((share - 0.1).abs() < 4.0 * sigma, "canary share {share}, expected 0.1 ± {}", 4.0 * sigma);
+    assert!(
+        (share - 0.1).abs() < 4.0 * sigma,
+        "canary share {share}, expected 0.1 ± {}",
+        4.0 * sigma
+    );
 
     let metrics = frontend_metrics(&mesh).await;
-    let per_backend = |b: &str| metrics.sum("strait_http_requests_total", &[("route", "demo/canary/0"), ("backend", b)]);
-    assert_eq!(per_backend("demo/backend-v1:80") as usize, count_backend(&responses, "backend-v1"));
-    assert_eq!(per_backend("demo/backend-v2:80") as usize, count_backend(&responses, "backend-v2"));
+    let per_backend = |b: &str| {
+        metrics.sum(
+            "strait_http_requests_total",
+            &[("route", "demo/canary/0"), ("backend", b)],
+        )
+    };
+    assert_eq!(
+        per_backend("demo/backend-v1:80") as usize,
+        count_backend(&responses, "backend-v1")
+    );
+    assert_eq!(
+        per_backend("demo/backend-v2:80") as usize,
+        count_backend(&responses, "backend-v2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,9 +176,15 @@ async fn a_cut_over_by_hot_reload_moves_all_traffic_with_zero_failures() {
     for worker in workers {
         let (n, failures) = worker.await.unwrap();
         sent += n;
-        assert!(failures.is_empty(), "requests failed during the cut-over: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "requests failed during the cut-over: {failures:?}"
+        );
     }
-    assert!(streak.load(Ordering::SeqCst) >= 500, "traffic never moved entirely to v2");
+    assert!(
+        streak.load(Ordering::SeqCst) >= 500,
+        "traffic never moved entirely to v2"
+    );
     assert!(sent > 500);
 }
 
@@ -165,13 +199,25 @@ async fn sticky_splitting_keeps_each_user_on_one_side() {
     .await;
     let mut sides: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (i, response) in responses.iter().enumerate() {
-        sides.entry(i % users).or_default().push(response.header("x-backend").to_owned());
+        sides
+            .entry(i % users)
+            .or_default()
+            .push(response.header("x-backend").to_owned());
     }
     for (user, seen) in &sides {
-        assert!(seen.iter().all(|b| *b == seen[0]), "user {user} switched sides: {seen:?}");
+        assert!(
+            seen.iter().all(|b| *b == seen[0]),
+            "user {user} switched sides: {seen:?}"
+        );
     }
-    let on_v2 = sides.values().filter(|seen| seen[0] == "backend-v2").count();
-    assert!(on_v2 > 5 && on_v2 < users - 5, "users spread over both sides: {on_v2} of {users} on v2");
+    let on_v2 = sides
+        .values()
+        .filter(|seen| seen[0] == "backend-v2")
+        .count();
+    assert!(
+        on_v2 > 5 && on_v2 < users - 5,
+        "users spread over both sides: {on_v2} of {users} on v2"
+    );
 }
 
 // ---- retries ---------------------------------------------------------------------------
@@ -188,12 +234,18 @@ async fn gets_to_a_backend_failing_30_percent_succeed_and_the_retries_are_counte
     let ok = count_status(&responses, 200);
     assert!(ok as f64 >= 0.99 * n as f64, "{ok} of {n} succeeded");
     let attempts = apps[0].requests();
-    assert!(attempts > n as u64, "the backend saw the retries: {attempts}");
+    assert!(
+        attempts > n as u64,
+        "the backend saw the retries: {attempts}"
+    );
 
     let metrics = frontend_metrics(&mesh).await;
     let retries = metrics.sum("strait_http_retries_total", &[("route", ROUTE), BACKEND]);
     assert_eq!(retries as u64, attempts - n as u64, "{}", metrics.text);
-    assert_eq!(metrics.sum("strait_http_requests_total", &[("route", ROUTE), BACKEND]) as usize, n);
+    assert_eq!(
+        metrics.sum("strait_http_requests_total", &[("route", ROUTE), BACKEND]) as usize,
+        n
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,36 +254,65 @@ async fn posts_are_not_retried_on_status_unless_they_carry_an_idempotency_key() 
     let apps = backends(&mesh, 1).await;
     apps[0].faults.fail_percent.store(30, Ordering::SeqCst);
     let n = 200;
-    let responses = drive(outbound(&mesh), n, 1, |_| Spec::post("backend.demo", "/echo", b"order")).await;
-    assert_eq!(count_status(&responses, 503), 60, "exactly the raw 30 % of failures");
+    let responses = drive(outbound(&mesh), n, 1, |_| {
+        Spec::post("backend.demo", "/echo", b"order")
+    })
+    .await;
+    assert_eq!(
+        count_status(&responses, 503),
+        60,
+        "exactly the raw 30 % of failures"
+    );
     assert_eq!(apps[0].requests(), n as u64, "no retry reached the backend");
     let metrics = frontend_metrics(&mesh).await;
     assert_eq!(
-        metrics.sum("strait_http_retries_skipped_total", &[("route", ROUTE), ("reason", "not-idempotent")]),
+        metrics.sum(
+            "strait_http_retries_skipped_total",
+            &[("route", ROUTE), ("reason", "not-idempotent")]
+        ),
         60.0
     );
 
     let keyed = drive(outbound(&mesh), n, 1, |i| {
-        Spec::post("backend.demo", "/echo", b"order").header("idempotency-key", &format!("order-{i}"))
+        Spec::post("backend.demo", "/echo", b"order")
+            .header("idempotency-key", &format!("order-{i}"))
     })
     .await;
-    assert_eq!(count_status(&keyed, 200), n, "with an Idempotency-Key, POSTs are retried");
+    assert_eq!(
+        count_status(&keyed, 200),
+        n,
+        "with an Idempotency-Key, POSTs are retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_failing_every_request_gets_retries_only_within_the_budget() {
-    let mesh = mesh(1, RETRY_503, "  retryBudget: {percent: 20, minRetriesPerSecond: 1, interval: 10s}\n").start();
+    let mesh = mesh(
+        1,
+        RETRY_503,
+        "  retryBudget: {percent: 20, minRetriesPerSecond: 1, interval: 10s}\n",
+    )
+    .start();
     let apps = backends(&mesh, 1).await;
     apps[0].faults.fail_percent.store(100, Ordering::SeqCst);
     let n = 200;
     let responses = drive(outbound(&mesh), n, 2, |_| Spec::get("backend.demo", "/")).await;
-    assert_eq!(count_status(&responses, 503), n, "the original failure comes back");
+    assert_eq!(
+        count_status(&responses, 503),
+        n,
+        "the original failure comes back"
+    );
     let retries = apps[0].requests() - n as u64;
     // 20 % of 200 requests plus 1/s over the 10 s window; without the budget, 600.
     assert!(retries <= 50, "retries capped by the budget: {retries}");
     assert!(retries >= 30, "the budget was used: {retries}");
     let metrics = frontend_metrics(&mesh).await;
-    assert!(metrics.sum("strait_http_retries_skipped_total", &[("route", ROUTE), ("reason", "budget")]) >= 100.0);
+    assert!(
+        metrics.sum(
+            "strait_http_retries_skipped_total",
+            &[("route", ROUTE), ("reason", "budget")]
+        ) >= 100.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,26 +322,44 @@ async fn a_refused_connection_is_retried_on_another_endpoint_even_for_post() {
     // backend-0's proxy is gone: connecting to its endpoint is refused at the mesh hop.
     drop(mesh.proxies.remove("backend-0"));
     let n = 100;
-    let responses = drive(outbound(&mesh), n, 1, |_| Spec::post("backend.demo", "/echo", b"payment")).await;
+    let responses = drive(outbound(&mesh), n, 1, |_| {
+        Spec::post("backend.demo", "/echo", b"payment")
+    })
+    .await;
     assert_eq!(count_status(&responses, 200), n, "every POST got through");
-    assert_eq!(apps[0].requests(), n as u64, "each reached the app exactly once");
+    assert_eq!(
+        apps[0].requests(),
+        n as u64,
+        "each reached the app exactly once"
+    );
 }
 
 // ---- timeouts --------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slow_endpoint_past_the_per_try_timeout_is_retried_elsewhere_within_the_request_timeout() {
+async fn a_slow_endpoint_past_the_per_try_timeout_is_retried_elsewhere_within_the_request_timeout()
+{
     let mesh = mesh(2, "    timeouts: {request: 3s, backendRequest: 300ms}\n    retry: {attempts: 2, codes: [504], backoff: 5ms}\n", "").start();
     let apps = backends(&mesh, 2).await;
     apps[0].faults.delay_ms.store(2000, Ordering::SeqCst);
     let started = Instant::now();
     let responses = drive(outbound(&mesh), 20, 4, |_| Spec::get("backend.demo", "/")).await;
     assert_eq!(count_status(&responses, 200), 20);
-    assert_eq!(count_backend(&responses, "backend-1"), 20, "every answer came from the fast endpoint");
-    assert!(started.elapsed() < Duration::from_secs(3), "no request waited for the slow endpoint");
+    assert_eq!(
+        count_backend(&responses, "backend-1"),
+        20,
+        "every answer came from the fast endpoint"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no request waited for the slow endpoint"
+    );
     let metrics = frontend_metrics(&mesh).await;
     assert!(
-        metrics.sum("strait_http_timeouts_total", &[("route", ROUTE), ("kind", "backend-request-timeout")]) >= 1.0,
+        metrics.sum(
+            "strait_http_timeouts_total",
+            &[("route", ROUTE), ("kind", "backend-request-timeout")]
+        ) >= 1.0,
         "{}",
         metrics.text
     );
@@ -277,9 +376,22 @@ async fn a_request_past_its_timeout_gets_a_504_naming_the_timeout() {
         assert_eq!(response.header("strait-proxy-error"), "request-timeout");
     }
     let metrics = frontend_metrics(&mesh).await;
-    assert_eq!(metrics.sum("strait_http_timeouts_total", &[("route", ROUTE), ("kind", "request-timeout")]), 3.0);
     assert_eq!(
-        metrics.sum("strait_http_responses_total", &[("route", ROUTE), ("status_code", "504"), ("error", "request-timeout")]),
+        metrics.sum(
+            "strait_http_timeouts_total",
+            &[("route", ROUTE), ("kind", "request-timeout")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metrics.sum(
+            "strait_http_responses_total",
+            &[
+                ("route", ROUTE),
+                ("status_code", "504"),
+                ("error", "request-timeout")
+            ]
+        ),
         3.0
     );
 }
@@ -292,14 +404,20 @@ async fn an_idle_pooled_connection_is_closed() {
     assert_eq!(count_status(&responses, 200), 5);
     let inbound = |m: &Metrics| m.sum("strait_tcp_open_connections", &[("direction", "inbound")]);
     let during = inbound(&Metrics::fetch(mesh.proxy("backend-0").admin).await);
-    assert!(during >= 1.0, "the mesh connection is pooled after the requests");
+    assert!(
+        during >= 1.0,
+        "the mesh connection is pooled after the requests"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let now = inbound(&Metrics::fetch(mesh.proxy("backend-0").admin).await);
         if now == 0.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the idle connection was never closed");
+        assert!(
+            Instant::now() < deadline,
+            "the idle connection was never closed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -318,22 +436,39 @@ async fn a_failing_endpoint_is_ejected_then_probed_back_into_rotation_once_healt
     apps[2].faults.fail_percent.store(100, Ordering::SeqCst);
 
     let warm = drive(outbound(&mesh), 30, 1, |_| Spec::get("backend.demo", "/")).await;
-    assert_eq!(count_status(&warm, 200), 30, "retries hide the failing endpoint");
+    assert_eq!(
+        count_status(&warm, 200),
+        30,
+        "retries hide the failing endpoint"
+    );
     let metrics = frontend_metrics(&mesh).await;
-    assert_eq!(metrics.sum("strait_endpoint_ejections_total", &[BACKEND]), 1.0, "{}", metrics.text);
+    assert_eq!(
+        metrics.sum("strait_endpoint_ejections_total", &[BACKEND]),
+        1.0,
+        "{}",
+        metrics.text
+    );
 
     // While ejected it gets nothing.
     let before = apps[2].requests();
     let during = drive(outbound(&mesh), 60, 1, |_| Spec::get("backend.demo", "/")).await;
     assert_eq!(count_status(&during, 200), 60);
-    assert_eq!(apps[2].requests(), before, "the ejected endpoint received traffic");
+    assert_eq!(
+        apps[2].requests(),
+        before,
+        "the ejected endpoint received traffic"
+    );
 
     // Healed, it is probed after the ejection ends and returns to rotation.
     apps[2].faults.fail_percent.store(0, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let after = drive(outbound(&mesh), 60, 1, |_| Spec::get("backend.demo", "/")).await;
     assert_eq!(count_status(&after, 200), 60);
-    assert!(count_backend(&after, "backend-2") >= 15, "back in rotation: {}", count_backend(&after, "backend-2"));
+    assert!(
+        count_backend(&after, "backend-2") >= 15,
+        "back in rotation: {}",
+        count_backend(&after, "backend-2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,15 +479,26 @@ async fn past_the_pending_limit_requests_fail_fast_with_a_breaker_open_503() {
     let started = Instant::now();
     let responses = drive(outbound(&mesh), 20, 20, |_| Spec::get("backend.demo", "/")).await;
     let fast: Vec<_> = responses.iter().filter(|r| r.status == 503).collect();
-    assert_eq!(count_status(&responses, 200), 5, "the pending limit admitted 5");
+    assert_eq!(
+        count_status(&responses, 200),
+        5,
+        "the pending limit admitted 5"
+    );
     assert_eq!(fast.len(), 15);
     for response in fast {
         assert_eq!(response.header("strait-proxy-error"), "breaker-open");
-        assert!(response.text().contains("circuit breaker open"), "{}", response.text());
+        assert!(
+            response.text().contains("circuit breaker open"),
+            "{}",
+            response.text()
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(3));
     let metrics = frontend_metrics(&mesh).await;
-    assert_eq!(metrics.sum("strait_breaker_fast_fails_total", &[BACKEND]), 15.0);
+    assert_eq!(
+        metrics.sum("strait_breaker_fast_fails_total", &[BACKEND]),
+        15.0
+    );
 }
 
 // ---- load balancing --------------------------------------------------------------------
@@ -368,5 +514,8 @@ async fn a_ten_times_slower_endpoint_receives_a_clearly_smaller_share() {
     assert_eq!(count_status(&responses, 200), 600);
     let fast = count_backend(&responses, "backend-0").min(count_backend(&responses, "backend-1"));
     let slow = count_backend(&responses, "backend-2");
-    assert!(slow * 4 < fast, "the slow endpoint got {slow}, each fast one at least {fast}");
+    assert!(
+        slow * 4 < fast,
+        "the slow endpoint got {slow}, each fast one at least {fast}"
+    );
 }

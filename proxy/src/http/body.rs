@@ -24,7 +24,11 @@ where
 /// A body that holds `guard` until the body ends or is dropped: for state that must last as
 /// long as a response streams (outstanding-request counts).
 pub fn with_guard<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
-    Guarded { body, _guard: guard }.boxed_unsync()
+    Guarded {
+        body,
+        _guard: guard,
+    }
+    .boxed_unsync()
 }
 
 struct Guarded<G> {

@@ -52,6 +52,14 @@ pub fn authority<B>(request: &Request<B>) -> Option<&str> {
     })
 }
 
+/// [`authority`] for a request already split into parts.
+pub fn authority_of_parts(head: &http::request::Parts) -> Option<&str> {
+    head.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| head.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
 /// Prepares a request for an HTTP/1 upstream: the request target in origin form (an app
 /// behind the proxy is not itself a proxy), and a `Host` header carrying the authority.
 pub fn to_origin_form<B>(request: &mut Request<B>) {

@@ -54,6 +54,7 @@ impl Outbound {
             request_settings: request::RequestSettings {
                 retry_buffer: shared.settings.retry_buffer,
                 idle_timeout: shared.settings.tcp_idle_timeout,
+                tracer: shared.tracer.clone(),
             },
             shared,
             passthrough: Mutex::new(HashMap::new()),
@@ -171,11 +172,12 @@ fn default_endpoint(service: &Service) -> Result<Arc<Endpoint>, ProxyError> {
     let route = service.default_route().ok_or_else(|| ProxyError::NoRoute {
         authority: service.name.clone(),
     })?;
-    let index = route
-        .pick_backend(&http::HeaderMap::new())
-        .ok_or_else(|| ProxyError::NoEndpoints {
-            backend: service.name.clone(),
-        })?;
+    let index =
+        route
+            .pick_backend(&http::HeaderMap::new())
+            .ok_or_else(|| ProxyError::NoEndpoints {
+                backend: service.name.clone(),
+            })?;
     let backend = &route.backends[index].0;
     backend
         .pick(&[])
@@ -235,7 +237,13 @@ impl HttpConnection {
                 (None, None) => Err(ProxyError::NoAuthority),
             };
         };
-        Ok(request::send(&service, request, self.version, &self.outbound.request_settings).await)
+        Ok(request::send(
+            &service,
+            request,
+            self.version,
+            &self.outbound.request_settings,
+        )
+        .await)
     }
 
     async fn send(

@@ -26,6 +26,7 @@ use crate::resilience::retry::{NoRetry, Outcome, RequestFacts, is_idempotent, sh
 use crate::resilience::timeouts::request_timeout;
 use crate::table::{Backend, Route, Service};
 use crate::telemetry::http::{RequestMetrics, SkipReason, TimeoutKind};
+use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
 /// Settings of the request path.
 #[derive(Clone, Debug)]
@@ -34,14 +35,21 @@ pub struct RequestSettings {
     pub retry_buffer: usize,
     /// Upgraded connections idle this long are closed.
     pub idle_timeout: Duration,
+    /// Starts client spans.
+    pub tracer: Tracer,
 }
 
 /// Sends `request` to `service` and returns the response to give the client, the proxy's own
 /// error responses included.
-pub async fn send(service: &Service, request: Request<Incoming>, version: HttpVersion, settings: &RequestSettings) -> Response<Body> {
+pub async fn send(
+    service: &Service,
+    request: Request<Incoming>,
+    version: HttpVersion,
+    settings: &RequestSettings,
+) -> Response<Body> {
     let started = Instant::now();
     let grpc = is_grpc(&request);
-    let (head, body) = request.into_parts();
+    let (mut head, body) = request.into_parts();
     let Some(route) = service.route(&head) else {
         return ProxyError::NoRoute {
             authority: service.name.clone(),
@@ -50,16 +58,43 @@ pub async fn send(service: &Service, request: Request<Incoming>, version: HttpVe
     };
     let Some(index) = route.pick_backend(&head.headers) else {
         return ProxyError::NoEndpoints {
-            backend: format!("{} (every backend of route {} has weight 0)", service.name, route.name),
+            backend: format!(
+                "{} (every backend of route {} has weight 0)",
+                service.name, route.name
+            ),
         }
         .into_response(grpc);
     };
     let backend = &route.backends[index].0;
     let metrics = &route.metrics[index];
     metrics.request();
+    let mut span = settings
+        .tracer
+        .begin(Side::Client, head.method.as_str(), &mut head.headers);
+    if let Some(span) = &mut span {
+        span.set("http.request.method", head.method.as_str());
+        span.set("url.path", head.uri.path());
+        span.set(
+            "server.address",
+            crate::http::authority_of_parts(&head).unwrap_or_default(),
+        );
+        span.set(
+            "network.protocol.version",
+            if version == HttpVersion::Http2 {
+                "2"
+            } else {
+                "1.1"
+            },
+        );
+        span.set("strait.direction", "outbound");
+        span.set("strait.service", service.name.as_str());
+        span.set("strait.route", route.name.as_str());
+        span.set("strait.backend", backend.name.as_str());
+        span.set("strait.peer_identity", backend.identity.as_str());
+    }
     let request = Request::from_parts(head, body);
-    let result = if takes_over_connection(&request, version) {
-        single_attempt(backend, request, version, settings).await
+    let (result, retries) = if takes_over_connection(&request, version) {
+        (single_attempt(backend, request, version, settings).await, 0)
     } else {
         attempts(route, backend, metrics, request, version, settings).await
     };
@@ -67,18 +102,40 @@ pub async fn send(service: &Service, request: Request<Incoming>, version: HttpVe
         tracing::info!(kind = error.kind(), service = %service.name, route = %route.name, %error, "outbound request failed");
         error.into_response(grpc)
     });
-    metrics.response(response.status().as_u16(), grpc_status(&response), kind_of(&response), started.elapsed());
-    response
+    let status = response.status().as_u16();
+    metrics.response(
+        status,
+        grpc_status(&response),
+        kind_of(&response),
+        started.elapsed(),
+    );
+    match span {
+        Some(mut span) => {
+            span.set_int("strait.retries", i64::from(retries));
+            response.map(|body| with_guard(body, FinishOnDrop::new(span, status)))
+        }
+        None => response,
+    }
 }
 
 /// Upgrades and tunnels: one attempt, no retry (the connection is handed over).
-async fn single_attempt(backend: &Backend, request: Request<Incoming>, version: HttpVersion, settings: &RequestSettings) -> Result<Response<Body>, ProxyError> {
+async fn single_attempt(
+    backend: &Backend,
+    request: Request<Incoming>,
+    version: HttpVersion,
+    settings: &RequestSettings,
+) -> Result<Response<Body>, ProxyError> {
     let (_, endpoint) = backend.pick(&[]).ok_or_else(|| ProxyError::NoEndpoints {
         backend: backend.name.clone(),
     })?;
-    forward(endpoint.upstream(version), request.map(boxed), version, settings.idle_timeout)
-        .await
-        .map_err(SendError::into_error)
+    forward(
+        endpoint.upstream(version),
+        request.map(boxed),
+        version,
+        settings.idle_timeout,
+    )
+    .await
+    .map_err(SendError::into_error)
 }
 
 async fn attempts(
@@ -88,16 +145,20 @@ async fn attempts(
     request: Request<Incoming>,
     version: HttpVersion,
     settings: &RequestSettings,
-) -> Result<Response<Body>, ProxyError> {
+) -> (Result<Response<Body>, ProxyError>, u32) {
     let Some(admitted) = backend.admit() else {
-        return Err(ProxyError::BreakerOpen {
+        let error = ProxyError::BreakerOpen {
             backend: backend.name.clone(),
             limit: backend.settings.max_pending,
-        });
+        };
+        return (Err(error), 0);
     };
     let timeout = request_timeout(route.timeouts.request, request.headers());
-    let work = retry_loop(route, backend, metrics, request, version, settings);
-    let response = match timeout {
+    let retries = std::sync::atomic::AtomicU32::new(0);
+    let work = retry_loop(
+        route, backend, metrics, request, version, settings, &retries,
+    );
+    let result = match timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
@@ -106,9 +167,10 @@ async fn attempts(
                 Err(ProxyError::RequestTimeout(limit))
             }
         },
-    }?;
+    };
     // The request stays admitted until its response has streamed to the end.
-    Ok(response.map(|body| with_guard(body, admitted)))
+    let result = result.map(|response| response.map(|body| with_guard(body, admitted)));
+    (result, retries.into_inner())
 }
 
 /// A request head rebuilt for another attempt (`Parts` is not `Clone`: its extensions are
@@ -125,7 +187,9 @@ fn attempt_request(head: &Parts, body: Body) -> Request<Body> {
 /// Whether a send error is HTTP/2 REFUSED_STREAM: the server guarantees it did not process
 /// the stream, so it is as safe to retry as a request never sent.
 fn refused_stream(error: &ProxyError) -> bool {
-    let ProxyError::Upstream { source, .. } = error else { return false };
+    let ProxyError::Upstream { source, .. } = error else {
+        return false;
+    };
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
     while let Some(error) = cause {
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
@@ -143,6 +207,7 @@ async fn retry_loop(
     request: Request<Incoming>,
     version: HttpVersion,
     settings: &RequestSettings,
+    retries_made: &std::sync::atomic::AtomicU32,
 ) -> Result<Response<Body>, ProxyError> {
     let (head, body) = request.into_parts();
     let idempotent = is_idempotent(&head.method, &head.headers);
@@ -154,20 +219,31 @@ async fn retry_loop(
     let mut tried: Vec<usize> = Vec::with_capacity(2);
     let mut retries = 0u32;
     loop {
-        let (index, endpoint) = backend.pick(&tried).ok_or_else(|| ProxyError::NoEndpoints {
-            backend: backend.name.clone(),
-        })?;
+        let (index, endpoint) = backend
+            .pick(&tried)
+            .ok_or_else(|| ProxyError::NoEndpoints {
+                backend: backend.name.clone(),
+            })?;
         tried.push(index);
         let mut returned: Option<Body> = None;
         let outstanding = endpoint.start();
         let started = Instant::now();
-        let sent = forward(endpoint.upstream(version), attempt_request(&head, body), version, settings.idle_timeout);
+        let sent = forward(
+            endpoint.upstream(version),
+            attempt_request(&head, body),
+            version,
+            settings.idle_timeout,
+        );
         let replayable = || root.as_ref().is_some_and(ReplayBody::is_replayable);
         let result = match route.timeouts.backend_request {
             None => sent.await,
-            Some(limit) => tokio::time::timeout(limit, sent)
-                .await
-                .unwrap_or(Err(SendError::Failed(ProxyError::BackendRequestTimeout(limit)))),
+            Some(limit) => {
+                tokio::time::timeout(limit, sent)
+                    .await
+                    .unwrap_or(Err(SendError::Failed(ProxyError::BackendRequestTimeout(
+                        limit,
+                    ))))
+            }
         };
         let rtt = started.elapsed();
         let (outcome, result) = match result {
@@ -183,7 +259,9 @@ async fn retry_loop(
                 returned = Some(request.into_body());
                 (Outcome::NotSent, Err(error))
             }
-            Err(SendError::Failed(error)) if refused_stream(&error) && replayable() => (Outcome::NotSent, Err(error)),
+            Err(SendError::Failed(error)) if refused_stream(&error) && replayable() => {
+                (Outcome::NotSent, Err(error))
+            }
             Err(SendError::Failed(error @ ProxyError::BackendRequestTimeout(_))) => {
                 metrics.timeout(TimeoutKind::BackendRequest);
                 (Outcome::TimedOut, Err(error))
@@ -194,7 +272,9 @@ async fn retry_loop(
             metrics.timeout(TimeoutKind::Connect);
         }
         let failed = match outcome {
-            Outcome::Response { status, grpc } => status >= 500 || grpc == Some(crate::errors::grpc_code::UNAVAILABLE),
+            Outcome::Response { status, grpc } => {
+                status >= 500 || grpc == Some(crate::errors::grpc_code::UNAVAILABLE)
+            }
             _ => true,
         };
         backend.record(index, failed, rtt);
@@ -207,17 +287,26 @@ async fn retry_loop(
             Ok(()) if backend.state.budget.withdraw(Instant::now()) => {
                 // Take the next attempt's body now: the old attempt may still be sending and
                 // could yet outgrow the buffer.
-                let Some(next) = returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed)) else {
+                let Some(next) =
+                    returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed))
+                else {
                     metrics.skipped(SkipReason::BodyTooLarge);
                     return finish(result, outstanding);
                 };
                 body = next;
                 retries += 1;
+                retries_made.store(retries, std::sync::atomic::Ordering::Relaxed);
                 metrics.retry();
                 tracing::debug!(backend = %backend.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
                 drop(result);
                 let base = route.backoff_base.unwrap_or(backend.settings.backoff_base);
-                tokio::time::sleep(full_jitter(base, backend.settings.backoff_max, retries - 1, fastrand::f64())).await;
+                tokio::time::sleep(full_jitter(
+                    base,
+                    backend.settings.backoff_max,
+                    retries - 1,
+                    fastrand::f64(),
+                ))
+                .await;
             }
             Ok(()) => {
                 metrics.skipped(SkipReason::Budget);
@@ -237,6 +326,9 @@ async fn retry_loop(
 }
 
 /// The response to return, counted outstanding on its endpoint until its body ends.
-fn finish(result: Result<Response<Body>, ProxyError>, outstanding: crate::table::endpoint::Outstanding) -> Result<Response<Body>, ProxyError> {
+fn finish(
+    result: Result<Response<Body>, ProxyError>,
+    outstanding: crate::table::endpoint::Outstanding,
+) -> Result<Response<Body>, ProxyError> {
     result.map(|response| response.map(|body| with_guard(body, outstanding)))
 }

@@ -67,7 +67,11 @@ pub fn p2c_by(n: usize, cost: impl Fn(usize) -> f64, a: f64, b: f64) -> Option<u
             if second >= first {
                 second += 1;
             }
-            Some(if cost(second) < cost(first) { second } else { first })
+            Some(if cost(second) < cost(first) {
+                second
+            } else {
+                first
+            })
         }
     }
 }
@@ -81,7 +85,10 @@ mod tests {
         let spike = 1.0;
         let after_one_decay = peak_ewma(spike, 0.0, DECAY);
         assert!((after_one_decay - (-1.0f64).exp()).abs() < 1e-9);
-        assert!(peak_ewma(spike, 0.0, Duration::ZERO) == spike, "no time, no decay");
+        assert!(
+            peak_ewma(spike, 0.0, Duration::ZERO) == spike,
+            "no time, no decay"
+        );
     }
 
     #[test]

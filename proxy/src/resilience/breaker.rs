@@ -81,10 +81,15 @@ mod tests {
             max_ejection: Duration::from_secs(3),
             max_ejected_percent: 50,
         };
-        let durations: Vec<_> = (0..6).map(|n| ejection(3 + n, n, &policy).unwrap().as_millis()).collect();
+        let durations: Vec<_> = (0..6)
+            .map(|n| ejection(3 + n, n, &policy).unwrap().as_millis())
+            .collect();
         assert_eq!(durations, [500, 1000, 2000, 3000, 3000, 3000]);
         assert_eq!(ejection(2, 0, &policy), None);
-        assert_eq!(ejection(u32::MAX, u32::MAX, &policy), Some(Duration::from_secs(3)));
+        assert_eq!(
+            ejection(u32::MAX, u32::MAX, &policy),
+            Some(Duration::from_secs(3))
+        );
     }
 
     #[test]

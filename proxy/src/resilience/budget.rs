@@ -150,9 +150,15 @@ mod tests {
         let budget = budget(0.0, 1);
         let start = Instant::now();
         assert_eq!((0..50).filter(|_| budget.withdraw(start)).count(), 10);
-        assert!(!budget.withdraw(start + Duration::from_secs(5)), "still within the window");
+        assert!(
+            !budget.withdraw(start + Duration::from_secs(5)),
+            "still within the window"
+        );
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(budget.withdraw(Instant::now()), "the spent retries left the window");
+        assert!(
+            budget.withdraw(Instant::now()),
+            "the spent retries left the window"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -163,6 +169,9 @@ mod tests {
             budget.deposit(start);
         }
         assert!(budget.withdraw(start));
-        assert!(!budget.withdraw(start + Duration::from_secs(11)), "requests from 11 s ago no longer count");
+        assert!(
+            !budget.withdraw(start + Duration::from_secs(11)),
+            "requests from 11 s ago no longer count"
+        );
     }
 }

@@ -94,7 +94,10 @@ impl http_body::Body for ReplayBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let mut shared = this.shared.lock().expect("replay lock poisoned");
         // Replay what an earlier attempt already read.
@@ -172,8 +175,10 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn body(chunks: &[&'static str], trailers: Option<HeaderMap>) -> Body {
-        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            chunks.iter().map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))).collect();
+        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
+            .collect();
         if let Some(trailers) = trailers {
             frames.push(Ok(Frame::trailers(trailers)));
         }
@@ -183,7 +188,10 @@ mod tests {
     async fn read(body: ReplayBody) -> (String, Option<HeaderMap>) {
         let collected = body.collect().await.unwrap();
         let trailers = collected.trailers().cloned();
-        (String::from_utf8(collected.to_bytes().to_vec()).unwrap(), trailers)
+        (
+            String::from_utf8(collected.to_bytes().to_vec()).unwrap(),
+            trailers,
+        )
     }
 
     #[tokio::test]
@@ -192,7 +200,10 @@ mod tests {
         trailers.insert("grpc-status", "0".parse().unwrap());
         let first = ReplayBody::new(body(&["hello ", "world"], Some(trailers.clone())), 1024);
         let second = first.replay().unwrap();
-        assert_eq!(read(first).await, ("hello world".into(), Some(trailers.clone())));
+        assert_eq!(
+            read(first).await,
+            ("hello world".into(), Some(trailers.clone()))
+        );
         assert_eq!(read(second).await, ("hello world".into(), Some(trailers)));
     }
 
@@ -210,7 +221,11 @@ mod tests {
     async fn a_body_past_the_limit_flows_through_but_cannot_be_replayed() {
         let first = ReplayBody::new(body(&["12345", "67890"], None), 8);
         let probe = first.replay().unwrap();
-        assert_eq!(read(first).await.0, "1234567890", "the first attempt gets everything");
+        assert_eq!(
+            read(first).await.0,
+            "1234567890",
+            "the first attempt gets everything"
+        );
         assert!(!probe.is_replayable());
         assert!(probe.replay().is_none());
     }

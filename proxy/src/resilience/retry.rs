@@ -80,7 +80,11 @@ impl NoRetry {
 }
 
 /// The decision for one failed attempt: `Ok(())` to retry.
-pub fn should_retry(facts: RequestFacts, outcome: Outcome, policy: &RetryPolicy) -> Result<(), NoRetry> {
+pub fn should_retry(
+    facts: RequestFacts,
+    outcome: Outcome,
+    policy: &RetryPolicy,
+) -> Result<(), NoRetry> {
     let answer_retryable = match outcome {
         Outcome::NotSent => {
             // The request came back unsent, body untouched: always safe to send again.
@@ -91,7 +95,8 @@ pub fn should_retry(facts: RequestFacts, outcome: Outcome, policy: &RetryPolicy)
             };
         }
         Outcome::Response { status, grpc } => {
-            policy.http_statuses.contains(&status) || grpc.is_some_and(|code| policy.grpc_codes.contains(&code))
+            policy.http_statuses.contains(&status)
+                || grpc.is_some_and(|code| policy.grpc_codes.contains(&code))
         }
         // A gateway-side failure reads as the status the client would see.
         Outcome::Failed => policy.http_statuses.contains(&502),
@@ -141,39 +146,78 @@ mod tests {
         }
     }
 
-    const UNAVAILABLE: Outcome = Outcome::Response { status: 503, grpc: None };
+    const UNAVAILABLE: Outcome = Outcome::Response {
+        status: 503,
+        grpc: None,
+    };
 
     #[test]
     fn an_idempotent_request_with_a_retryable_status_is_retried_until_attempts_run_out() {
-        assert_eq!(should_retry(facts(true, true, 0), UNAVAILABLE, &policy()), Ok(()));
-        assert_eq!(should_retry(facts(true, true, 1), UNAVAILABLE, &policy()), Ok(()));
-        assert_eq!(should_retry(facts(true, true, 2), UNAVAILABLE, &policy()), Err(NoRetry::Exhausted));
+        assert_eq!(
+            should_retry(facts(true, true, 0), UNAVAILABLE, &policy()),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(true, true, 1), UNAVAILABLE, &policy()),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(true, true, 2), UNAVAILABLE, &policy()),
+            Err(NoRetry::Exhausted)
+        );
     }
 
     #[test]
     fn post_is_not_retried_without_idempotency_key() {
-        assert_eq!(should_retry(facts(false, true, 0), UNAVAILABLE, &policy()), Err(NoRetry::NotIdempotent));
+        assert_eq!(
+            should_retry(facts(false, true, 0), UNAVAILABLE, &policy()),
+            Err(NoRetry::NotIdempotent)
+        );
     }
 
     #[test]
     fn a_body_past_the_retry_buffer_is_never_retried_on_status() {
-        assert_eq!(should_retry(facts(true, false, 0), UNAVAILABLE, &policy()), Err(NoRetry::BodyTooLarge));
+        assert_eq!(
+            should_retry(facts(true, false, 0), UNAVAILABLE, &policy()),
+            Err(NoRetry::BodyTooLarge)
+        );
     }
 
     #[test]
     fn a_request_that_never_reached_the_app_is_retried_even_for_post_and_without_a_policy() {
         let none = RetryPolicy::default();
-        assert_eq!(should_retry(facts(false, false, 0), Outcome::NotSent, &none), Ok(()));
-        assert_eq!(should_retry(facts(false, false, 1), Outcome::NotSent, &none), Ok(()));
-        assert_eq!(should_retry(facts(false, false, 2), Outcome::NotSent, &none), Err(NoRetry::Exhausted));
+        assert_eq!(
+            should_retry(facts(false, false, 0), Outcome::NotSent, &none),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(false, false, 1), Outcome::NotSent, &none),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(false, false, 2), Outcome::NotSent, &none),
+            Err(NoRetry::Exhausted)
+        );
     }
 
     #[test]
     fn statuses_outside_the_policy_and_successes_are_returned() {
-        let ok = Outcome::Response { status: 200, grpc: None };
-        let teapot = Outcome::Response { status: 418, grpc: None };
-        assert_eq!(should_retry(facts(true, true, 0), ok, &policy()), Err(NoRetry::NotRetryable));
-        assert_eq!(should_retry(facts(true, true, 0), teapot, &policy()), Err(NoRetry::NotRetryable));
+        let ok = Outcome::Response {
+            status: 200,
+            grpc: None,
+        };
+        let teapot = Outcome::Response {
+            status: 418,
+            grpc: None,
+        };
+        assert_eq!(
+            should_retry(facts(true, true, 0), ok, &policy()),
+            Err(NoRetry::NotRetryable)
+        );
+        assert_eq!(
+            should_retry(facts(true, true, 0), teapot, &policy()),
+            Err(NoRetry::NotRetryable)
+        );
         assert_eq!(
             should_retry(facts(true, true, 0), UNAVAILABLE, &RetryPolicy::default()),
             Err(NoRetry::NotRetryable)
@@ -182,16 +226,34 @@ mod tests {
 
     #[test]
     fn grpc_codes_are_matched_from_trailers_only_responses() {
-        let unavailable = Outcome::Response { status: 200, grpc: Some(14) };
-        let internal = Outcome::Response { status: 200, grpc: Some(13) };
-        assert_eq!(should_retry(facts(true, true, 0), unavailable, &policy()), Ok(()));
-        assert_eq!(should_retry(facts(true, true, 0), internal, &policy()), Err(NoRetry::NotRetryable));
+        let unavailable = Outcome::Response {
+            status: 200,
+            grpc: Some(14),
+        };
+        let internal = Outcome::Response {
+            status: 200,
+            grpc: Some(13),
+        };
+        assert_eq!(
+            should_retry(facts(true, true, 0), unavailable, &policy()),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(true, true, 0), internal, &policy()),
+            Err(NoRetry::NotRetryable)
+        );
     }
 
     #[test]
     fn per_try_timeouts_and_transport_failures_follow_their_status() {
-        assert_eq!(should_retry(facts(true, true, 0), Outcome::TimedOut, &policy()), Ok(()));
-        assert_eq!(should_retry(facts(true, true, 0), Outcome::Failed, &policy()), Ok(()));
+        assert_eq!(
+            should_retry(facts(true, true, 0), Outcome::TimedOut, &policy()),
+            Ok(())
+        );
+        assert_eq!(
+            should_retry(facts(true, true, 0), Outcome::Failed, &policy()),
+            Ok(())
+        );
         assert_eq!(
             should_retry(facts(false, true, 0), Outcome::Failed, &policy()),
             Err(NoRetry::NotIdempotent)
@@ -201,7 +263,14 @@ mod tests {
     #[test]
     fn idempotency_comes_from_the_method_or_the_header() {
         let empty = HeaderMap::new();
-        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE, Method::TRACE] {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+            Method::TRACE,
+        ] {
             assert!(is_idempotent(&method, &empty), "{method}");
         }
         assert!(!is_idempotent(&Method::POST, &empty));

@@ -62,11 +62,23 @@ mod tests {
     #[test]
     fn the_shorter_of_route_and_client_deadline_wins() {
         let mut headers = HeaderMap::new();
-        assert_eq!(request_timeout(Some(Duration::from_secs(5)), &headers), Some(Duration::from_secs(5)));
+        assert_eq!(
+            request_timeout(Some(Duration::from_secs(5)), &headers),
+            Some(Duration::from_secs(5))
+        );
         headers.insert("grpc-timeout", "200m".parse().unwrap());
-        assert_eq!(request_timeout(Some(Duration::from_secs(5)), &headers), Some(Duration::from_millis(200)));
-        assert_eq!(request_timeout(None, &headers), Some(Duration::from_millis(200)));
+        assert_eq!(
+            request_timeout(Some(Duration::from_secs(5)), &headers),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            request_timeout(None, &headers),
+            Some(Duration::from_millis(200))
+        );
         headers.insert("grpc-timeout", "9S".parse().unwrap());
-        assert_eq!(request_timeout(Some(Duration::from_secs(5)), &headers), Some(Duration::from_secs(5)));
+        assert_eq!(
+            request_timeout(Some(Duration::from_secs(5)), &headers),
+            Some(Duration::from_secs(5))
+        );
     }
 }

@@ -139,7 +139,9 @@ impl Backend {
             // The common case: every endpoint is a candidate; nothing to collect.
             self.choose(n, |i| i)?
         } else {
-            let mut candidates: Vec<usize> = (0..n).filter(|i| !ejected(*i) && !tried.contains(i)).collect();
+            let mut candidates: Vec<usize> = (0..n)
+                .filter(|i| !ejected(*i) && !tried.contains(i))
+                .collect();
             if candidates.is_empty() {
                 candidates = (0..n).filter(|i| !ejected(*i)).collect();
             }
@@ -170,10 +172,19 @@ impl Backend {
     /// Records the outcome of an attempt on endpoint `index`: its latency and whether the
     /// endpoint failed, ejecting it when the breaker says so.
     pub fn record(&self, index: usize, failed: bool, rtt: Duration) {
-        let Some(endpoint) = self.endpoints.get(index) else { return };
+        let Some(endpoint) = self.endpoints.get(index) else {
+            return;
+        };
         let now = now_ms();
         let health = &endpoint.health;
-        health.observe(if failed { rtt.max(FAILURE_PENALTY) } else { rtt }, now);
+        health.observe(
+            if failed {
+                rtt.max(FAILURE_PENALTY)
+            } else {
+                rtt
+            },
+            now,
+        );
         if !failed {
             health.failures.store(0, Ordering::Relaxed);
             health.ejections.store(0, Ordering::Relaxed);
@@ -181,14 +192,23 @@ impl Backend {
         }
         let consecutive = health.failures.fetch_add(1, Ordering::AcqRel) + 1;
         let ejections = health.ejections.load(Ordering::Acquire);
-        let Some(duration) = breaker::ejection(consecutive, ejections, &self.settings.breaker) else {
+        let Some(duration) = breaker::ejection(consecutive, ejections, &self.settings.breaker)
+        else {
             return;
         };
         if health.is_ejected(now) {
             return;
         }
-        let ejected = self.endpoints.iter().filter(|e| e.health.is_ejected(now)).count();
-        if !breaker::may_eject(ejected, self.endpoints.len(), self.settings.breaker.max_ejected_percent) {
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.health.is_ejected(now))
+            .count();
+        if !breaker::may_eject(
+            ejected,
+            self.endpoints.len(),
+            self.settings.breaker.max_ejected_percent,
+        ) {
             return;
         }
         health

@@ -53,16 +53,25 @@ fn inbound_mode(mode: i32) -> InboundMode {
 }
 
 /// Compiles `snapshot`, reusing the endpoints and backend state of `previous` that remain.
-pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettings) -> Result<Table, TableError> {
+pub fn build(
+    snapshot: pb::Snapshot,
+    previous: &Table,
+    settings: &EndpointSettings,
+) -> Result<Table, TableError> {
     let mut table = Table::empty();
-    table.inbound_default_mode = snapshot.inbound_defaults.as_ref().map(|d| inbound_mode(d.mode));
+    table.inbound_default_mode = snapshot
+        .inbound_defaults
+        .as_ref()
+        .map(|d| inbound_mode(d.mode));
     for port in &snapshot.inbound_ports {
         let number = u16::try_from(port.port).map_err(|_| TableError::Inbound {
             port: port.port,
             reason: "not a port number".into(),
         })?;
         table.inbound_modes.insert(number, inbound_mode(port.mode));
-        table.inbound_services.insert(number, port.services.join(" "));
+        table
+            .inbound_services
+            .insert(number, port.services.join(" "));
     }
     for service in &snapshot.services {
         let compiled = Arc::new(compile_service(&mut table, service, previous, settings)?);
@@ -71,9 +80,9 @@ pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettin
             table.by_authority.insert(key, compiled.clone());
         }
         for address in &service.addresses {
-            let addr: SocketAddr = address
-                .parse()
-                .map_err(|e| service_error(&compiled.name, "addresses", format!("{address:?}: {e}")))?;
+            let addr: SocketAddr = address.parse().map_err(|e| {
+                service_error(&compiled.name, "addresses", format!("{address:?}: {e}"))
+            })?;
             table.by_addr.insert(addr, compiled.clone());
         }
     }
@@ -102,9 +111,19 @@ fn compile_service(
         Ok(pb::Protocol::Http1) => Some(Protocol::Http1),
         Ok(pb::Protocol::Http2) => Some(Protocol::Http2),
         Ok(pb::Protocol::Opaque) => Some(Protocol::Opaque),
-        Err(_) => return Err(service_error(&name, "protocol", format!("unknown protocol {}", service.protocol))),
+        Err(_) => {
+            return Err(service_error(
+                &name,
+                "protocol",
+                format!("unknown protocol {}", service.protocol),
+            ));
+        }
     };
-    Ok(Service { name, protocol, routes })
+    Ok(Service {
+        name,
+        protocol,
+        routes,
+    })
 }
 
 fn compile_route(
@@ -124,15 +143,24 @@ fn compile_route(
     let mut route_backends = Vec::with_capacity(route.backends.len());
     for weighted in &route.backends {
         let backend = backends.get(&weighted.backend).ok_or_else(|| {
-            service_error(service, &format!("{field}.backends"), format!("unknown backend {:?}", weighted.backend))
+            service_error(
+                service,
+                &format!("{field}.backends"),
+                format!("unknown backend {:?}", weighted.backend),
+            )
         })?;
         route_backends.push((backend.clone(), weighted.weight));
     }
     let sticky_header = match route.sticky_header.as_str() {
         "" => None,
         header => Some(
-            http::HeaderName::from_bytes(header.as_bytes())
-                .map_err(|e| service_error(service, &format!("{field}.stickyHeader"), format!("{header:?}: {e}")))?,
+            http::HeaderName::from_bytes(header.as_bytes()).map_err(|e| {
+                service_error(
+                    service,
+                    &format!("{field}.stickyHeader"),
+                    format!("{header:?}: {e}"),
+                )
+            })?,
         ),
     };
     let timeouts = route
@@ -147,7 +175,11 @@ fn compile_route(
         Some(r) => (
             RetryPolicy {
                 max_retries: r.max_retries,
-                http_statuses: r.http_statuses.iter().filter_map(|s| u16::try_from(*s).ok()).collect(),
+                http_statuses: r
+                    .http_statuses
+                    .iter()
+                    .filter_map(|s| u16::try_from(*s).ok())
+                    .collect(),
                 grpc_codes: r.grpc_codes.clone(),
             },
             duration(&r.backoff_base),
@@ -183,11 +215,17 @@ fn compile_route(
 /// The backend policy with defaults for everything unset.
 pub fn backend_settings(policy: Option<&pb::BackendPolicy>) -> BackendSettings {
     let mut settings = BackendSettings::default();
-    let Some(policy) = policy else { return settings };
+    let Some(policy) = policy else {
+        return settings;
+    };
     if let Some(cb) = &policy.circuit_breaker {
         let defaults = BreakerPolicy::default();
         settings.breaker = BreakerPolicy {
-            consecutive_failures: if cb.consecutive_failures == 0 { defaults.consecutive_failures } else { cb.consecutive_failures },
+            consecutive_failures: if cb.consecutive_failures == 0 {
+                defaults.consecutive_failures
+            } else {
+                cb.consecutive_failures
+            },
             base_ejection: duration(&cb.base_ejection).unwrap_or(defaults.base_ejection),
             max_ejection: duration(&cb.max_ejection).unwrap_or(defaults.max_ejection),
             max_ejected_percent: cb.max_ejected_percent.min(100),
@@ -200,7 +238,9 @@ pub fn backend_settings(policy: Option<&pb::BackendPolicy>) -> BackendSettings {
         settings.budget = BudgetPolicy {
             ratio: budget.ratio.clamp(0.0, 10.0),
             min_per_second: budget.min_retries_per_second,
-            window: duration(&budget.ttl).filter(|d| !d.is_zero()).unwrap_or(BudgetPolicy::default().window),
+            window: duration(&budget.ttl)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(BudgetPolicy::default().window),
         };
     }
     settings.load_balancer = match pb::LoadBalancer::try_from(policy.load_balancer) {
@@ -240,10 +280,13 @@ fn compile_backend(
     let mut identities = Vec::new();
     for (index, endpoint) in backend.endpoints.iter().enumerate() {
         let field = format!("backends[{:?}].endpoints[{index}]", backend.name);
-        let addr: SocketAddr = endpoint
-            .address
-            .parse()
-            .map_err(|e| service_error(service, &format!("{field}.address"), format!("{:?}: {e}", endpoint.address)))?;
+        let addr: SocketAddr = endpoint.address.parse().map_err(|e| {
+            service_error(
+                service,
+                &format!("{field}.address"),
+                format!("{:?}: {e}", endpoint.address),
+            )
+        })?;
         let identity = match endpoint.identity.as_str() {
             "" => None,
             id => Some(
@@ -256,7 +299,11 @@ fn compile_backend(
             Dest::Direct(addr)
         } else {
             let proxy_port = u16::try_from(endpoint.proxy_port).map_err(|_| {
-                service_error(service, &format!("{field}.proxyPort"), format!("{} is not a port", endpoint.proxy_port))
+                service_error(
+                    service,
+                    &format!("{field}.proxyPort"),
+                    format!("{} is not a port", endpoint.proxy_port),
+                )
             })?;
             Dest::Mesh {
                 proxy: SocketAddr::new(addr.ip(), proxy_port),
@@ -277,7 +324,12 @@ fn compile_backend(
             .unwrap_or_else(|| {
                 let connector = settings.connector.with_connect_timeout(connect_timeout);
                 Arc::new(Endpoint {
-                    http1: Upstream::new(dest.clone(), HttpVersion::Http1, connector.clone(), idle_timeout),
+                    http1: Upstream::new(
+                        dest.clone(),
+                        HttpVersion::Http1,
+                        connector.clone(),
+                        idle_timeout,
+                    ),
                     http2: Upstream::new(dest.clone(), HttpVersion::Http2, connector, idle_timeout),
                     dest,
                     addr,
@@ -301,9 +353,10 @@ fn compile_backend(
         Some((kept, state)) if *kept == backend_settings => state.clone(),
         _ => Arc::new(BackendState::new(&backend.name, &backend_settings)),
     };
-    table
-        .backend_states
-        .insert(backend.name.clone(), (backend_settings.clone(), state.clone()));
+    table.backend_states.insert(
+        backend.name.clone(),
+        (backend_settings.clone(), state.clone()),
+    );
     Ok(Backend {
         name: backend.name.clone(),
         endpoints,
@@ -366,36 +419,68 @@ mod tests {
     fn endpoint(table: &Table, addr: &str) -> Option<Arc<Endpoint>> {
         let service = table.service_for_authority("web.demo").unwrap().clone();
         let backend = service.routes[0].backends[0].0.clone();
-        backend.endpoints.iter().find(|e| e.addr.to_string() == addr).cloned()
+        backend
+            .endpoints
+            .iter()
+            .find(|e| e.addr.to_string() == addr)
+            .cloned()
     }
 
     #[tokio::test]
     async fn services_are_found_by_any_authority_form_and_by_address() {
         let table = build(snapshot(&["10.1.0.1:8080"]), &Table::empty(), &settings()).unwrap();
         for authority in ["web.demo.svc.cluster.local", "web.demo:80", "WEB.DEMO."] {
-            assert!(table.service_for_authority(authority).is_some(), "{authority}");
+            assert!(
+                table.service_for_authority(authority).is_some(),
+                "{authority}"
+            );
         }
         assert!(table.service_for_authority("web.demo:8080").is_none());
-        assert!(table.service_for_addr("10.0.0.1:80".parse().unwrap()).is_some());
+        assert!(
+            table
+                .service_for_addr("10.0.0.1:80".parse().unwrap())
+                .is_some()
+        );
     }
 
     #[tokio::test]
     async fn endpoints_and_backend_state_that_remain_are_carried_over() {
-        let first = build(snapshot(&["10.1.0.1:8080", "10.1.0.2:8080"]), &Table::empty(), &settings()).unwrap();
-        let second = build(snapshot(&["10.1.0.2:8080", "10.1.0.3:8080"]), &first, &settings()).unwrap();
+        let first = build(
+            snapshot(&["10.1.0.1:8080", "10.1.0.2:8080"]),
+            &Table::empty(),
+            &settings(),
+        )
+        .unwrap();
+        let second = build(
+            snapshot(&["10.1.0.2:8080", "10.1.0.3:8080"]),
+            &first,
+            &settings(),
+        )
+        .unwrap();
         let before = endpoint(&first, "10.1.0.2:8080").unwrap();
         let after = endpoint(&second, "10.1.0.2:8080").unwrap();
         assert!(Arc::ptr_eq(&before, &after));
         assert!(endpoint(&second, "10.1.0.1:8080").is_none());
-        let state = |t: &Table| t.service_for_authority("web.demo").unwrap().routes[0].backends[0].0.state.clone();
-        assert!(Arc::ptr_eq(&state(&first), &state(&second)), "the retry budget survives");
+        let state = |t: &Table| {
+            t.service_for_authority("web.demo").unwrap().routes[0].backends[0]
+                .0
+                .state
+                .clone()
+        };
+        assert!(
+            Arc::ptr_eq(&state(&first), &state(&second)),
+            "the retry budget survives"
+        );
     }
 
     #[tokio::test]
     async fn a_bad_snapshot_names_the_service_and_field_and_leaves_the_table_alone() {
         let handle = super::super::TableHandle::new(settings());
         handle.apply(snapshot(&["10.1.0.1:8080"])).unwrap();
-        let err = handle.apply(snapshot(&["not-an-address"])).unwrap_err().to_string();
+        let err = handle
+            .apply(snapshot(&["not-an-address"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("demo/web:80"), "{err}");
         assert!(err.contains("endpoints[0].address"), "{err}");
         assert!(err.contains("not-an-address"), "{err}");

@@ -29,7 +29,9 @@ impl Endpoint {
     /// Counts a request as outstanding until the guard drops.
     pub fn start(self: &Arc<Self>) -> Outstanding {
         self.health.pending.fetch_add(1, Ordering::Relaxed);
-        Outstanding { endpoint: self.clone() }
+        Outstanding {
+            endpoint: self.clone(),
+        }
     }
 
     /// The connection pool for requests of `version`.
@@ -67,7 +69,10 @@ impl Default for EndpointHealth {
 impl EndpointHealth {
     /// The balancer's cost for this endpoint now.
     pub fn cost(&self) -> f64 {
-        balance::cost(f64::from_bits(self.estimate_bits.load(Ordering::Relaxed)), self.pending.load(Ordering::Relaxed))
+        balance::cost(
+            f64::from_bits(self.estimate_bits.load(Ordering::Relaxed)),
+            self.pending.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the breaker has the endpoint out of rotation at `now_ms`.
@@ -79,7 +84,11 @@ impl EndpointHealth {
     pub fn observe(&self, rtt: Duration, now_ms: u64) {
         let previous = self.updated_ms.swap(now_ms, Ordering::Relaxed);
         let estimate = f64::from_bits(self.estimate_bits.load(Ordering::Relaxed));
-        let next = balance::peak_ewma(estimate, rtt.as_secs_f64(), Duration::from_millis(now_ms.saturating_sub(previous)));
+        let next = balance::peak_ewma(
+            estimate,
+            rtt.as_secs_f64(),
+            Duration::from_millis(now_ms.saturating_sub(previous)),
+        );
         self.estimate_bits.store(next.to_bits(), Ordering::Relaxed);
     }
 

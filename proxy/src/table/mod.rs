@@ -116,7 +116,10 @@ impl Service {
     /// The route for connections that carry no request (opaque TCP): the first route without
     /// matchers, else the last one (the service's default route).
     pub fn default_route(&self) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matchers.is_empty()).or_else(|| self.routes.last())
+        self.routes
+            .iter()
+            .find(|r| r.matchers.is_empty())
+            .or_else(|| self.routes.last())
     }
 }
 
@@ -165,7 +168,10 @@ impl Table {
     /// The services (`namespace/name`, space-separated) application port `port` serves, for
     /// metric labels; empty when the snapshot does not say.
     pub fn inbound_service(&self, port: u16) -> &str {
-        self.inbound_services.get(&port).map(String::as_str).unwrap_or("")
+        self.inbound_services
+            .get(&port)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// The inbound mode of application port `port`: the snapshot's setting for the port, else
@@ -185,7 +191,8 @@ impl Table {
 
     /// The service a request's authority names (`Host` or `:authority`; port 80 if absent).
     pub fn service_for_authority(&self, authority: &str) -> Option<&Arc<Service>> {
-        self.by_authority.get(normalize_authority(authority).as_ref())
+        self.by_authority
+            .get(normalize_authority(authority).as_ref())
     }
 
     /// Number of services (one per service port), for diagnostics.
@@ -213,7 +220,11 @@ pub fn normalize_authority(authority: &str) -> Cow<'_, str> {
     if lower && port.is_some() && clean_host.len() == host.len() {
         return Cow::Borrowed(authority);
     }
-    Cow::Owned(format!("{}:{}", clean_host.to_ascii_lowercase(), port.unwrap_or("80")))
+    Cow::Owned(format!(
+        "{}:{}",
+        clean_host.to_ascii_lowercase(),
+        port.unwrap_or("80")
+    ))
 }
 
 /// The table in force, swapped atomically when a new snapshot arrives.

@@ -55,7 +55,11 @@ pub enum TimeoutKind {
 }
 
 impl TimeoutKind {
-    const ALL: [TimeoutKind; 3] = [TimeoutKind::Request, TimeoutKind::BackendRequest, TimeoutKind::Connect];
+    const ALL: [TimeoutKind; 3] = [
+        TimeoutKind::Request,
+        TimeoutKind::BackendRequest,
+        TimeoutKind::Connect,
+    ];
 
     /// The name used in metrics and the `strait-proxy-error` header.
     pub fn label(self) -> &'static str {
@@ -146,8 +150,14 @@ impl RequestMetrics {
                 requests: counter!("strait_http_requests_total", base.clone()),
                 duration: histogram!("strait_http_response_duration_seconds", base.clone()),
                 retries: counter!("strait_http_retries_total", base.clone()),
-                skipped: SkipReason::ALL.map(|r| counter!("strait_http_retries_skipped_total", with("reason", r.label()))),
-                timeouts: TimeoutKind::ALL.map(|k| counter!("strait_http_timeouts_total", with("kind", k.label()))),
+                skipped: SkipReason::ALL.map(|r| {
+                    counter!(
+                        "strait_http_retries_skipped_total",
+                        with("reason", r.label())
+                    )
+                }),
+                timeouts: TimeoutKind::ALL
+                    .map(|k| counter!("strait_http_timeouts_total", with("kind", k.label()))),
                 responses: ArcSwap::from_pointee(Vec::new()),
                 labels: base,
             }),
@@ -178,7 +188,11 @@ impl RequestMetrics {
     /// the proxy generated itself, empty otherwise.
     pub fn response(&self, status: u16, grpc: Option<u32>, error: &'static str, elapsed: Duration) {
         self.inner.duration.record(elapsed.as_secs_f64());
-        let key = ResponseKey { status, grpc, error };
+        let key = ResponseKey {
+            status,
+            grpc,
+            error,
+        };
         if let Some((_, counter)) = self.inner.responses.load().iter().find(|(k, _)| *k == key) {
             counter.increment(1);
             return;
@@ -186,7 +200,10 @@ impl RequestMetrics {
         let mut labels = self.inner.labels.clone();
         labels.push(Label::new("status_code", status.to_string()));
         labels.push(Label::new("status_class", status_class(status)));
-        labels.push(Label::new("grpc_status", grpc.map(|c| c.to_string()).unwrap_or_default()));
+        labels.push(Label::new(
+            "grpc_status",
+            grpc.map(|c| c.to_string()).unwrap_or_default(),
+        ));
         labels.push(Label::new("error", error));
         let counter = counter!("strait_http_responses_total", labels);
         counter.increment(1);

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod tcp;
+pub mod trace;
 
 use std::time::Duration;
 
