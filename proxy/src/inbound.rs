@@ -55,8 +55,11 @@ pub struct Inbound {
     // One pool per (app port, HTTP version), looked up once per connection.
     app_pools: Mutex<HashMap<(u16, HttpVersion), Arc<Upstream>>>,
     // Request metrics per (port, caller identity, TLS), looked up once per connection.
-    metrics: Mutex<HashMap<(u16, Option<SpiffeId>, bool), RequestMetrics>>,
+    metrics: Mutex<HashMap<MetricsKey, RequestMetrics>>,
 }
+
+/// What inbound request metrics are cached by: application port, caller identity, TLS.
+type MetricsKey = (u16, Option<SpiffeId>, bool);
 
 /// Who is calling, as far as the inbound proxy can tell.
 #[derive(Clone, Debug, Default)]

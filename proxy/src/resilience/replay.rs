@@ -80,7 +80,7 @@ impl ReplayBody {
             limit: self.limit,
             position: 0,
             trailers_sent: false,
-            size_hint: self.size_hint.clone(),
+            size_hint: self.size_hint,
         })
     }
 
@@ -165,7 +165,7 @@ impl http_body::Body for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size_hint.clone()
+        self.size_hint
     }
 }
 

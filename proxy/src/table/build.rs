@@ -41,7 +41,7 @@ fn service_error(service: &str, field: &str, reason: impl std::fmt::Display) -> 
 }
 
 fn duration(d: &Option<pbjson_types::Duration>) -> Option<Duration> {
-    d.clone().and_then(|d| Duration::try_from(d).ok())
+    d.and_then(|d| Duration::try_from(d).ok())
 }
 
 fn inbound_mode(mode: i32) -> InboundMode {
