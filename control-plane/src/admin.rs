@@ -1,4 +1,5 @@
-//! The control plane's admin server: `/live`, `/ready`, `/metrics`. Read-only.
+//! The control plane's admin server: `/live`, `/ready`, `/metrics`, and `/proxies` (the
+//! proxies watching discovery and the snapshot version each was sent, as JSON). Read-only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,8 @@ pub struct Admin {
     pub metrics: PrometheusHandle,
     /// Set once the gRPC server is serving.
     pub ready: AtomicBool,
+    /// The proxies watching discovery.
+    pub connections: crate::discovery::service::Connections,
 }
 
 impl Admin {
@@ -53,9 +56,17 @@ impl Admin {
                 self.metrics.render(),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
+            "/proxies" => match serde_json::to_string_pretty(&self.connections.list()) {
+                Ok(json) => (StatusCode::OK, json, "application/json"),
+                Err(error) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("encoding failed: {error}\n"),
+                    "text/plain",
+                ),
+            },
             path => (
                 StatusCode::NOT_FOUND,
-                format!("no admin endpoint {path:?}; try /live, /ready or /metrics\n"),
+                format!("no admin endpoint {path:?}; try /live, /ready, /metrics or /proxies\n"),
                 "text/plain",
             ),
         };

@@ -37,6 +37,7 @@ pub async fn run(
     let metrics = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    describe_metrics();
 
     let model = crate::config::load(&config.config).map_err(|errors| {
         anyhow::anyhow!(
@@ -113,9 +114,11 @@ pub async fn run(
     );
     let incoming = crate::tls_incoming::incoming(grpc, tls, trust_domain.clone());
 
+    let connections = crate::discovery::service::Connections::default();
     let admin = Arc::new(Admin {
         metrics,
         ready: Default::default(),
+        connections: connections.clone(),
     });
     tokio::spawn(admin.clone().serve(admin_listener));
 
@@ -125,7 +128,10 @@ pub async fn run(
             tokens,
             &trust_domain,
         )))
-        .add_service(DiscoveryServer::new(DiscoveryService::new(models_rx)))
+        .add_service(DiscoveryServer::new(DiscoveryService::new(
+            models_rx,
+            connections,
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown);
     admin.ready.store(true, Ordering::Release);
     tracing::info!(
@@ -138,4 +144,50 @@ pub async fn run(
     server.await.context("serving gRPC")?;
     tracing::info!("strait-control-plane stopped");
     Ok(())
+}
+
+/// Help text for every control-plane metric (docs/metrics.md is the reference).
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "strait_identity_certificates_issued_total",
+        "Workload certificates signed."
+    );
+    describe_counter!(
+        "strait_identity_certificates_refused_total",
+        "Refused certificate requests, by reason."
+    );
+    describe_gauge!(
+        "strait_discovery_connected_proxies",
+        "Proxies watching discovery now."
+    );
+    describe_counter!(
+        "strait_discovery_snapshots_sent_total",
+        "Snapshots sent to proxies."
+    );
+    describe_histogram!(
+        "strait_discovery_push_seconds",
+        Unit::Seconds,
+        "Time from a configuration change taking effect to a proxy's snapshot being sent."
+    );
+    describe_counter!(
+        "strait_config_reloads_total",
+        "Configuration reloads, by result."
+    );
+    describe_gauge!(
+        "strait_config_last_reload_success_timestamp_seconds",
+        Unit::Seconds,
+        "When the configuration last reloaded successfully (Unix time)."
+    );
+    describe_counter!(
+        "strait_ca_reloads_total",
+        "Reloads of the CA files, by result."
+    );
+    describe_counter!(
+        "strait_tls_handshakes_total",
+        "TLS handshakes on the gRPC port, by result and reason."
+    );
+    // Present from the start, so dashboards and alerts see zeros rather than no data.
+    metrics::gauge!("strait_discovery_connected_proxies").set(0.0);
+    metrics::counter!("strait_identity_certificates_issued_total").absolute(0);
 }

@@ -25,6 +25,7 @@ pub struct Readiness {
     listeners: AtomicBool,
     identity_required: AtomicBool,
     identity: AtomicBool,
+    snapshot: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -37,6 +38,11 @@ impl Readiness {
     /// Records that a certificate is held.
     pub fn set_identity(&self) {
         self.identity.store(true, Ordering::Release);
+    }
+
+    /// Records that the first discovery snapshot is applied.
+    pub fn set_snapshot(&self) {
+        self.snapshot.store(true, Ordering::Release);
     }
 
     /// Records that every listener is bound.
@@ -61,6 +67,10 @@ impl Readiness {
         {
             return Err("no certificate from the control plane yet");
         }
+        if self.identity_required.load(Ordering::Acquire) && !self.snapshot.load(Ordering::Acquire)
+        {
+            return Err("no routing snapshot from the control plane yet");
+        }
         Ok(())
     }
 }
@@ -83,6 +93,36 @@ pub struct Admin {
     pub table: TableHandle,
     /// Read and changed by `/log-level`.
     pub log_level: Option<Arc<dyn LogLevel>>,
+    /// Who this proxy is, for `/status`.
+    pub status: StatusSource,
+}
+
+/// What `/status` reports on: the proxy's workload, certificate and discovery stream.
+#[derive(Clone, Default)]
+pub struct StatusSource {
+    /// `namespace/workload`, when the proxy has a control plane.
+    pub workload: Option<String>,
+    /// The proxy's certificate, when it has a control plane.
+    pub certificate: Option<Arc<strait_identity::store::CertStore>>,
+    /// Whether the discovery stream is up.
+    pub discovery: crate::discovery::Connected,
+}
+
+/// The answer of `/status`.
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    /// `namespace/workload`, or empty without a control plane.
+    pub workload: String,
+    /// The proxy's SPIFFE identity, or empty.
+    pub identity: String,
+    /// Unix time the certificate expires, or 0 without one.
+    pub certificate_expiry: i64,
+    /// Whether the discovery stream is up.
+    pub discovery_connected: bool,
+    /// The snapshot version in force.
+    pub snapshot_version: String,
+    /// Whether `/ready` would say ready.
+    pub ready: bool,
 }
 
 impl Admin {
@@ -135,6 +175,37 @@ impl Admin {
                     format!("not ready: {missing}\n"),
                 ),
             },
+            "/status" => {
+                let certificate = self.status.certificate.as_ref();
+                let status = Status {
+                    workload: self.status.workload.clone().unwrap_or_default(),
+                    identity: certificate
+                        .map(|c| c.identity().to_string())
+                        .unwrap_or_default(),
+                    certificate_expiry: certificate
+                        .and_then(|c| c.chain())
+                        .and_then(|chain| chain.first().cloned())
+                        .and_then(|leaf| strait_identity::leaf::not_after(&leaf).ok())
+                        .unwrap_or(0),
+                    discovery_connected: self.status.discovery.get(),
+                    snapshot_version: self.table.load().snapshot.version.clone(),
+                    ready: self.readiness.check().is_ok(),
+                };
+                match serde_json::to_string_pretty(&status) {
+                    Ok(json) => {
+                        let mut response = text(StatusCode::OK, json);
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        response
+                    }
+                    Err(error) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("encoding failed: {error}\n"),
+                    ),
+                }
+            }
             "/metrics" => {
                 let mut response = text(StatusCode::OK, self.metrics.render());
                 response.headers_mut().insert(
@@ -163,7 +234,7 @@ impl Admin {
             path => text(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "no admin endpoint {path:?}; try /live, /ready, /metrics, /config or /log-level\n"
+                    "no admin endpoint {path:?}; try /live, /ready, /metrics, /config, /status or /log-level\n"
                 ),
             ),
         }

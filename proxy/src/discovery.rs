@@ -3,6 +3,7 @@
 //! the proxy reconnects with backoff and jitter.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use strait_identity::store::CertStore;
@@ -23,6 +24,22 @@ pub fn version_number(version: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Whether the discovery stream is up, for the admin `/status`.
+#[derive(Clone, Default)]
+pub struct Connected(Arc<AtomicBool>);
+
+impl Connected {
+    /// Whether the stream is up now.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, up: bool) {
+        self.0.store(up, Ordering::Relaxed);
+        metrics::gauge!("strait_discovery_connected").set(if up { 1.0 } else { 0.0 });
+    }
+}
+
 /// Watches discovery for `workload` in `namespace`, forever.
 pub async fn run(
     control_plane: ControlPlane,
@@ -30,9 +47,11 @@ pub async fn run(
     workload: String,
     table: TableHandle,
     store: Arc<CertStore>,
+    connected: Connected,
+    readiness: Arc<crate::admin::Readiness>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    metrics::gauge!("strait_discovery_connected").set(0.0);
+    connected.set(false);
     while !store.has_certificate() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -46,7 +65,7 @@ pub async fn run(
         };
         match client.watch(request).await {
             Ok(response) => {
-                metrics::gauge!("strait_discovery_connected").set(1.0);
+                connected.set(true);
                 tracing::info!(control_plane = control_plane.addr(), %workload, "watching discovery");
                 let mut stream = response.into_inner();
                 loop {
@@ -56,6 +75,7 @@ pub async fn run(
                             let version = snapshot.version.clone();
                             match table.apply(snapshot) {
                                 Ok(()) => {
+                                    readiness.set_snapshot();
                                     metrics::counter!("strait_discovery_updates_total", "result" => "applied").increment(1);
                                     metrics::gauge!("strait_discovery_snapshot_version")
                                         .set(version_number(&version));
@@ -91,7 +111,7 @@ pub async fn run(
                 tracing::warn!(control_plane = control_plane.addr(), %status, "discovery watch refused or unreachable")
             }
         }
-        metrics::gauge!("strait_discovery_connected").set(0.0);
+        connected.set(false);
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }

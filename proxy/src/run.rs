@@ -16,7 +16,7 @@ use strait_identity::SpiffeId;
 use strait_identity::bundle::TrustBundle;
 use strait_identity::store::CertStore;
 
-use crate::admin::{Admin, Readiness};
+use crate::admin::{Admin, Readiness, StatusSource};
 use crate::config::ProxyConfig;
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
@@ -86,6 +86,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = telemetry::install()?;
     let readiness = Arc::new(Readiness::default());
+    let discovery_connected = crate::discovery::Connected::default();
     let mesh = match &config.control_plane {
         Some(addr) => Some(MeshIdentity::new(&config, addr)?),
         None => None,
@@ -124,6 +125,8 @@ pub async fn run(
             mesh.workload.clone(),
             table.clone(),
             mesh.store.clone(),
+            discovery_connected.clone(),
+            readiness.clone(),
         ));
     }
 
@@ -193,6 +196,13 @@ pub async fn run(
         readiness: readiness.clone(),
         table,
         log_level,
+        status: StatusSource {
+            workload: mesh
+                .as_ref()
+                .map(|m| format!("{}/{}", m.namespace, m.workload)),
+            certificate: mesh.as_ref().map(|m| m.store.clone()),
+            discovery: discovery_connected,
+        },
     });
     let stop_admin = CancellationToken::new();
     tokio::spawn(admin.serve(admin_listener, stop_admin.clone()));

@@ -14,6 +14,7 @@ pub mod load;
 pub mod mesh;
 pub mod metrics;
 pub mod netns;
+pub mod otlp;
 pub mod ports;
 pub mod process;
 pub mod snapshot;

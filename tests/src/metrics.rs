@@ -74,6 +74,31 @@ impl Metrics {
         names
     }
 
+    /// Every label name carried by samples of `name`.
+    pub fn label_names(&self, name: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (metric, rest) = line.split_once('{')?;
+                let metric = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| metric.strip_suffix(s))
+                    .unwrap_or(metric);
+                (metric == name).then_some(rest)
+            })
+            .flat_map(|rest| {
+                rest.split(',')
+                    .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim().to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The label values of `label` across samples of `name`.
     pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
         let mut values: Vec<String> = self

@@ -150,6 +150,10 @@ pub struct Workload {
     pub ports: BTreeMap<String, u16>,
     /// Its proxy's inbound port.
     pub proxy_inbound_port: u16,
+    /// Where its proxy's admin listener is meant to be (local mode, for tools that start it).
+    pub proxy_admin_port: Option<u16>,
+    /// Where its proxy's outbound listener is meant to be (local mode).
+    pub proxy_outbound_port: Option<u16>,
     /// SHA-256 of its bootstrap token (local mode).
     pub token_sha256: Option<[u8; 32]>,
 }

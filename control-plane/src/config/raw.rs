@@ -129,6 +129,8 @@ pub struct WorkloadProxy {
     pub inbound_port: Option<i64>,
     #[serde(default)]
     pub admin_port: Option<i64>,
+    #[serde(default)]
+    pub outbound_port: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -334,11 +334,23 @@ fn workload(
             DEFAULT_PROXY_INBOUND_PORT
         }),
     };
-    if let Some(admin) = spec.proxy.as_ref().and_then(|p| p.admin_port)
-        && let Err(reason) = port(admin)
-    {
-        ctx.err(location, "spec.proxy.adminPort", reason);
-    }
+    let mut optional_port = |value: Option<i64>, field: &str| {
+        value.and_then(|p| match port(p) {
+            Ok(p) => Some(p),
+            Err(reason) => {
+                ctx.err(location, field, reason);
+                None
+            }
+        })
+    };
+    let proxy_admin_port = optional_port(
+        spec.proxy.as_ref().and_then(|p| p.admin_port),
+        "spec.proxy.adminPort",
+    );
+    let proxy_outbound_port = optional_port(
+        spec.proxy.as_ref().and_then(|p| p.outbound_port),
+        "spec.proxy.outboundPort",
+    );
     let token_sha256 = spec
         .bootstrap_token
         .as_ref()
@@ -353,6 +365,8 @@ fn workload(
         labels: object.metadata.labels.clone(),
         ports,
         proxy_inbound_port,
+        proxy_admin_port,
+        proxy_outbound_port,
         token_sha256,
     })
 }

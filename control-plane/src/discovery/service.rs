@@ -29,15 +29,81 @@ pub struct ModelState {
     pub applied_at: Instant,
 }
 
+/// A proxy watching discovery, as the control plane's admin `/proxies` reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConnectedProxy {
+    /// `namespace/workload`.
+    pub workload: String,
+    /// The identity its certificate proved.
+    pub identity: String,
+    /// Its address.
+    pub peer: String,
+    /// The last snapshot version sent to it.
+    pub version: String,
+    /// When it connected (Unix seconds).
+    pub connected_at: u64,
+}
+
+/// The proxies watching now, by stream.
+#[derive(Clone, Default)]
+pub struct Connections {
+    inner: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, ConnectedProxy>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Connections {
+    /// Every connected proxy.
+    pub fn list(&self) -> Vec<ConnectedProxy> {
+        self.inner
+            .lock()
+            .expect("connections lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn add(&self, proxy: ConnectedProxy) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .lock()
+            .expect("connections lock poisoned")
+            .insert(id, proxy);
+        id
+    }
+
+    fn sent(&self, id: u64, version: &str) {
+        if let Some(proxy) = self
+            .inner
+            .lock()
+            .expect("connections lock poisoned")
+            .get_mut(&id)
+        {
+            proxy.version = version.to_owned();
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.inner
+            .lock()
+            .expect("connections lock poisoned")
+            .remove(&id);
+    }
+}
+
 /// The discovery service.
 pub struct DiscoveryService {
     models: watch::Receiver<Arc<ModelState>>,
+    connections: Connections,
 }
 
 impl DiscoveryService {
-    /// A service streaming snapshots of the models `models` carries.
-    pub fn new(models: watch::Receiver<Arc<ModelState>>) -> Self {
-        Self { models }
+    /// A service streaming snapshots of the models `models` carries, recording who watches in
+    /// `connections`.
+    pub fn new(models: watch::Receiver<Arc<ModelState>>, connections: Connections) -> Self {
+        Self {
+            models,
+            connections,
+        }
     }
 }
 
@@ -104,6 +170,17 @@ impl Discovery for DiscoveryService {
         let mut models = self.models.clone();
         let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
         tracing::info!(workload = %key, %identity, peer = %addr, "proxy connected to discovery");
+        let connections = self.connections.clone();
+        let id = connections.add(ConnectedProxy {
+            workload: key.to_string(),
+            identity: identity.to_string(),
+            peer: addr.clone(),
+            version: String::new(),
+            connected_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
         tokio::spawn(async move {
             let _connected = Connected::new();
             let mut last_version = request.version;
@@ -123,11 +200,13 @@ impl Discovery for DiscoveryService {
                         if tx.send(Ok(snapshot)).await.is_err() {
                             break;
                         }
+                        connections.sent(id, &last_version);
                         metrics::histogram!("strait_discovery_push_seconds")
                             .record(applied_at.elapsed().as_secs_f64());
                         metrics::counter!("strait_discovery_snapshots_sent_total").increment(1);
                     }
-                    Some(_) => {}
+                    // The proxy already holds this version (it said so when it connected).
+                    Some(_) => connections.sent(id, &last_version),
                     None => {
                         tracing::warn!(workload = %key, "workload left the configuration; the proxy keeps its last snapshot")
                     }
@@ -137,6 +216,7 @@ impl Discovery for DiscoveryService {
                     () = tx.closed() => break,
                 }
             }
+            connections.remove(id);
             tracing::info!(workload = %key, "proxy disconnected from discovery");
         });
         Ok(Response::new(Box::pin(

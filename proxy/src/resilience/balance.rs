@@ -3,8 +3,13 @@
 //! Each endpoint's cost is its latency estimate times its outstanding requests plus one. The
 //! estimate jumps to any slower sample at once (the "peak") and decays towards faster ones
 //! with a time constant, so a slowing endpoint loses traffic immediately and wins it back
-//! gradually. Picking the cheaper of two random endpoints spreads load almost as well as
-//! picking the cheapest, without herding every proxy onto the same one.
+//! gradually. Between samples the estimate also decays towards zero, so an endpoint that lost
+//! all its traffic to a latency spike is eventually tried again rather than shunned forever.
+//! Picking the cheaper of two random endpoints spreads load almost as well as picking the
+//! cheapest, without herding every proxy onto the same one.
+//!
+//! The balancer judges latency only, as Linkerd's does: failures are the circuit breaker's
+//! business ([`super::breaker`]), and retries go to a different endpoint.
 
 use std::time::Duration;
 
@@ -13,9 +18,6 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 
 /// How fast a latency estimate forgets (the EWMA's time constant).
 pub const DECAY: Duration = Duration::from_secs(10);
-
-/// Latency charged for a failed attempt, so an endpoint that fails fast does not look fast.
-pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 /// The next latency estimate after observing `sample`, `elapsed` after the previous update.
 ///
@@ -35,6 +37,18 @@ pub fn peak_ewma(estimate: f64, sample: f64, elapsed: Duration) -> f64 {
     }
     let weight = (-elapsed.as_secs_f64() / DECAY.as_secs_f64()).exp();
     estimate * weight + sample * (1.0 - weight)
+}
+
+/// The estimate `elapsed` after its last sample, decayed towards zero.
+///
+/// ```
+/// use std::time::Duration;
+/// use strait_proxy::resilience::balance::{decayed, DECAY};
+/// assert_eq!(decayed(0.5, Duration::ZERO), 0.5);
+/// assert!((decayed(1.0, DECAY) - (-1.0f64).exp()).abs() < 1e-12);
+/// ```
+pub fn decayed(estimate: f64, elapsed: Duration) -> f64 {
+    estimate * (-elapsed.as_secs_f64() / DECAY.as_secs_f64()).exp()
 }
 
 /// An endpoint's cost: expected latency times the queue it would join.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::resilience::balance::{self, FAILURE_PENALTY};
+use crate::resilience::balance;
 use crate::resilience::breaker::{self, BreakerPolicy};
 use crate::resilience::budget::{BudgetPolicy, RetryBudget};
 use crate::resilience::clock::now_ms;
@@ -137,7 +137,7 @@ impl Backend {
         let ejected = |i: usize| self.endpoints[i].health.is_ejected(now);
         let index = if tried.is_empty() && !(0..n).any(ejected) {
             // The common case: every endpoint is a candidate; nothing to collect.
-            self.choose(n, |i| i)?
+            self.choose(n, now, |i| i)?
         } else {
             let mut candidates: Vec<usize> = (0..n)
                 .filter(|i| !ejected(*i) && !tried.contains(i))
@@ -150,17 +150,17 @@ impl Backend {
                 // backend to ejected ones only: serve rather than refuse.
                 candidates = (0..n).collect();
             }
-            self.choose(candidates.len(), |i| candidates[i])?
+            self.choose(candidates.len(), now, |i| candidates[i])?
         };
         Some((index, &self.endpoints[index]))
     }
 
     /// Chooses among `n` candidates, `nth(i)` being the endpoint index of candidate `i`.
-    fn choose(&self, n: usize, nth: impl Fn(usize) -> usize) -> Option<usize> {
+    fn choose(&self, n: usize, now: u64, nth: impl Fn(usize) -> usize) -> Option<usize> {
         let candidate = match self.settings.load_balancer {
             LoadBalancer::PeakEwma => balance::p2c_by(
                 n,
-                |i| self.endpoints[nth(i)].health.cost(),
+                |i| self.endpoints[nth(i)].health.cost(now),
                 fastrand::f64(),
                 fastrand::f64(),
             )?,
@@ -177,14 +177,7 @@ impl Backend {
         };
         let now = now_ms();
         let health = &endpoint.health;
-        health.observe(
-            if failed {
-                rtt.max(FAILURE_PENALTY)
-            } else {
-                rtt
-            },
-            now,
-        );
+        health.observe(rtt, now);
         if !failed {
             health.failures.store(0, Ordering::Relaxed);
             health.ejections.store(0, Ordering::Relaxed);

@@ -67,10 +67,13 @@ impl Default for EndpointHealth {
 }
 
 impl EndpointHealth {
-    /// The balancer's cost for this endpoint now.
-    pub fn cost(&self) -> f64 {
+    /// The balancer's cost for this endpoint at `now_ms`.
+    pub fn cost(&self, now_ms: u64) -> f64 {
+        let estimate = f64::from_bits(self.estimate_bits.load(Ordering::Relaxed));
+        let since =
+            Duration::from_millis(now_ms.saturating_sub(self.updated_ms.load(Ordering::Relaxed)));
         balance::cost(
-            f64::from_bits(self.estimate_bits.load(Ordering::Relaxed)),
+            balance::decayed(estimate, since),
             self.pending.load(Ordering::Relaxed),
         )
     }

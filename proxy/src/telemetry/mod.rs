@@ -4,6 +4,7 @@
 //! only incremented, so the hot path never formats labels or hashes metric keys. Every metric
 //! is documented in `docs/metrics.md`.
 
+pub mod describe;
 pub mod http;
 pub mod tcp;
 pub mod trace;
@@ -27,6 +28,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    describe::describe_all();
     let upkeep = handle.clone();
     // Histograms accumulate samples until upkeep folds them into buckets.
     tokio::spawn(async move {
