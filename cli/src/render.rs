@@ -55,7 +55,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            "SERVICE      RPS\na              1.0\nlong-name  100.0\n"
+            "SERVICE      RPS\na            1.0\nlong-name  100.0\n"
         );
     }
 }

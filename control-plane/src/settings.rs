@@ -19,7 +19,7 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct ControlPlaneConfig {
     /// Directory of YAML configuration (local mode); watched and hot-reloaded.
-    #[arg(long, env = "STRAIT_CONFIG_DIR")]
+    #[arg(long, env = "STRAIT_CONFIG")]
     pub config: PathBuf,
 
     /// gRPC listener (identity and discovery, TLS).
@@ -65,7 +65,7 @@ pub struct ControlPlaneConfig {
     /// Extra DNS names for the control plane's certificate (repeatable).
     #[arg(
         long = "dns-name",
-        env = "STRAIT_DNS_NAMES",
+        env = "STRAIT_DNS_NAME",
         value_delimiter = ',',
         default_value = "localhost"
     )]

@@ -8,6 +8,7 @@
 //! the proxies measure. Ctrl-C stops every process it started and removes its temporary files.
 
 mod apps;
+mod output;
 mod processes;
 mod report;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use output::say;
 use strait_control_plane::config::model::Workload;
 
 /// The workload whose app fails a share of requests, to show retries hiding it.
@@ -133,7 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let binaries = processes::binaries()?;
     let scratch = processes::Scratch::create()?;
-    println!(
+    say!(
         "strait-demo: temporary files in {}",
         scratch.path().display()
     );
@@ -195,7 +197,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     children.stop_all().await;
     let path = scratch.path().to_owned();
     match scratch.remove() {
-        Ok(()) => println!(
+        Ok(()) => say!(
             "strait-demo: stopped every process and removed {}",
             path.display()
         ),

@@ -12,6 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::DemoWorkload;
+use crate::output::say;
 
 /// The binaries the demo runs.
 pub struct Binaries {
@@ -31,7 +32,7 @@ pub fn binaries() -> anyhow::Result<Binaries> {
         .to_owned();
     if let Ok(cargo) = std::env::var("CARGO") {
         let release = dir.file_name().is_some_and(|n| n == "release");
-        println!(
+        say!(
             "strait-demo: building strait-proxy and strait-control-plane ({} profile)…",
             if release { "release" } else { "dev" }
         );

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::DemoWorkload;
 use crate::apps::Driver;
+use crate::output::say;
 use crate::processes::{Children, Scratch};
 
 /// Prints where everything is and what to try.
@@ -22,31 +23,34 @@ pub fn banner(
     config: &Path,
     scratch: &Scratch,
 ) {
-    println!();
-    println!(
+    say!();
+    say!(
         "Strait local mesh is up: control plane {control_plane} (admin http://{admin}), {} proxies.",
         workloads.len()
     );
-    println!("Proxy admin endpoints (/metrics, /config, /status, /ready):");
+    say!("Proxy admin endpoints (/metrics, /config, /status, /ready):");
     for w in workloads {
-        println!(
+        say!(
             "  {:<14} http://{}   app {}  identity spiffe://cluster.local/ns/demo/sa/{}",
-            w.name, w.admin, w.app, w.service_account
+            w.name,
+            w.admin,
+            w.app,
+            w.service_account
         );
     }
-    println!(
+    say!(
         "Try: change the canary weights (90/10) in {} — the proxies follow within a second.",
         crate::display(&config.join("routes.yaml"))
     );
-    println!(
+    say!(
         "     curl -s http://{}/config | head    # a proxy's routing snapshot",
         workloads[0].admin
     );
-    println!(
+    say!(
         "Logs: {}   Ctrl-C stops everything and removes them.",
         scratch.path().join("logs").display()
     );
-    println!();
+    say!();
 }
 
 fn p(latencies: &mut [f64], q: f64) -> Option<f64> {
@@ -85,7 +89,11 @@ pub async fn run(
             () = tokio::time::sleep(refresh) => None,
         };
         if let Some(reason) = stop {
-            println!("strait-demo: {reason}: stopping");
+            say!("strait-demo: {reason}: stopping");
+            return Ok(());
+        }
+        if crate::output::closed() {
+            eprintln!("strait-demo: standard output closed: stopping");
             return Ok(());
         }
         let exited = children.exited();
@@ -98,9 +106,9 @@ pub async fn run(
         let mut window = driver.take();
         let (total, total_ok) = driver.totals();
         let elapsed = started.elapsed().as_secs();
-        println!("── {elapsed}s ────────────────────────────────────────────────────────────────");
+        say!("── {elapsed}s ────────────────────────────────────────────────────────────────");
         let seconds = refresh.as_secs_f64();
-        println!(
+        say!(
             "client → frontend   rps {:.1}  success {}  p50 {}  p99 {}   (since start: {total} requests, {} ok)",
             window.requests as f64 / seconds,
             percent((window.requests > 0).then(|| window.ok as f64 / window.requests as f64)),
@@ -114,8 +122,8 @@ pub async fn run(
                 .position(|w| w.name == frontend.name)
                 .unwrap_or(0);
             let rows = stat::outbound(&[&before[frontend_index]], &[&after[frontend_index]], None);
-            println!("frontend's proxy → backend, per backend (after retries):");
-            print!("{}", stat::outbound_table(&rows));
+            say!("frontend's proxy → backend, per backend (after retries):");
+            crate::output::write(&stat::outbound_table(&rows));
             let inbound = stat::inbound(
                 &backend_admins,
                 &backend_indexes(workloads, frontend)
@@ -125,54 +133,51 @@ pub async fn run(
                     .map(|i| &after[i])
                     .collect::<Vec<_>>(),
             );
-            println!("each backend replica, as its own proxy sees it (before retries):");
+            say!("each backend replica, as its own proxy sees it (before retries):");
             let names: Vec<&str> = workloads
                 .iter()
                 .filter(|w| w.name != frontend.name)
                 .map(|w| w.name.as_str())
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "REPLICA",
-                        "SERVICE",
-                        "RPS",
-                        "SUCCESS",
-                        "P50",
-                        "P99",
-                        "MTLS",
-                        "CALLERS (mTLS identities)"
-                    ],
-                    &inbound
-                        .iter()
-                        .map(|row| {
-                            let replica = names
-                                .iter()
-                                .zip(&backend_admins)
-                                .find(|(_, a)| a.to_string() == row.proxy)
-                                .map(|(n, _)| n.to_string())
-                                .unwrap_or_else(|| row.proxy.clone());
-                            vec![
-                                replica,
-                                row.service.clone(),
-                                format!("{:.1}", row.signals.rps),
-                                percent(row.signals.success),
-                                millis(row.signals.p50),
-                                millis(row.signals.p99),
-                                percent(row.mtls_share),
-                                row.mtls_identities.join(" "),
-                            ]
-                        })
-                        .collect::<Vec<_>>()
-                )
-            );
+            crate::output::write(&table(
+                &[
+                    "REPLICA",
+                    "SERVICE",
+                    "RPS",
+                    "SUCCESS",
+                    "P50",
+                    "P99",
+                    "MTLS",
+                    "CALLERS (mTLS identities)",
+                ],
+                &inbound
+                    .iter()
+                    .map(|row| {
+                        let replica = names
+                            .iter()
+                            .zip(&backend_admins)
+                            .find(|(_, a)| a.to_string() == row.proxy)
+                            .map(|(n, _)| n.to_string())
+                            .unwrap_or_else(|| row.proxy.clone());
+                        vec![
+                            replica,
+                            row.service.clone(),
+                            format!("{:.1}", row.signals.rps),
+                            percent(row.signals.success),
+                            millis(row.signals.p50),
+                            millis(row.signals.p99),
+                            percent(row.mtls_share),
+                            row.mtls_identities.join(" "),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            ));
         }
         before = after;
         if let Some(limit) = duration
             && started.elapsed() >= limit
         {
-            println!("strait-demo: ran for {limit:?}: stopping");
+            say!("strait-demo: ran for {limit:?}: stopping");
             return Ok(());
         }
     }

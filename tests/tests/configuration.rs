@@ -90,3 +90,32 @@ fn an_invalid_snapshot_file_stops_start_up_with_the_file_and_reason() {
     assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     assert!(stderr.contains("line 1"), "{stderr}");
 }
+
+#[test]
+fn the_readme_documents_every_flag_of_both_binaries_with_its_environment_variable() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    for binary in ["strait-proxy", "strait-control-plane"] {
+        let output = Command::new(binaries::path(binary))
+            .args(["run", "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        for line in help.lines() {
+            let Some(flag) = line.trim_start().strip_prefix("--") else {
+                continue;
+            };
+            let flag = flag.split_whitespace().next().unwrap();
+            if flag == "help" {
+                continue;
+            }
+            let env = format!("STRAIT_{}", flag.to_uppercase().replace('-', "_"));
+            assert!(
+                readme.contains(&format!("| `--{flag}` | `{env}` |")),
+                "README's configuration reference lacks {binary} --{flag} ({env}); regenerate it with scripts/config-reference"
+            );
+        }
+    }
+}
