@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::errors::full_body;
+use crate::http::body;
 use crate::http::body::Body;
 use crate::table::TableHandle;
 
@@ -290,7 +290,7 @@ impl Admin {
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(full_body(body));
+    let mut response = Response::new(body::full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -119,9 +119,18 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_DETECT_MAX_BYTES", default_value_t = 8192)]
     pub detect_max_bytes: usize,
 
-    /// An HTTP/1 client must send a complete request head within this time.
+    /// An HTTP/1 client must send a complete request head within this time of its first byte.
     #[arg(long, env = "STRAIT_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
+
+    /// Client HTTP connections with no request in progress this long are closed (HTTP/2 with
+    /// GOAWAY). Keep it above the clients' pool idle timeouts (the proxy's own is 30s).
+    #[arg(long, env = "STRAIT_HTTP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "5m")]
+    pub http_idle_timeout: Duration,
+
+    /// Longest request line (method, target, version) accepted, in bytes; longer gets 414.
+    #[arg(long, env = "STRAIT_MAX_REQUEST_LINE_BYTES", default_value_t = 8192)]
+    pub max_request_line_bytes: usize,
 
     /// Largest request or response header block accepted, in bytes (HTTP/1 and HTTP/2).
     #[arg(long, env = "STRAIT_MAX_HEADER_BYTES", default_value_t = 65536)]
@@ -134,6 +143,15 @@ pub struct ProxyConfig {
     /// Most concurrent streams a client may open on one HTTP/2 connection.
     #[arg(long, env = "STRAIT_H2_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub h2_max_concurrent_streams: u32,
+
+    /// HTTP/2 flow-control window of each client stream, in bytes: how much a client may send
+    /// on one stream before the proxy has passed it on.
+    #[arg(long, env = "STRAIT_H2_STREAM_WINDOW", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(65_535..=2_147_483_647))]
+    pub h2_stream_window: u32,
+
+    /// HTTP/2 flow-control window of each client connection, in bytes.
+    #[arg(long, env = "STRAIT_H2_CONNECTION_WINDOW", default_value_t = 2 << 20, value_parser = clap::value_parser!(u32).range(65_535..=2_147_483_647))]
+    pub h2_connection_window: u32,
 
     /// Timeout for establishing an upstream TCP connection, unless a backend policy says otherwise.
     #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]

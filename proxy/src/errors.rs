@@ -8,11 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
-use crate::http::body::{Body, BoxError};
+use crate::http::body::{self, Body};
 
 /// Response header naming the proxy error behind a response the proxy generated itself.
 pub const ERROR_HEADER: &str = "strait-proxy-error";
@@ -114,6 +112,15 @@ pub enum ProxyError {
     /// The request is malformed in a way the proxy will not forward.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request line is longer than the proxy accepts.
+    #[error("the request line is longer than {limit} bytes")]
+    RequestLineTooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// Authorization policy refuses the caller; the message names no policy.
+    #[error("forbidden: {}", .0.explanation())]
+    Forbidden(crate::authz::DenyReason),
 }
 
 impl ProxyError {
@@ -132,6 +139,8 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream-failed",
             ProxyError::UpgradeRefused { .. } => "upgrade-refused",
             ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::RequestLineTooLong { .. } => "request-line-too-long",
         }
     }
 
@@ -149,6 +158,8 @@ impl ProxyError {
             | ProxyError::RequestTimeout(_)
             | ProxyError::BackendRequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -166,6 +177,8 @@ impl ProxyError {
             | ProxyError::RequestTimeout(_)
             | ProxyError::BackendRequestTimeout(_) => grpc_code::DEADLINE_EXCEEDED,
             ProxyError::BreakerOpen { .. } => grpc_code::UNAVAILABLE,
+            ProxyError::Forbidden(_) => grpc_code::PERMISSION_DENIED,
+            ProxyError::RequestLineTooLong { .. } => grpc_code::INVALID_ARGUMENT,
         }
     }
 
@@ -175,7 +188,7 @@ impl ProxyError {
     pub fn into_response(self, grpc: bool) -> Response<Body> {
         let message = self.to_string();
         let mut response = if grpc {
-            let mut response = Response::new(empty_body());
+            let mut response = Response::new(body::empty());
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
@@ -185,7 +198,7 @@ impl ProxyError {
             headers.insert("grpc-message", grpc_message(&message));
             response
         } else {
-            let mut response = Response::new(full_body(format!("strait: {message}\n")));
+            let mut response = Response::new(body::full(format!("strait: {message}\n")));
             *response.status_mut() = self.http_status();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -193,16 +206,20 @@ impl ProxyError {
             );
             response
         };
-        response
-            .headers_mut()
-            .insert(ERROR_HEADER, HeaderValue::from_static(self.kind()));
+        let headers = response.headers_mut();
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind()));
+        if let ProxyError::BadRequest(_) | ProxyError::RequestLineTooLong { .. } = self {
+            // Whatever follows a malformed request on this connection cannot be trusted to
+            // be framed as the client meant it. (hyper drops the header on HTTP/2.)
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
 
 /// Every kind [`ProxyError::kind`] can return, so a kind read back from a response header can
 /// be turned into a `&'static str` for metric labels.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "no-route",
     "no-authority",
     "no-endpoints",
@@ -216,6 +233,7 @@ pub const KINDS: [&str; 14] = [
     "upgrade-refused",
     "bad-request",
     "forbidden",
+    "request-line-too-long",
     "other",
 ];
 
@@ -230,6 +248,13 @@ pub fn kind_of<B>(response: &Response<B>) -> &'static str {
             .copied()
             .unwrap_or("other"),
     }
+}
+
+/// Whether a peer proxy's answer says the request never reached its app: the peer could
+/// not connect to it. Such a request is as safe to send elsewhere as one never sent. Only
+/// meaningful for responses from a peer proxy, not from an app.
+pub fn never_reached_app<B>(response: &Response<B>) -> bool {
+    matches!(kind_of(response), "connect-failed" | "connect-timeout")
 }
 
 /// The gRPC status in a response's headers (a trailers-only response), if any.
@@ -252,18 +277,6 @@ fn grpc_message(message: &str) -> HeaderValue {
         }
     }
     HeaderValue::try_from(encoded).unwrap_or_else(|_| HeaderValue::from_static("proxy error"))
-}
-
-/// A complete body from bytes.
-pub fn full_body(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into())
-        .map_err(|never: std::convert::Infallible| -> BoxError { match never {} })
-        .boxed_unsync()
-}
-
-/// An empty body.
-pub fn empty_body() -> Body {
-    full_body(Bytes::new())
 }
 
 /// Whether a request is gRPC, which decides how errors are reported to it.
@@ -294,6 +307,7 @@ mod tests {
         .into_response(false);
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()[ERROR_HEADER], "no-route");
+        use http_body_util::BodyExt as _;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains("nope.example:80"), "{body}");

@@ -21,14 +21,15 @@ use hyper::body::Incoming;
 use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
 
+use crate::authz;
 use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
-use crate::errors::{grpc_status, is_grpc, kind_of};
+use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::body::{Body, boxed};
 use crate::http::forward::forward;
 use crate::http::upstream::{SendError, Upstream};
-use crate::http::{HttpVersion, server};
+use crate::http::{HttpVersion, server, smuggling};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::original_dst;
@@ -256,6 +257,10 @@ impl Inbound {
                         .as_ref()
                         .and_then(|id| http::HeaderValue::from_str(&id.to_string()).ok()),
                     idle_timeout: self.shared.settings.tcp_idle_timeout,
+                    shared: self.shared.clone(),
+                    port,
+                    client,
+                    peer,
                 });
                 let served = server::serve(
                     io,
@@ -270,6 +275,9 @@ impl Inbound {
                 }
             }
             None => {
+                if authorize(&self.shared, port, client, &peer, None).is_err() {
+                    return;
+                }
                 let app = match self
                     .shared
                     .connector
@@ -328,6 +336,45 @@ impl Inbound {
     }
 }
 
+/// Checks a connection (`head` is `None`) or a request against the port's authorization as
+/// it is now, so policy changes apply to the next request on a connection already open;
+/// counts and logs a refusal.
+fn authorize(
+    shared: &Shared,
+    port: u16,
+    client: SocketAddr,
+    peer: &Peer,
+    head: Option<&http::request::Parts>,
+) -> Result<(), authz::DenyReason> {
+    let table = shared.table.load();
+    let caller = peer.identity.as_ref();
+    let Err(denial) = table.authorize(port, &shared.settings.trust_domain, caller, head) else {
+        return Ok(());
+    };
+    // Denials are the rare path, so formatting labels here costs the data path nothing.
+    metrics::counter!(
+        "strait_inbound_denied_total",
+        "port" => port.to_string(),
+        "policy" => denial.policy.to_string(),
+        "reason" => denial.reason.as_str(),
+        "tls" => if peer.tls { "true" } else { "false" },
+    )
+    .increment(1);
+    tracing::info!(
+        %client,
+        port,
+        peer = caller.map(tracing::field::display),
+        policy = %denial.policy,
+        reason = denial.reason.as_str(),
+        method = head.map(|h| tracing::field::display(&h.method)),
+        // The path only: a query string may carry secrets.
+        path = head.map(|h| h.uri.path()),
+        "inbound {} denied by authorization policy",
+        if head.is_some() { "request" } else { "connection" },
+    );
+    Err(denial.reason)
+}
+
 /// One HTTP connection to be forwarded to the app.
 struct AppConnection {
     upstream: Arc<Upstream>,
@@ -337,13 +384,38 @@ struct AppConnection {
     version: HttpVersion,
     client_id: Option<http::HeaderValue>,
     idle_timeout: std::time::Duration,
+    shared: Arc<Shared>,
+    port: u16,
+    client: SocketAddr,
+    peer: Peer,
 }
 
 impl AppConnection {
-    async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now();
         self.metrics.request();
         let grpc = is_grpc(&request);
+        let (mut head, body) = request.into_parts();
+        let refused = match smuggling::check(&mut head) {
+            Err(error) => Some(ProxyError::BadRequest(error.to_string())),
+            Ok(()) => authorize(&self.shared, self.port, self.client, &self.peer, Some(&head))
+                .err()
+                .map(ProxyError::Forbidden),
+        };
+        let mut request = Request::from_parts(head, body);
+        if let Some(error) = refused {
+            if let ProxyError::BadRequest(reason) = &error {
+                tracing::info!(client = %self.client, %reason, "inbound request refused");
+            }
+            let response = error.into_response(grpc);
+            self.metrics.response(
+                response.status().as_u16(),
+                grpc_status(&response),
+                kind_of(&response),
+                started.elapsed(),
+            );
+            return response;
+        }
         let headers = request.headers_mut();
         headers.remove(CLIENT_ID_HEADER);
         if let Some(client_id) = &self.client_id {

@@ -48,6 +48,8 @@ pub struct Settings {
     pub inbound_target_ip: IpAddr,
     /// Request bodies up to this size can be replayed for a retry.
     pub retry_buffer: usize,
+    /// The mesh's trust domain, which `namespace` authorization principals refer to.
+    pub trust_domain: String,
 }
 
 /// State both directions share.
@@ -143,6 +145,10 @@ pub async fn run(
         settings: Settings {
             limits: ServerLimits {
                 header_read_timeout: config.header_read_timeout,
+                idle_timeout: config.http_idle_timeout,
+                max_request_line_bytes: config.max_request_line_bytes,
+                h2_stream_window: config.h2_stream_window,
+                h2_connection_window: config.h2_connection_window,
                 max_header_bytes: config.max_header_bytes,
                 max_headers: config.max_headers,
                 h2_max_concurrent_streams: config.h2_max_concurrent_streams,
@@ -152,6 +158,7 @@ pub async fn run(
             tcp_idle_timeout: config.tcp_idle_timeout,
             pool_idle_timeout: config.pool_idle_timeout,
             inbound_target_ip: config.inbound_target_ip,
+            trust_domain: config.trust_domain.clone(),
             retry_buffer: config.retry_buffer_bytes,
         },
         table: table.clone(),

@@ -92,6 +92,10 @@ pub struct Faults {
     pub fail_status: AtomicU64,
     /// Milliseconds every request waits before being answered.
     pub delay_ms: AtomicU64,
+    /// When not 0, a connection idle (no request in progress) this many milliseconds is
+    /// closed abruptly, as a server with a short keep-alive timeout does, whether or not a
+    /// next request is already on its way.
+    pub idle_close_ms: AtomicU64,
 }
 
 impl Faults {
@@ -119,6 +123,9 @@ pub struct HttpBackend {
     requests: Arc<AtomicU64>,
     max_in_flight: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    killed: tokio::sync::watch::Sender<bool>,
+    ids: Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 impl HttpBackend {
@@ -137,7 +144,9 @@ impl HttpBackend {
         let max_in_flight = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(Faults::default());
         let connections = Arc::new(AtomicU64::new(0));
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
         let state = Arc::new(State {
+            ids: ids.clone(),
             name: name.to_owned(),
             requests: requests.clone(),
             in_flight: AtomicU64::new(0),
@@ -145,23 +154,48 @@ impl HttpBackend {
             faults: faults.clone(),
         });
         let open = connections.clone();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let accepted_count = accepted.clone();
+        let (killed, mut kill) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    // Killed: the listener closes with this task.
+                    _ = kill.changed() => return,
                 };
+                accepted_count.fetch_add(1, Ordering::SeqCst);
                 let state = state.clone();
                 let open = open.clone();
+                let mut kill = kill.clone();
                 open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let _closed = Decrement(open);
+                    let activity = Arc::new(Activity::default());
+                    let seen = activity.clone();
+                    let faults = state.faults.clone();
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(state.handle(request).await) }
+                        let activity = activity.clone();
+                        async move {
+                            activity.begin();
+                            let response = state.handle(request).await;
+                            activity.end();
+                            Ok::<_, Infallible>(response)
+                        }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let serve = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    // Dropping the connection closes the socket without ceremony, as a process
+                    // dying or a server's idle timer does.
+                    tokio::select! {
+                        _ = serve => {}
+                        () = seen.idle_past(&faults) => {}
+                        _ = kill.changed() => {}
+                    }
                 });
             }
         });
@@ -172,7 +206,26 @@ impl HttpBackend {
             requests,
             max_in_flight,
             connections,
+            accepted,
+            killed,
+            ids,
         }
+    }
+
+    /// The `x-request-id` of every request received (numeric ids only), in arrival order.
+    pub fn request_ids(&self) -> Vec<u64> {
+        self.ids.lock().expect("ids lock").clone()
+    }
+
+    /// Kills the backend as a crashing process dies: the listener closes and every
+    /// connection is dropped at once, requests in progress included.
+    pub fn kill(&self) {
+        let _ = self.killed.send(true);
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted_connections(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Connections currently open to this backend.
@@ -192,11 +245,56 @@ impl HttpBackend {
 }
 
 struct State {
+    ids: Arc<std::sync::Mutex<Vec<u64>>>,
     name: String,
     requests: Arc<AtomicU64>,
     in_flight: AtomicU64,
     max_in_flight: Arc<AtomicU64>,
     faults: Arc<Faults>,
+}
+
+/// Requests in progress on one connection and when the last one ended.
+struct Activity {
+    in_flight: AtomicU64,
+    last_end: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            last_end: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        *self.last_end.lock().expect("activity lock") = std::time::Instant::now();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Completes once the connection has been idle for `faults.idle_close_ms` (never while
+    /// that is 0).
+    async fn idle_past(&self, faults: &Faults) {
+        loop {
+            let limit = faults.idle_close_ms.load(Ordering::SeqCst);
+            if limit == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let limit = Duration::from_millis(limit);
+            let idle = self.last_end.lock().expect("activity lock").elapsed();
+            if self.in_flight.load(Ordering::SeqCst) == 0 && idle >= limit {
+                return;
+            }
+            tokio::time::sleep((limit / 10).max(Duration::from_millis(1))).await;
+        }
+    }
 }
 
 /// Decrements a counter when dropped.
@@ -224,6 +322,13 @@ fn full(data: impl Into<Bytes>) -> Body {
 impl State {
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            self.ids.lock().expect("ids lock").push(id);
+        }
         let delay = self.faults.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -2,7 +2,7 @@
 //! a client, or the proxy's own error responses).
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use http_body_util::combinators::UnsyncBoxBody;
 
 /// Errors inside bodies: hyper's, I/O, or the proxy's own.
@@ -55,4 +55,16 @@ impl<G: Unpin> http_body::Body for Guarded<G> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// A complete body from bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never: std::convert::Infallible| -> BoxError { match never {} })
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
 }

@@ -2,9 +2,11 @@
 //! pooled upstream connections, hop-by-hop headers, upgrades and the common body type.
 
 pub mod body;
+pub mod conn_timers;
 pub mod forward;
 pub mod hop_by_hop;
 pub mod server;
+pub mod smuggling;
 pub mod upgrade;
 pub mod upstream;
 

@@ -25,6 +25,47 @@ use crate::detect::Protocol;
 use crate::errors::ProxyError;
 use crate::http::HttpVersion;
 use crate::http::body::Body;
+use crate::resilience::retry::is_idempotent;
+
+/// A pooled HTTP/1 connection idle at least this long may have been closed by the upstream,
+/// so a request sent on it keeps a copy for resending. Under load connections are reused
+/// within microseconds and skip the copy, the defence's only cost; where connections sit
+/// idle, the load is light and the copy is cheap.
+const MAY_HAVE_BEEN_CLOSED_AFTER: Duration = Duration::from_millis(5);
+
+/// A copy of `request` to send again should the connection turn out closed, when that is
+/// safe: the request is idempotent and has no body (so nothing is lost by not replaying one).
+fn resendable_copy(request: &Request<Body>) -> Option<Request<Body>> {
+    use http_body::Body as _;
+    if !request.body().is_end_stream() || !is_idempotent(request.method(), request.headers()) {
+        return None;
+    }
+    let mut copy = Request::new(crate::http::body::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// Whether a send failed because the connection closed (or was reset) before any byte of a
+/// response arrived.
+fn closed_without_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = error.source();
+    }
+    false
+}
 
 /// Why a request did not get a response.
 #[derive(Debug)]
@@ -110,12 +151,17 @@ impl Upstream {
         mut request: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
         loop {
-            let (mut sender, reused) = match self.take_h1() {
-                Some(sender) => (sender, true),
+            let (mut sender, idle_for) = match self.take_h1() {
+                Some((sender, idle_for)) => (sender, Some(idle_for)),
                 None => match self.connect_h1().await {
-                    Ok(sender) => (sender, false),
+                    Ok(sender) => (sender, None),
                     Err(error) => return Err(SendError::NotSent(Box::new(request), error)),
                 },
+            };
+            let reused = idle_for.is_some();
+            let resend = match idle_for {
+                Some(idle) if idle >= MAY_HAVE_BEEN_CLOSED_AFTER => resendable_copy(&request),
+                _ => None,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -132,7 +178,20 @@ impl Upstream {
                             self.upstream_error(error.into_error()),
                         ));
                     }
-                    None => return Err(SendError::Failed(self.upstream_error(error.into_error()))),
+                    // Written, but the connection had sat idle and closed without a byte of
+                    // answer: the upstream closed it as idle while the request was on its
+                    // way, so it was never processed. Send the copy on another connection.
+                    None => match resend {
+                        Some(copy) if closed_without_answer(error.error()) => {
+                            tracing::debug!(addr = %self.dest.addr(), "idle upstream connection closed under a request; resending it");
+                            request = copy;
+                        }
+                        _ => {
+                            return Err(SendError::Failed(
+                                self.upstream_error(error.into_error()),
+                            ));
+                        }
+                    },
                 },
             }
         }
@@ -198,7 +257,8 @@ impl Upstream {
         }
     }
 
-    fn take_h1(&self) -> Option<http1::SendRequest<Body>> {
+    /// A ready pooled connection and how long it has been idle.
+    fn take_h1(&self) -> Option<(http1::SendRequest<Body>, Duration)> {
         let mut state = self.state.lock().expect("pool lock poisoned");
         state.h1.retain(|pooled| !pooled.sender.is_closed());
         // Connections still streaming a response body are not ready; leave them pooled.
@@ -206,7 +266,8 @@ impl Upstream {
             .h1
             .iter()
             .rposition(|pooled| pooled.sender.is_ready())?;
-        Some(state.h1.swap_remove(ready).sender)
+        let pooled = state.h1.swap_remove(ready);
+        Some((pooled.sender, pooled.last_used.elapsed()))
     }
 
     fn put_h1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {

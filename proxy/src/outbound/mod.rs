@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
-use crate::errors::{ProxyError, empty_body, is_grpc};
+use crate::errors::{ProxyError, is_grpc};
 use crate::http::body::{Body, boxed};
 use crate::http::forward::forward;
 use crate::http::upgrade::splice_tunnel;
@@ -215,6 +215,7 @@ impl HttpConnection {
     }
 
     async fn route(&self, request: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let request = crate::http::smuggling::checked(request)?;
         if request.method() == Method::CONNECT {
             return self.tunnel(request).await;
         }
@@ -288,7 +289,7 @@ impl HttpConnection {
             upstream,
             self.outbound.shared.settings.tcp_idle_timeout,
         );
-        let mut response = Response::new(empty_body());
+        let mut response = Response::new(crate::http::body::empty());
         *response.status_mut() = StatusCode::OK;
         Ok(response)
     }

@@ -16,7 +16,8 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::backoff::full_jitter;
-use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
+use crate::connect::Dest;
+use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of, never_reached_app};
 use crate::http::HttpVersion;
 use crate::http::body::{Body, boxed, with_guard};
 use crate::http::forward::{forward, takes_over_connection};
@@ -247,6 +248,13 @@ async fn retry_loop(
         };
         let rtt = started.elapsed();
         let (outcome, result) = match result {
+            Ok(response)
+                if matches!(endpoint.dest, Dest::Mesh { .. })
+                    && never_reached_app(&response)
+                    && replayable() =>
+            {
+                (Outcome::NotSent, Ok(response))
+            }
             Ok(response) => (
                 Outcome::Response {
                     status: response.status().as_u16(),

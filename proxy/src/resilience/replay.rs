@@ -232,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_is_replayable_and_ends_at_once() {
-        let first = ReplayBody::new(crate::errors::empty_body(), 8);
+        let first = ReplayBody::new(crate::http::body::empty(), 8);
         assert!(first.is_end_stream());
         let second = first.replay().unwrap();
         assert_eq!(read(second).await.0, "");

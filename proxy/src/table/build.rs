@@ -12,6 +12,7 @@ use strait_proto::discovery::v1 as pb;
 use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
 use super::endpoint::{Endpoint, EndpointHealth};
 use super::{EndpointSettings, Route, Service, Table, TableError, Timeouts};
+use crate::authz::{DefaultAuthorization, Rule};
 use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::Protocol;
@@ -63,12 +64,29 @@ pub fn build(
         .inbound_defaults
         .as_ref()
         .map(|d| inbound_mode(d.mode));
+    table.default_authorization = snapshot
+        .inbound_defaults
+        .as_ref()
+        .map(|d| DefaultAuthorization::from_snapshot(d.authorization))
+        .unwrap_or_default();
     for port in &snapshot.inbound_ports {
         let number = u16::try_from(port.port).map_err(|_| TableError::Inbound {
             port: port.port,
             reason: "not a port number".into(),
         })?;
         table.inbound_modes.insert(number, inbound_mode(port.mode));
+        let rules = port
+            .authorizations
+            .iter()
+            .map(Rule::compile)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| TableError::Inbound {
+                port: port.port,
+                reason: error.to_string(),
+            })?;
+        if !rules.is_empty() {
+            table.inbound_rules.insert(number, rules);
+        }
         table
             .inbound_services
             .insert(number, port.services.join(" "));

@@ -18,8 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use strait_identity::SpiffeId;
 use strait_proto::discovery::v1 as pb;
 
+use crate::authz::{self, DefaultAuthorization};
 use crate::config::InboundMode;
 use crate::connect::Connector;
 use crate::detect::Protocol;
@@ -148,6 +150,8 @@ pub struct Table {
     inbound_modes: HashMap<u16, InboundMode>,
     inbound_default_mode: Option<InboundMode>,
     inbound_services: HashMap<u16, String>,
+    inbound_rules: HashMap<u16, Vec<authz::Rule>>,
+    default_authorization: DefaultAuthorization,
 }
 
 impl Table {
@@ -162,7 +166,28 @@ impl Table {
             inbound_modes: HashMap::new(),
             inbound_default_mode: None,
             inbound_services: HashMap::new(),
+            inbound_rules: HashMap::new(),
+            default_authorization: DefaultAuthorization::default(),
         }
+    }
+
+    /// Whether `caller` may make a request with `head` (or, with `None`, open an opaque TCP
+    /// connection) to application port `port`; see [`authz::authorize`].
+    pub fn authorize(
+        &self,
+        port: u16,
+        local_trust_domain: &str,
+        caller: Option<&SpiffeId>,
+        head: Option<&http::request::Parts>,
+    ) -> Result<(), authz::Denial> {
+        let rules = self.inbound_rules.get(&port).map_or(&[][..], Vec::as_slice);
+        authz::authorize(
+            rules,
+            self.default_authorization,
+            local_trust_domain,
+            caller,
+            head,
+        )
     }
 
     /// The services (`namespace/name`, space-separated) application port `port` serves, for

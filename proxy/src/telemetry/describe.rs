@@ -36,6 +36,10 @@ pub fn describe_all() {
         "Plaintext connections refused on ports in strict mode."
     );
     describe_counter!(
+        "strait_inbound_denied_total",
+        "Requests and opaque connections refused by authorization policy, by port, policy, reason and TLS."
+    );
+    describe_counter!(
         "strait_http_requests_total",
         "HTTP and gRPC requests, by direction, service, route, backend, peer identity and TLS."
     );
