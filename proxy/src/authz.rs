@@ -98,12 +98,11 @@ impl Rule {
             .iter()
             .enumerate()
             .map(|(index, p)| match &p.kind {
-                Some(Kind::Identity(id)) => id
-                    .parse()
-                    .map(Principal::Identity)
-                    .map_err(|e: strait_identity::spiffe::SpiffeIdError| {
+                Some(Kind::Identity(id)) => id.parse().map(Principal::Identity).map_err(
+                    |e: strait_identity::spiffe::SpiffeIdError| {
                         principal_error(index, &e.to_string())
-                    }),
+                    },
+                ),
                 Some(Kind::Namespace(ns)) if !ns.is_empty() => Ok(Principal::Namespace(ns.clone())),
                 Some(Kind::TrustDomain(td)) if !td.is_empty() => {
                     Ok(Principal::TrustDomain(td.clone()))
@@ -312,7 +311,9 @@ mod tests {
         let rules = [rule(
             "demo/only-web",
             &[],
-            vec![Principal::Identity(id("spiffe://cluster.local/ns/demo/sa/web"))],
+            vec![Principal::Identity(id(
+                "spiffe://cluster.local/ns/demo/sa/web",
+            ))],
         )];
         let other = id("spiffe://cluster.local/ns/demo/sa/other");
         let allow = DefaultAuthorization::AllowAll;
@@ -329,9 +330,18 @@ mod tests {
         let other_ns = id("spiffe://cluster.local/ns/prod/sa/web");
         let foreign = id("spiffe://example.org/ns/demo/sa/web");
         let cases: [(Principal, [bool; 4]); 5] = [
-            (Principal::Identity(web.clone()), [true, false, false, false]),
-            (Principal::Namespace("demo".into()), [true, false, false, false]),
-            (Principal::TrustDomain("example.org".into()), [false, false, true, false]),
+            (
+                Principal::Identity(web.clone()),
+                [true, false, false, false],
+            ),
+            (
+                Principal::Namespace("demo".into()),
+                [true, false, false, false],
+            ),
+            (
+                Principal::TrustDomain("example.org".into()),
+                [false, false, true, false],
+            ),
             (Principal::Authenticated, [true, true, true, false]),
             (Principal::Unauthenticated, [true, true, true, true]),
         ];
@@ -369,7 +379,11 @@ mod tests {
     fn any_applicable_rule_may_admit() {
         let web = id("spiffe://cluster.local/ns/demo/sa/web");
         let rules = [
-            rule("demo/admins", &["/admin"], vec![Principal::Namespace("ops".into())]),
+            rule(
+                "demo/admins",
+                &["/admin"],
+                vec![Principal::Namespace("ops".into())],
+            ),
             rule("demo/everyone-meshed", &[], vec![Principal::Authenticated]),
         ];
         let allow = DefaultAuthorization::Deny;
@@ -392,18 +406,32 @@ mod tests {
             }],
         };
         let error = Rule::compile(&bad).unwrap_err().to_string();
-        assert!(error.contains("demo/bad") && error.contains("principal 0"), "{error}");
+        assert!(
+            error.contains("demo/bad") && error.contains("principal 0"),
+            "{error}"
+        );
         let empty = pb::AuthorizationRule {
             policy: "demo/empty".into(),
             routes: vec![],
             principals: vec![pb::Principal { kind: None }],
         };
-        assert!(Rule::compile(&empty).unwrap_err().to_string().contains("empty principal"));
+        assert!(
+            Rule::compile(&empty)
+                .unwrap_err()
+                .to_string()
+                .contains("empty principal")
+        );
     }
 
     #[test]
     fn unknown_snapshot_defaults_fail_closed() {
-        assert_eq!(DefaultAuthorization::from_snapshot(99), DefaultAuthorization::Deny);
-        assert_eq!(DefaultAuthorization::from_snapshot(0), DefaultAuthorization::AllowAll);
+        assert_eq!(
+            DefaultAuthorization::from_snapshot(99),
+            DefaultAuthorization::Deny
+        );
+        assert_eq!(
+            DefaultAuthorization::from_snapshot(0),
+            DefaultAuthorization::AllowAll
+        );
     }
 }

@@ -398,9 +398,15 @@ impl AppConnection {
         let (mut head, body) = request.into_parts();
         let refused = match smuggling::check(&mut head) {
             Err(error) => Some(ProxyError::BadRequest(error.to_string())),
-            Ok(()) => authorize(&self.shared, self.port, self.client, &self.peer, Some(&head))
-                .err()
-                .map(ProxyError::Forbidden),
+            Ok(()) => authorize(
+                &self.shared,
+                self.port,
+                self.client,
+                &self.peer,
+                Some(&head),
+            )
+            .err()
+            .map(ProxyError::Forbidden),
         };
         let mut request = Request::from_parts(head, body);
         if let Some(error) = refused {

@@ -187,8 +187,10 @@ impl HttpBackend {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let serve = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let serve =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     // Dropping the connection closes the socket without ceremony, as a process
                     // dying or a server's idle timer does.
                     tokio::select! {

@@ -28,7 +28,10 @@ async fn exchange(addr: SocketAddr, prefix: &[u8], bytes: &[u8]) -> String {
 
 async fn assert_still_serving(mesh: &LocalMesh) {
     let response = client::get(mesh.client.outbound, "web.demo", "/ok").await;
-    assert_eq!(response.status, 200, "well-behaved clients are still served");
+    assert_eq!(
+        response.status, 200,
+        "well-behaved clients are still served"
+    );
 }
 
 /// Resident memory of a process, in bytes.
@@ -84,11 +87,21 @@ async fn smuggling_attempts_get_400_on_both_listeners_and_never_reach_the_app() 
     .encode();
     for (what, request) in SMUGGLING {
         let outbound = exchange(mesh.client.outbound, b"", request.as_bytes()).await;
-        assert!(outbound.starts_with("HTTP/1.1 400"), "outbound, {what}: {outbound}");
+        assert!(
+            outbound.starts_with("HTTP/1.1 400"),
+            "outbound, {what}: {outbound}"
+        );
         let inbound = exchange(mesh.server.inbound, &mesh_prefix, request.as_bytes()).await;
-        assert!(inbound.starts_with("HTTP/1.1 400"), "inbound, {what}: {inbound}");
+        assert!(
+            inbound.starts_with("HTTP/1.1 400"),
+            "inbound, {what}: {inbound}"
+        );
     }
-    assert_eq!(backend.requests(), 0, "no smuggling attempt reached the app");
+    assert_eq!(
+        backend.requests(),
+        0,
+        "no smuggling attempt reached the app"
+    );
     assert_still_serving(&mesh).await;
 }
 
@@ -114,7 +127,11 @@ async fn a_request_with_both_length_and_encoding_smuggles_nothing() {
         assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
         assert!(!answer.contains("/smuggled"), "{answer}");
     }
-    assert_eq!(backend.requests(), 2, "one POST per listener, nothing smuggled");
+    assert_eq!(
+        backend.requests(),
+        2,
+        "one POST per listener, nothing smuggled"
+    );
     let answer = exchange(
         mesh.client.outbound,
         b"",
@@ -177,7 +194,12 @@ async fn a_rapid_reset_flood_is_cut_off_without_turning_into_upstream_requests()
         let stream = 1 + 2 * i;
         burst.extend_from_slice(&frame(frame_type::HEADERS, 0x1 | 0x4, stream, &block));
         // RST_STREAM(CANCEL) right behind each request.
-        burst.extend_from_slice(&frame(frame_type::RST_STREAM, 0, stream, &8u32.to_be_bytes()));
+        burst.extend_from_slice(&frame(
+            frame_type::RST_STREAM,
+            0,
+            stream,
+            &8u32.to_be_bytes(),
+        ));
         if burst.len() > 64 * 1024 {
             if attacker.send(&burst).await.is_err() {
                 write_failed = true;
@@ -267,8 +289,14 @@ async fn a_continuation_flood_is_cut_off_with_bounded_memory() {
             Err(_) => break,
         }
     }
-    assert!(cut_off, "the proxy ended the flood ({frames_sent} frames sent)");
-    assert!(frames_sent < 4_096, "the proxy stopped reading long before 64 MiB");
+    assert!(
+        cut_off,
+        "the proxy ended the flood ({frames_sent} frames sent)"
+    );
+    assert!(
+        frames_sent < 4_096,
+        "the proxy stopped reading long before 64 MiB"
+    );
     let grown = rss(pid).saturating_sub(before);
     assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
     assert_eq!(backend.requests(), 0);
@@ -291,7 +319,11 @@ async fn slowloris_connections_are_cut_off_while_normal_traffic_keeps_flowing() 
         trickles.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(outbound).await.unwrap();
             let started = Instant::now();
-            if stream.write_all(b"GET / HTTP/1.1\r\nHost: web.demo\r\nX-Slow: ").await.is_err() {
+            if stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: web.demo\r\nX-Slow: ")
+                .await
+                .is_err()
+            {
                 return started.elapsed();
             }
             for _ in 0..200 {
@@ -339,12 +371,16 @@ async fn slowloris_connections_are_cut_off_while_normal_traffic_keeps_flowing() 
         median < Duration::from_millis(200),
         "normal requests kept their latency: median {median:?}"
     );
-    assert_eq!(backend.requests(), 100, "only the normal requests reached the app");
+    assert_eq!(
+        backend.requests(),
+        100,
+        "only the normal requests reached the app"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_connection_limit_new_connections_are_closed_and_established_clients_keep_working()
- {
+{
     let backend = HttpBackend::start("web").await;
     let mesh = LocalMesh::start_with(
         &[("web", backend.addr)],
@@ -370,12 +406,21 @@ async fn past_the_connection_limit_new_connections_are_closed_and_established_cl
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..30 {
         let mut extra = TcpStream::connect(outbound).await.unwrap();
-        let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: web.demo\r\n\r\n").await;
+        let _ = extra
+            .write_all(b"GET / HTTP/1.1\r\nHost: web.demo\r\n\r\n")
+            .await;
         let mut answer = Vec::new();
         let read =
             tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
-        assert!(read.is_ok(), "a connection past the limit is closed at once");
-        assert!(answer.is_empty(), "and served nothing: {:?}", String::from_utf8_lossy(&answer));
+        assert!(
+            read.is_ok(),
+            "a connection past the limit is closed at once"
+        );
+        assert!(
+            answer.is_empty(),
+            "and served nothing: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
     }
     for _ in 0..10 {
         established.ready().await.unwrap();

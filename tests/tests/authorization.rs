@@ -83,14 +83,24 @@ async fn denied(mesh: &Mesh, policy: &str, reason: &str) -> f64 {
 /// Waits until every proxy has applied one more snapshot than `before` counted.
 fn wait_applied(mesh: &Mesh, before: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while mesh.proxy("backend-1").process.count_logged("snapshot applied") <= before {
-        assert!(Instant::now() < deadline, "the change never reached the proxy");
+    while mesh
+        .proxy("backend-1")
+        .process
+        .count_logged("snapshot applied")
+        <= before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the proxy"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn applied(mesh: &Mesh) -> usize {
-    mesh.proxy("backend-1").process.count_logged("snapshot applied")
+    mesh.proxy("backend-1")
+        .process
+        .count_logged("snapshot applied")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,8 +243,16 @@ async fn route_rules_open_some_paths_to_plaintext_callers_and_keep_the_rest_clos
     let mesh = mesh_with(&[("policy.yaml", &rules)]);
     let _app = HttpBackend::start_on(mesh.workload("backend-1").app(), "backend-1").await;
 
-    assert!(plaintext_get(&mesh, "/health/ready").await.starts_with("HTTP/1.1 200"));
-    assert!(plaintext_get(&mesh, "/orders").await.starts_with("HTTP/1.1 403"));
+    assert!(
+        plaintext_get(&mesh, "/health/ready")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        plaintext_get(&mesh, "/orders")
+            .await
+            .starts_with("HTTP/1.1 403")
+    );
     assert_eq!(get_from(&mesh, "other-1", "/orders").await.status, 200);
     assert_eq!(get_from(&mesh, "frontend-1", "/health").await.status, 200);
 }

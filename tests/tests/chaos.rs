@@ -178,7 +178,11 @@ async fn killing_an_endpoint_fails_only_the_posts_it_had_received() {
 async fn wait_for_requests(app: &HttpBackend, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.requests() < n {
-        assert!(Instant::now() < deadline, "traffic never reached {}", app.name);
+        assert!(
+            Instant::now() < deadline,
+            "traffic never reached {}",
+            app.name
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -210,7 +214,11 @@ async fn a_backend_closing_idle_connections_on_a_timer_causes_no_client_error() 
         sent += 1;
         tokio::time::sleep(Duration::from_millis(10 + fastrand::u64(..20))).await;
     }
-    assert!(failures.is_empty(), "{} failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
     assert!(
         app.accepted_connections() > 30,
         "the backend's timer closed connections often enough to race: {}",
@@ -278,10 +286,12 @@ async fn try_http2(
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(sender)
 }

@@ -2,8 +2,8 @@
 //! a client, or the proxy's own error responses).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 
 /// Errors inside bodies: hyper's, I/O, or the proxy's own.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -215,7 +215,10 @@ mod tests {
             async move { timers.expired(HEAD, IDLE).await }
         });
         tokio::time::sleep(IDLE * 2).await;
-        assert!(!waiting.is_finished(), "nothing expires during a long request");
+        assert!(
+            !waiting.is_finished(),
+            "nothing expires during a long request"
+        );
         // Bytes of the request's body do not start a header deadline.
         timers.bytes_arrived();
         timers.request_finished();

@@ -108,9 +108,7 @@ where
     let (header_read, idle) = (limits.header_read_timeout, limits.idle_timeout);
     match protocol {
         Protocol::Http2 => {
-            let connection = limits
-                .http2()
-                .serve_connection(TokioIo::new(io), service);
+            let connection = limits.http2().serve_connection(TokioIo::new(io), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => return result,

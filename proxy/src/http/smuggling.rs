@@ -31,7 +31,9 @@ pub enum SmugglingError {
 }
 
 /// `request`, normalised, or the proxy error that refuses it.
-pub fn checked<B>(request: http::Request<B>) -> Result<http::Request<B>, crate::errors::ProxyError> {
+pub fn checked<B>(
+    request: http::Request<B>,
+) -> Result<http::Request<B>, crate::errors::ProxyError> {
     let (mut head, body) = request.into_parts();
     check(&mut head).map_err(|e| crate::errors::ProxyError::BadRequest(e.to_string()))?;
     Ok(http::Request::from_parts(head, body))
@@ -61,7 +63,9 @@ pub fn check(head: &mut Parts) -> Result<(), SmugglingError> {
     // HTTP/2 carries the target in `:authority`; `Host` is hyper's to derive there.
     if head.version < Version::HTTP_2
         && let Some(authority) = head.uri.authority()
-        && headers.get(HOST).is_some_and(|h| h.as_bytes() != authority.as_str().as_bytes())
+        && headers
+            .get(HOST)
+            .is_some_and(|h| h.as_bytes() != authority.as_str().as_bytes())
         && let Ok(value) = HeaderValue::from_str(authority.as_str())
     {
         headers.insert(HOST, value);

@@ -187,9 +187,7 @@ impl Upstream {
                             request = copy;
                         }
                         _ => {
-                            return Err(SendError::Failed(
-                                self.upstream_error(error.into_error()),
-                            ));
+                            return Err(SendError::Failed(self.upstream_error(error.into_error())));
                         }
                     },
                 },
