@@ -12,6 +12,7 @@ pub mod ca;
 pub mod config;
 pub mod discovery;
 pub mod identity;
+pub mod kubernetes;
 pub mod run;
 pub mod settings;
 pub mod tls_incoming;

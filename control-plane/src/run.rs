@@ -2,11 +2,13 @@
 //! and discovery services, hot reload, and the admin server.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use kube::runtime::events::Reporter;
 use strait_identity::SpiffeId;
 use strait_identity::tls::{ALPN_H2, ClientAuth, server_config};
 use strait_proto::discovery::v1::discovery_server::DiscoveryServer;
@@ -16,10 +18,13 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::authority::Authority;
 use crate::ca::{Ca, CaFiles};
+use crate::config::Model;
 use crate::discovery::service::{DiscoveryService, ModelState};
 use crate::identity::IdentityService;
-use crate::settings::ControlPlaneConfig;
-use crate::tokens::LocalTokens;
+use crate::kubernetes::source::Source;
+use crate::kubernetes::token_review::TokenReviewer;
+use crate::settings::{ConfigSource, ControlPlaneConfig};
+use crate::tokens::{LocalTokens, TokenVerifier};
 
 /// Runs the control plane until `shutdown` completes.
 pub async fn run(
@@ -39,12 +44,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     describe_metrics();
 
-    let model = crate::config::load(&config.config).map_err(|errors| {
-        anyhow::anyhow!(
-            "the configuration in {} is invalid:\n{errors}",
-            config.config.display()
-        )
-    })?;
+    let (model, source) = load_model(&config).await?;
     let trust_domain = model.mesh.trust_domain.clone();
 
     let (ca, files) = match (
@@ -86,17 +86,35 @@ pub async fn run(
     )?;
     tokio::spawn(authority.clone().maintain(config.reload_interval));
 
-    let tokens = LocalTokens::from_model(&model);
+    let local_tokens = LocalTokens::from_model(&model);
     let (models_tx, models_rx) = tokio::sync::watch::channel(Arc::new(ModelState {
         model: Arc::new(model),
         applied_at: Instant::now(),
     }));
-    tokio::spawn(crate::config::watch::watch_dir(
-        config.config.clone(),
-        models_tx,
-        tokens.clone(),
-        config.reload_interval,
-    ));
+    let tokens: Arc<dyn TokenVerifier> = match source {
+        ModelSource::Files(dir) => {
+            tokio::spawn(crate::config::watch::watch_dir(
+                dir,
+                models_tx,
+                local_tokens.clone(),
+                config.reload_interval,
+            ));
+            local_tokens
+        }
+        ModelSource::Kubernetes(source) => {
+            let reviewer = TokenReviewer::new(
+                source.client().clone(),
+                &config.token_audience,
+                &trust_domain,
+            );
+            let reporter = Reporter {
+                controller: "strait-control-plane".into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            };
+            tokio::spawn(source.publish(models_tx, reporter));
+            Arc::new(reviewer)
+        }
+    };
 
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
@@ -146,6 +164,47 @@ pub async fn run(
     Ok(())
 }
 
+/// Where the model comes from after the first load.
+enum ModelSource {
+    /// A directory of YAML files, polled.
+    Files(PathBuf),
+    /// The Kubernetes API, watched.
+    Kubernetes(Source),
+}
+
+/// The first model, from the configured source; the source keeps it current afterwards.
+async fn load_model(config: &ControlPlaneConfig) -> anyhow::Result<(Model, ModelSource)> {
+    match config.config_source {
+        ConfigSource::Files => {
+            let dir = config
+                .config
+                .clone()
+                .context("--config-source files needs --config DIR")?;
+            let model = crate::config::load(&dir).map_err(|errors| {
+                anyhow::anyhow!(
+                    "the configuration in {} is invalid:\n{errors}",
+                    dir.display()
+                )
+            })?;
+            Ok((model, ModelSource::Files(dir)))
+        }
+        ConfigSource::Kubernetes => {
+            let client = kube::Client::try_default().await.context(
+                "connecting to the Kubernetes API (in-cluster service account, or KUBECONFIG)",
+            )?;
+            let source = Source::start(client);
+            tracing::info!(
+                "waiting for the first list of every watched kind from the Kubernetes API"
+            );
+            source.synced().await;
+            let translation = source.translate().map_err(|errors| {
+                anyhow::anyhow!("the cluster's configuration is invalid:\n{errors}")
+            })?;
+            Ok((translation.model, ModelSource::Kubernetes(source)))
+        }
+    }
+}
+
 /// Help text for every control-plane metric (docs/metrics.md is the reference).
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -178,6 +237,10 @@ fn describe_metrics() {
         "strait_config_last_reload_success_timestamp_seconds",
         Unit::Seconds,
         "When the configuration last reloaded successfully (Unix time)."
+    );
+    describe_gauge!(
+        "strait_config_rejected_objects",
+        "Kubernetes objects left out of the configuration because they do not validate."
     );
     describe_counter!(
         "strait_ca_reloads_total",

@@ -15,12 +15,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the mesh's configuration comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConfigSource {
+    /// YAML files in the --config directory (local mode), watched and hot-reloaded.
+    Files,
+    /// The Kubernetes API: Services, EndpointSlices, meshed Pods, Gateway API routes and
+    /// Strait's CRDs, watched; tokens are checked with TokenReview.
+    Kubernetes,
+}
+
 /// Settings of `strait-control-plane run`.
 #[derive(Args, Clone, Debug)]
 pub struct ControlPlaneConfig {
-    /// Directory of YAML configuration (local mode); watched and hot-reloaded.
-    #[arg(long, env = "STRAIT_CONFIG")]
-    pub config: PathBuf,
+    /// Where the configuration comes from. `kubernetes` uses the in-cluster service account,
+    /// or KUBECONFIG outside a cluster.
+    #[arg(
+        long,
+        env = "STRAIT_CONFIG_SOURCE",
+        value_enum,
+        default_value = "files"
+    )]
+    pub config_source: ConfigSource,
+
+    /// Directory of YAML configuration (with `--config-source files`); watched and
+    /// hot-reloaded.
+    #[arg(long, env = "STRAIT_CONFIG", required_if_eq("config_source", "files"))]
+    pub config: Option<PathBuf>,
+
+    /// Audience of the service-account tokens proxies present (with `--config-source
+    /// kubernetes`); the injector projects tokens for it.
+    #[arg(long, env = "STRAIT_TOKEN_AUDIENCE", default_value = crate::kubernetes::token_review::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
 
     /// gRPC listener (identity and discovery, TLS).
     #[arg(long, env = "STRAIT_GRPC_ADDR", default_value = "127.0.0.1:8090")]

@@ -64,7 +64,7 @@ pub struct ProxyConfig {
 
     /// Control plane address (`host:port`). With it the proxy obtains its identity and its
     /// routing from the control plane, and every hop between proxies is mTLS.
-    #[arg(long, env = "STRAIT_CONTROL_PLANE", requires_all = ["trust_anchors", "namespace", "workload", "token_file"])]
+    #[arg(long, env = "STRAIT_CONTROL_PLANE", requires_all = ["anchors", "namespace", "workload", "token_file"])]
     pub control_plane: Option<String>,
 
     /// Identity the control plane must prove. Default:
@@ -76,9 +76,19 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
 
-    /// Trust anchors (PEM) to verify the control plane with before the first certificate.
-    #[arg(long, env = "STRAIT_TRUST_ANCHORS")]
+    /// Trust anchors (PEM file) to verify the control plane with before the first certificate.
+    #[arg(long, env = "STRAIT_TRUST_ANCHORS", group = "anchors")]
     pub trust_anchors: Option<PathBuf>,
+
+    /// The trust anchors themselves (PEM text), instead of --trust-anchors: how the injector
+    /// hands them to a pod's proxy without a file.
+    #[arg(
+        long,
+        env = "STRAIT_TRUST_ANCHORS_PEM",
+        group = "anchors",
+        hide_env_values = true
+    )]
+    pub trust_anchors_pem: Option<String>,
 
     /// Namespace of this workload.
     #[arg(long, env = "STRAIT_NAMESPACE")]

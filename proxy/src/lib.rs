@@ -23,6 +23,7 @@ pub mod listener;
 pub mod mesh_tls;
 pub mod original_dst;
 pub mod outbound;
+pub mod redirect;
 pub mod resilience;
 pub mod route;
 pub mod run;

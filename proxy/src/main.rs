@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strait_proxy::admin::LogLevel;
 use strait_proxy::config::{LogFormat, ProxyConfig};
+use strait_proxy::redirect::InitConfig;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Registry, reload};
@@ -23,11 +24,17 @@ struct Cli {
 enum Command {
     /// Run the proxy: outbound, inbound and admin listeners.
     Run(Box<ProxyConfig>),
+    /// Install the iptables rules that redirect this network namespace's TCP traffic to the
+    /// proxy (a pod's init step); with --cleanup, remove them.
+    Init(InitConfig),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Init(config) => {
+            strait_proxy::redirect::run(&config).context("installing the traffic redirection rules")
+        }
         Command::Run(config) => {
             let log_level = init_logging(&config.log, config.log_format)?;
             let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -266,7 +266,6 @@ impl MeshIdentity {
         let namespace: String = required(&config.namespace, "--namespace")?;
         let workload: String = required(&config.workload, "--workload")?;
         let token_file: std::path::PathBuf = required(&config.token_file, "--token-file")?;
-        let anchors_file: std::path::PathBuf = required(&config.trust_anchors, "--trust-anchors")?;
         let identity = SpiffeId::new(&config.trust_domain, &namespace, &config.service_account)
             .context("building this workload's identity from --trust-domain, --namespace and --service-account")?;
         let control_plane_identity: SpiffeId = match &config.control_plane_identity {
@@ -277,9 +276,21 @@ impl MeshIdentity {
                 "strait-control-plane",
             )?,
         };
-        let anchors = strait_identity::pem::read_certificates(&anchors_file)?;
+        let (anchors, source) = match (&config.trust_anchors_pem, &config.trust_anchors) {
+            (Some(pem), _) => (
+                strait_identity::pem::certificates(pem, "STRAIT_TRUST_ANCHORS_PEM")?,
+                "--trust-anchors-pem".to_owned(),
+            ),
+            (None, Some(file)) => (
+                strait_identity::pem::read_certificates(file)?,
+                file.display().to_string(),
+            ),
+            (None, None) => {
+                anyhow::bail!("--control-plane needs --trust-anchors or --trust-anchors-pem")
+            }
+        };
         let bundle = TrustBundle::new(&config.trust_domain, anchors)
-            .with_context(|| format!("loading trust anchors from {}", anchors_file.display()))?;
+            .with_context(|| format!("loading trust anchors from {source}"))?;
         let store = CertStore::new(identity);
         let control_plane = ControlPlane::new(
             addr.to_owned(),

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::binaries;
-use crate::process::Process;
+use crate::process::{Process, in_netns};
 
 /// A control plane process.
 pub struct ControlPlane {
@@ -22,8 +22,28 @@ impl ControlPlane {
     /// Starts a control plane on `config_dir` with extra `flags` (e.g. a CA), on free
     /// loopback ports unless `flags` give them.
     pub fn start(config_dir: &Path, flags: &[(&str, String)]) -> Self {
-        let mut command = Command::new(binaries::path("strait-control-plane"));
+        Self::start_in(None, config_dir, flags)
+    }
+
+    /// [`ControlPlane::start`] inside network namespace `netns`, when given.
+    pub fn start_in(netns: Option<&str>, config_dir: &Path, flags: &[(&str, String)]) -> Self {
+        let mut command = in_netns(netns, None, &binaries::path("strait-control-plane"));
         command.arg("run").arg("--config").arg(config_dir);
+        Self::spawn(command, flags)
+    }
+
+    /// Starts a control plane reading its configuration from the Kubernetes API that
+    /// `kubeconfig` points at, with extra `flags`.
+    pub fn start_kubernetes(kubeconfig: &Path, flags: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binaries::path("strait-control-plane"));
+        command
+            .arg("run")
+            .args(["--config-source", "kubernetes"])
+            .env("KUBECONFIG", kubeconfig);
+        Self::spawn(command, flags)
+    }
+
+    fn spawn(mut command: Command, flags: &[(&str, String)]) -> Self {
         let has = |flag: &str| flags.iter().any(|(f, _)| *f == flag);
         for (flag, default) in [
             ("--grpc-addr", "127.0.0.1:0"),

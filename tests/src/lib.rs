@@ -5,11 +5,13 @@
 
 pub mod backend;
 pub mod binaries;
+pub mod capture;
 pub mod certs;
 pub mod client;
 pub mod control_plane;
 pub mod grpc;
 pub mod h2raw;
+pub mod kube_api;
 pub mod load;
 pub mod mesh;
 pub mod metrics;

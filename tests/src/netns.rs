@@ -81,6 +81,18 @@ impl NetNs {
         Fut: Future<Output = T>,
         T: Send + 'static,
     {
+        self.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// [`NetNs::run`] without waiting: the thread's handle, to join when the work is done.
+    pub fn spawn<F, Fut, T>(&self, f: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
@@ -91,8 +103,6 @@ impl NetNs {
                 .expect("building the namespace runtime")
                 .block_on(f())
         })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

@@ -169,11 +169,33 @@ pub struct Proxy {
     pub admin: SocketAddr,
 }
 
+/// A command running `binary`, inside network namespace `netns` (`ip netns exec`) and under
+/// `uid` (util-linux `setpriv`, since entering a namespace needs root) when given.
+pub fn in_netns(netns: Option<&str>, uid: Option<u32>, binary: &Path) -> Command {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(ns) = netns {
+        args.extend(["ip", "netns", "exec", ns].map(String::from));
+    }
+    if let Some(uid) = uid {
+        args.extend([
+            "setpriv".to_owned(),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    args.push(binary.display().to_string());
+    let mut command = Command::new(&args[0]);
+    command.args(&args[1..]);
+    command
+}
+
 /// Settings for a proxy to start: flags default to loopback port 0 and JSON logs.
 pub struct ProxyBuilder {
     flags: BTreeMap<String, String>,
     env: Vec<(String, String)>,
     netns: Option<String>,
+    uid: Option<u32>,
 }
 
 impl Proxy {
@@ -193,6 +215,7 @@ impl Proxy {
             flags,
             env: Vec::new(),
             netns: None,
+            uid: None,
         }
     }
 
@@ -232,17 +255,17 @@ impl ProxyBuilder {
         self
     }
 
+    /// Runs the proxy under `uid` (and the same gid), as the injector's pod spec does, so
+    /// iptables can tell the proxy's own connections from the app's.
+    pub fn run_as(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
     /// Starts the proxy and waits until it listens.
     pub fn start(self) -> Proxy {
         let binary = binaries::path("strait-proxy");
-        let mut command = match &self.netns {
-            Some(ns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", ns]).arg(&binary);
-                command
-            }
-            None => Command::new(&binary),
-        };
+        let mut command = in_netns(self.netns.as_deref(), self.uid, &binary);
         command.arg("run");
         for (flag, value) in &self.flags {
             command.arg(flag).arg(value);

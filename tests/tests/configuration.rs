@@ -97,25 +97,39 @@ fn the_readme_documents_every_flag_of_both_binaries_with_its_environment_variabl
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
     )
     .unwrap();
-    for binary in ["strait-proxy", "strait-control-plane"] {
+    for (binary, command) in [
+        ("strait-proxy", "run"),
+        ("strait-proxy", "init"),
+        ("strait-control-plane", "run"),
+    ] {
         let output = Command::new(binaries::path(binary))
-            .args(["run", "--help"])
+            .args([command, "--help"])
             .output()
             .unwrap();
         let help = String::from_utf8(output.stdout).unwrap();
+        let mut flag = None;
+        let mut documented = 0;
         for line in help.lines() {
-            let Some(flag) = line.trim_start().strip_prefix("--") else {
+            if let Some(name) = line.trim_start().strip_prefix("--") {
+                flag = Some(name.split_whitespace().next().unwrap().to_owned());
+            }
+            // Long help puts `[env: X=]` on a line of its own, short help after the text.
+            let Some(env) = line
+                .split_once("[env: ")
+                .and_then(|(_, rest)| rest.split(['=', ']']).next())
+            else {
                 continue;
             };
-            let flag = flag.split_whitespace().next().unwrap();
-            if flag == "help" {
-                continue;
-            }
-            let env = format!("STRAIT_{}", flag.to_uppercase().replace('-', "_"));
+            let flag = flag.take().expect("an [env: ...] line follows its flag");
             assert!(
                 readme.contains(&format!("| `--{flag}` | `{env}` |")),
-                "README's configuration reference lacks {binary} --{flag} ({env}); regenerate it with scripts/config-reference"
+                "README's configuration reference lacks {binary} {command} --{flag} ({env}); regenerate it with scripts/config-reference"
             );
+            documented += 1;
         }
+        assert!(
+            documented > 5,
+            "{binary} {command} --help listed no flags:\n{help}"
+        );
     }
 }

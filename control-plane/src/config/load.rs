@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::error::{ConfigErrors, Location};
-use super::raw::{Document, Object, TypeMeta};
+use super::error::{ConfigError, ConfigErrors, Location};
+use super::raw::{Document, TypeMeta};
 
 /// A parsed document and where it came from.
 #[derive(Debug)]
@@ -100,33 +100,49 @@ pub fn load_text(
         if value.is_null() {
             continue;
         }
-        let mut location = Location {
+        let location = Location {
             file: file.to_owned(),
             document: Some(index + 1),
             object: None,
         };
-        if !value.is_object() {
-            errors.push(
-                &location,
-                "",
-                "a document must be a mapping with apiVersion, kind, metadata and spec",
-            );
-            continue;
+        match document(value, location, dir) {
+            Ok(document) => loaded.push(document),
+            Err(error) => errors.0.push(error),
         }
-        let meta: TypeMeta = serde_json::from_value(value.clone()).unwrap_or(TypeMeta {
-            api_version: None,
-            kind: None,
-            metadata: None,
+    }
+}
+
+/// Parses one document (a YAML document, or an object from the Kubernetes API) found at
+/// `location`; the error names the document and the field.
+pub fn document(
+    value: serde_json::Value,
+    mut location: Location,
+    dir: &Path,
+) -> Result<Loaded, ConfigError> {
+    if !value.is_object() {
+        return Err(ConfigError {
+            location,
+            field: String::new(),
+            reason: "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
         });
-        location.object = Some(describe(&meta));
-        match parse_document(&meta, value) {
-            Ok(document) => loaded.push(Loaded {
-                location,
-                document,
-                dir: dir.to_owned(),
-            }),
-            Err((field, reason)) => errors.push(&location, field, reason),
-        }
+    }
+    let meta: TypeMeta = serde_json::from_value(value.clone()).unwrap_or(TypeMeta {
+        api_version: None,
+        kind: None,
+        metadata: None,
+    });
+    location.object = Some(describe(&meta));
+    match parse_document(&meta, value) {
+        Ok(document) => Ok(Loaded {
+            location,
+            document,
+            dir: dir.to_owned(),
+        }),
+        Err((field, reason)) => Err(ConfigError {
+            location,
+            field,
+            reason,
+        }),
     }
 }
 
@@ -164,13 +180,14 @@ fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document,
     };
     let expected = match kind {
         "Service" => "v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
         "HTTPRoute" | "GRPCRoute" => GATEWAY,
         "Workload" | "BackendPolicy" | "AuthorizationPolicy" | "MeshConfig" => STRAIT,
         other => {
             return Err((
                 "kind".into(),
                 format!(
-                    "unknown kind {other:?}; expected one of Service, Workload, HTTPRoute, GRPCRoute, BackendPolicy, AuthorizationPolicy, MeshConfig"
+                    "unknown kind {other:?}; expected one of Service, EndpointSlice, Workload, HTTPRoute, GRPCRoute, BackendPolicy, AuthorizationPolicy, MeshConfig"
                 ),
             ));
         }
@@ -183,6 +200,7 @@ fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document,
     }
     Ok(match kind {
         "Service" => Document::Service(typed(value)?),
+        "EndpointSlice" => Document::EndpointSlice(typed(value)?),
         "Workload" => Document::Workload(typed(value)?),
         "HTTPRoute" => Document::HttpRoute(typed(value)?),
         "GRPCRoute" => Document::GrpcRoute(typed(value)?),
@@ -192,7 +210,7 @@ fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document,
     })
 }
 
-fn typed<S: DeserializeOwned>(value: serde_json::Value) -> Result<Object<S>, (String, String)> {
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };

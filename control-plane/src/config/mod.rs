@@ -9,6 +9,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod raw;
+pub mod slices;
 pub mod validate;
 pub mod watch;
 

@@ -99,6 +99,89 @@ pub struct ServicePort {
     pub app_protocol: Option<String>,
 }
 
+// ---- discovery.k8s.io/v1 EndpointSlice -------------------------------------------------
+
+/// An EndpointSlice: the endpoints of a Service, as Kubernetes' endpointslice controller
+/// writes them, or written by hand for a Service without a selector. It has no `spec`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointSlice {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub address_type: String,
+    #[serde(default)]
+    pub endpoints: Vec<SliceEndpoint>,
+    #[serde(default)]
+    pub ports: Vec<SlicePort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SliceEndpoint {
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub conditions: SliceConditions,
+    // Topology and ownership: accepted, not used for routing.
+    #[serde(default)]
+    pub target_ref: Option<ObjectReference>,
+    #[serde(default)]
+    pub node_name: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub zone: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub hints: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub hostname: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub deprecated_topology: Option<serde::de::IgnoredAny>,
+}
+
+/// A Kubernetes `ObjectReference` (an endpoint's pod).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectReference {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    #[serde(default)]
+    pub field_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SliceConditions {
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(default)]
+    pub serving: Option<bool>,
+    #[serde(default)]
+    pub terminating: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlicePort {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub app_protocol: Option<String>,
+}
+
 // ---- strait.dev/v1alpha1 Workload -----------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -416,6 +499,7 @@ pub struct MeshConfigSpec {
 #[allow(clippy::large_enum_variant)]
 pub enum Document {
     Service(Object<ServiceSpec>),
+    EndpointSlice(EndpointSlice),
     Workload(Object<WorkloadSpec>),
     HttpRoute(Object<HttpRouteSpec>),
     GrpcRoute(Object<GrpcRouteSpec>),
@@ -429,6 +513,7 @@ impl Document {
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Document::Service(o) => &o.metadata,
+            Document::EndpointSlice(o) => &o.metadata,
             Document::Workload(o) => &o.metadata,
             Document::HttpRoute(o) => &o.metadata,
             Document::GrpcRoute(o) => &o.metadata,
@@ -442,6 +527,7 @@ impl Document {
     pub fn kind(&self) -> &'static str {
         match self {
             Document::Service(_) => "Service",
+            Document::EndpointSlice(_) => "EndpointSlice",
             Document::Workload(_) => "Workload",
             Document::HttpRoute(_) => "HTTPRoute",
             Document::GrpcRoute(_) => "GRPCRoute",

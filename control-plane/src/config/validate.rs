@@ -13,6 +13,7 @@ use super::error::{ConfigErrors, Location};
 use super::load::Loaded;
 use super::model::*;
 use super::raw::{self, Document, IntOrString, Object};
+use super::slices::{self, SliceIndex};
 
 /// Default inbound port of a workload's proxy.
 pub const DEFAULT_PROXY_INBOUND_PORT: u16 = 4143;
@@ -170,13 +171,36 @@ pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
     }
     check_workload_addresses(&mut ctx, &keyed, &model.workloads);
 
+    let slice_documents: Vec<_> = keyed
+        .iter()
+        .filter_map(|(item, key)| match &item.document {
+            Document::EndpointSlice(slice) => Some((&item.location, key, slice)),
+            _ => None,
+        })
+        .collect();
+    let slices = slices::index(&slice_documents, &model.workloads, &mut ctx.errors);
+
+    let mut declared_ports = BTreeMap::new();
     for (item, key) in &keyed {
-        if let Document::Service(object) = &item.document
-            && let Some(service) = service(&mut ctx, item, key, object, &model.workloads, &keyed)
-        {
-            model.services.insert(key.clone(), service);
+        if let Document::Service(object) = &item.document {
+            declared_ports.insert(
+                key.clone(),
+                object.spec.ports.iter().map(|p| p.name.clone()).collect(),
+            );
+            if let Some(service) = service(
+                &mut ctx,
+                item,
+                key,
+                object,
+                &model.workloads,
+                &slices,
+                &keyed,
+            ) {
+                model.services.insert(key.clone(), service);
+            }
         }
     }
+    slices.check_references(&declared_ports, &mut ctx.errors);
 
     let mut attached: Attached = BTreeMap::new();
     for (item, key) in &keyed {
@@ -480,6 +504,7 @@ fn service(
     key: &ObjectKey,
     object: &Object<raw::ServiceSpec>,
     workloads: &BTreeMap<ObjectKey, Workload>,
+    slices: &SliceIndex,
     keyed: &[(&Loaded, ObjectKey)],
 ) -> Option<Service> {
     let location = &item.location;
@@ -603,7 +628,9 @@ fn service(
                 workload: workload.key.name.clone(),
             });
         }
+        endpoints.extend(slices.endpoints(key, p.name.as_deref()));
         endpoints.sort();
+        endpoints.dedup_by(|a, b| a.addr == b.addr);
         ports.push(ServicePort {
             name: p.name.clone(),
             port: number,

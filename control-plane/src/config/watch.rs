@@ -99,7 +99,8 @@ pub async fn watch_dir(
     }
 }
 
-fn unix_now() -> f64 {
+/// Now, as Unix seconds.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

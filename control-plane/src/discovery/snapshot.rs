@@ -132,7 +132,68 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
             });
         }
     }
+    let direct = direct_endpoints(model, &out);
+    out.extend(direct);
     out
+}
+
+/// One entry per endpoint address no service claims, so a connection to a pod's own address
+/// (a headless service, a StatefulSet member, a client that resolved the pod) is still mTLS to
+/// that pod's proxy with its identity verified. Such a call goes to that endpoint only: the
+/// service's routes and splits are for calls to the service.
+fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::OutboundService> {
+    let mut claimed: std::collections::BTreeSet<String> = services
+        .iter()
+        .flat_map(|s| s.addresses.iter().cloned())
+        .collect();
+    let mut out = Vec::new();
+    for service in model.services.values() {
+        for port in &service.ports {
+            for endpoint in &port.endpoints {
+                let address = endpoint.addr.to_string();
+                if !claimed.insert(address.clone()) {
+                    continue;
+                }
+                let key = &service.key;
+                let name = format!("{}/{}", backend_name(key, port.port), endpoint.workload);
+                out.push(pb::OutboundService {
+                    name: key.name.clone(),
+                    namespace: key.namespace.clone(),
+                    port: port.port.into(),
+                    authorities: Vec::new(),
+                    addresses: vec![address],
+                    protocol: protocol(port.protocol) as i32,
+                    routes: vec![pb::Route {
+                        name: "direct".into(),
+                        backends: vec![pb::WeightedBackend {
+                            backend: name.clone(),
+                            weight: 1,
+                        }],
+                        ..Default::default()
+                    }],
+                    backends: vec![pb::Backend {
+                        name,
+                        endpoints: vec![endpoint_message(endpoint)],
+                        policy: model.backend_policy(key, port.port).map(backend_policy),
+                    }],
+                });
+            }
+        }
+    }
+    out
+}
+
+fn endpoint_message(e: &model::Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        address: e.addr.to_string(),
+        identity: e
+            .identity
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        proxy_port: e.proxy_port.map(u32::from).unwrap_or(0),
+        workload: e.workload.clone(),
+    }
 }
 
 fn add_backend(
@@ -149,21 +210,7 @@ fn add_backend(
         .services
         .get(service)
         .and_then(|s| s.port(port))
-        .map(|p| {
-            p.endpoints
-                .iter()
-                .map(|e| pb::Endpoint {
-                    address: e.addr.to_string(),
-                    identity: e
-                        .identity
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    proxy_port: e.proxy_port.map(u32::from).unwrap_or(0),
-                    workload: e.workload.clone(),
-                })
-                .collect()
-        })
+        .map(|p| p.endpoints.iter().map(endpoint_message).collect())
         .unwrap_or_default();
     let policy = model.backend_policy(service, port).map(backend_policy);
     backends.insert(

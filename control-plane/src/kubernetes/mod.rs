@@ -1,0 +1,8 @@
+//! Kubernetes: the configuration source that watches the API server (Services,
+//! EndpointSlices, meshed Pods, Gateway API routes and Strait's own kinds) and feeds the same
+//! validated model as the YAML files, and the TokenReview check behind `Identity.Certify`.
+
+pub mod kinds;
+pub mod source;
+pub mod token_review;
+pub mod translate;

@@ -1,0 +1,285 @@
+//! The Kubernetes source's translation, from objects exactly as the API server returns them
+//! (recorded fixtures in `tests/fixtures/k8s/`, see its README) to the validated model.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use strait_control_plane::config::model::{ObjectKey, PathMatch};
+use strait_control_plane::kubernetes::kinds::Kind;
+use strait_control_plane::kubernetes::translate::{Translation, translate};
+
+fn fixture(path: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/k8s")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn json_fixture(path: &str) -> Value {
+    serde_json::from_str(&fixture(path)).expect("fixture is JSON")
+}
+
+/// The YAML documents of a fixture, as the API server would return them (JSON values).
+fn yaml_fixture(path: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(&fixture(path))
+        .expect("fixture is YAML")
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn run(objects: &[(Kind, Value)]) -> Translation {
+    let borrowed: Vec<(Kind, &Value)> = objects.iter().map(|(k, v)| (*k, v)).collect();
+    translate(&borrowed).expect("errors are always some object's")
+}
+
+fn kind_of(object: &Value) -> Kind {
+    match object["kind"].as_str() {
+        Some("Service") => Kind::Service,
+        Some("HTTPRoute") => Kind::HttpRoute,
+        Some("GRPCRoute") => Kind::GrpcRoute,
+        Some("EndpointSlice") => Kind::EndpointSlice,
+        other => panic!("unexpected kind {other:?}"),
+    }
+}
+
+/// The recorded kube-system pod list, with one pod meshed the way the injector marks it.
+fn recorded_pods(meshed: Option<&str>) -> Vec<(Kind, Value)> {
+    let list = json_fixture("core/k8s-openapi-replays-v1-36/extracted/pod-list.response_body.json");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pod| {
+            let mut pod = pod.clone();
+            if Some(pod["metadata"]["name"].as_str().unwrap()) == meshed {
+                pod["metadata"]["labels"]["strait.dev/proxied"] = json!("true");
+                pod["metadata"]["annotations"] = json!({"strait.dev/proxy-inbound-port": "4143"});
+            }
+            (Kind::Pod, pod)
+        })
+        .collect()
+}
+
+#[test]
+fn recorded_pods_become_workloads_only_once_meshed() {
+    let translation = run(&recorded_pods(None));
+    assert!(translation.model.workloads.is_empty());
+    assert!(translation.rejected.is_empty());
+
+    let translation = run(&recorded_pods(Some("coredns-589f44dc88-4fpns")));
+    assert!(
+        translation.rejected.is_empty(),
+        "{:?}",
+        translation.rejected
+    );
+    let workloads: Vec<_> = translation.model.workloads.values().collect();
+    assert_eq!(workloads.len(), 1);
+    let coredns = workloads[0];
+    assert_eq!(
+        coredns.key,
+        ObjectKey::new("kube-system", "coredns-589f44dc88-4fpns")
+    );
+    assert_eq!(
+        coredns.identity.to_string(),
+        "spiffe://cluster.local/ns/kube-system/sa/coredns"
+    );
+    assert_eq!(coredns.address.to_string(), "10.244.0.3");
+    assert_eq!(coredns.proxy_inbound_port, 4143);
+    // Named TCP ports only: the UDP `dns` port is not the mesh's.
+    let ports: Vec<(&str, u16)> = coredns
+        .ports
+        .iter()
+        .map(|(n, p)| (n.as_str(), *p))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("dns-tcp", 53),
+            ("liveness-probe", 8080),
+            ("metrics", 9153),
+            ("readiness-probe", 8181)
+        ]
+    );
+    assert_eq!(coredns.labels["k8s-app"], "kube-dns");
+}
+
+#[test]
+fn host_network_finished_and_terminating_pods_are_not_workloads() {
+    let mut objects = recorded_pods(Some("kube-proxy-hsdvx"));
+    let (_, proxy) = objects
+        .iter_mut()
+        .find(|(_, p)| p["metadata"]["name"] == "coredns-589f44dc88-lxdzt")
+        .unwrap();
+    proxy["metadata"]["labels"]["strait.dev/proxied"] = json!("true");
+    proxy["metadata"]["deletionTimestamp"] = json!("2026-06-15T05:00:00Z");
+    assert!(run(&objects).model.workloads.is_empty());
+}
+
+/// The recorded Service (`default/dictionary1`, port 4001 → target port name `http`) with the
+/// EndpointSlice the controller would write for it.
+fn dictionary(endpoints: Value) -> Vec<(Kind, Value)> {
+    let service = json_fixture("core/k9s/svc.json");
+    let mut slice = json_fixture("discovery/k9s/eps.json");
+    slice["metadata"] = json!({
+        "name": "dictionary1-x7k2p",
+        "namespace": "default",
+        "generateName": "dictionary1-",
+        "labels": {
+            "kubernetes.io/service-name": "dictionary1",
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        },
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "dictionary1", "uid": "f1007a5c-a367-11e9-990f-42010a800218", "controller": true, "blockOwnerDeletion": true}],
+    });
+    slice["ports"] = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    slice["endpoints"] = endpoints;
+    let mut pods = recorded_pods(Some("coredns-589f44dc88-4fpns"));
+    // The meshed pod serves dictionary1 in this story.
+    pods[0].1["metadata"]["namespace"] = json!("default");
+    let mut objects = vec![(Kind::Service, service), (Kind::EndpointSlice, slice)];
+    objects.extend(pods);
+    objects
+}
+
+fn endpoint(ip: &str, ready: bool) -> Value {
+    json!({
+        "addresses": [ip],
+        "conditions": {"ready": ready, "serving": ready, "terminating": false},
+        "nodeName": "n-1",
+        "targetRef": {"kind": "Pod", "name": format!("pod-{ip}"), "namespace": "default", "uid": "u"},
+    })
+}
+
+#[test]
+fn endpoint_slices_give_ready_endpoints_with_the_identities_of_meshed_pods() {
+    let translation = run(&dictionary(json!([
+        endpoint("10.244.0.3", true),
+        endpoint("10.244.0.7", true),
+        endpoint("10.244.0.8", false),
+    ])));
+    assert!(
+        translation.rejected.is_empty(),
+        "{:?}",
+        translation.rejected
+    );
+    let service = &translation.model.services[&ObjectKey::new("default", "dictionary1")];
+    assert_eq!(service.cluster_ip.unwrap().to_string(), "10.47.248.116");
+    let port = service.port(4001).unwrap();
+    let endpoints: Vec<(SocketAddr, Option<String>, Option<u16>, &str)> = port
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.addr,
+                e.identity.as_ref().map(ToString::to_string),
+                e.proxy_port,
+                e.workload.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            (
+                "10.244.0.3:8080".parse().unwrap(),
+                Some("spiffe://cluster.local/ns/default/sa/coredns".to_owned()),
+                Some(4143),
+                "coredns-589f44dc88-4fpns"
+            ),
+            // Not meshed: reached directly, no identity to check.
+            (
+                "10.244.0.7:8080".parse().unwrap(),
+                None,
+                None,
+                "pod-10.244.0.7"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn gamma_conformance_routes_attach_to_their_service() {
+    let mut objects: Vec<(Kind, Value)> =
+        yaml_fixture("core/gateway-api-conformance-mesh-manifests.yaml")
+            .into_iter()
+            .filter(|o| o["kind"] == "Service")
+            .map(|o| (kind_of(&o), o))
+            .collect();
+    for route in yaml_fixture("gateway-api/conformance/mesh/mesh-split.yaml") {
+        objects.push((kind_of(&route), route));
+    }
+    let translation = run(&objects);
+    assert!(
+        translation.rejected.is_empty(),
+        "{:?}",
+        translation.rejected
+    );
+    let echo = ObjectKey::new("gateway-conformance-mesh", "echo");
+    let rules = &translation.model.routes[&(echo, 80)];
+    let summary: Vec<(Option<PathMatch>, String)> = rules
+        .iter()
+        .map(|r| (r.matcher.path.clone(), r.backends[0].service.name.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(PathMatch::Exact("/v1".into())), "echo-v1".to_owned()),
+            (Some(PathMatch::Exact("/v2".into())), "echo-v2".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn an_invalid_route_is_set_aside_with_its_errors_and_the_rest_stays() {
+    let mut objects: Vec<(Kind, Value)> =
+        yaml_fixture("core/gateway-api-conformance-mesh-manifests.yaml")
+            .into_iter()
+            .filter(|o| o["kind"] == "Service")
+            .map(|o| (kind_of(&o), o))
+            .collect();
+    let weights = yaml_fixture("gateway-api/conformance/mesh/httproute-weight.yaml");
+    let mut broken = weights[0].clone();
+    broken["metadata"]["name"] = json!("broken-weights");
+    broken["metadata"]["uid"] = json!("0d1b2c3a");
+    broken["spec"]["rules"][0]["backendRefs"][1]["weight"] = json!(-30);
+    // A route for a Gateway is another controller's; the mesh neither uses nor reports it.
+    let mut gateway_route = weights[0].clone();
+    gateway_route["metadata"]["name"] = json!("north-south");
+    gateway_route["spec"]["parentRefs"] = json!([{"name": "public-gateway"}]);
+    for route in yaml_fixture("gateway-api/conformance/mesh/mesh-split.yaml")
+        .into_iter()
+        .chain([broken, gateway_route])
+    {
+        objects.push((kind_of(&route), route));
+    }
+    let translation = run(&objects);
+    assert_eq!(translation.rejected.len(), 1, "{:?}", translation.rejected);
+    let rejected = &translation.rejected[0];
+    assert_eq!(rejected.reference.name.as_deref(), Some("broken-weights"));
+    assert_eq!(rejected.reference.kind.as_deref(), Some("HTTPRoute"));
+    assert_eq!(rejected.reference.uid.as_deref(), Some("0d1b2c3a"));
+    let error = rejected.errors[0].to_string();
+    assert!(
+        error.contains("kubernetes (HTTPRoute gateway-conformance-mesh/broken-weights)")
+            && error.contains("spec.rules[0].backendRefs[1].weight"),
+        "{error}"
+    );
+    // The valid route is in force.
+    let echo = ObjectKey::new("gateway-conformance-mesh", "echo");
+    assert_eq!(translation.model.routes[&(echo, 80)].len(), 2);
+}
+
+#[test]
+fn services_the_mesh_cannot_carry_are_left_out_quietly() {
+    let mut dns = json_fixture("core/k9s/svc.json");
+    dns["metadata"]["name"] = json!("kube-dns");
+    dns["spec"]["ports"] =
+        json!([{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}]);
+    let mut external = json_fixture("core/k9s/svc.json");
+    external["metadata"]["name"] = json!("payments");
+    external["spec"] = json!({"type": "ExternalName", "externalName": "pay.example.com"});
+    let translation = run(&[(Kind::Service, dns), (Kind::Service, external)]);
+    assert!(translation.model.services.is_empty());
+    assert!(translation.rejected.is_empty());
+}
