@@ -1,0 +1,73 @@
+//! Every Kubernetes API permission the control plane uses, declared once: the watchers and the
+//! token check use these resources, and the Helm chart's ClusterRole grants exactly this set
+//! (the chart test compares the rendered role with [`RBAC`]).
+
+/// One permission: `verbs` on `resource` in API group `group` (`""` is the core group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permission {
+    /// API group; `""` for the core group.
+    pub group: &'static str,
+    /// Plural resource name.
+    pub resource: &'static str,
+    /// The verbs used on it.
+    pub verbs: &'static [&'static str],
+}
+
+const WATCH: &[&str] = &["get", "list", "watch"];
+
+/// What the control plane does with the Kubernetes API, and nothing more.
+pub const RBAC: &[Permission] = &[
+    // Watched into the configuration model.
+    Permission {
+        group: "",
+        resource: "services",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "",
+        resource: "pods",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "grpcroutes",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "backendpolicies",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "authorizationpolicies",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "meshconfigs",
+        verbs: WATCH,
+    },
+    // Bootstrap tokens of `Identity.Certify` are checked with TokenReview.
+    Permission {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: &["create"],
+    },
+    // Invalid objects are reported as Events on them.
+    Permission {
+        group: "",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+];
