@@ -28,6 +28,10 @@ pub const SKIP_OUTBOUND_PORTS: &str = "strait.dev/skip-outbound-ports";
 pub const PROXIED: &str = "strait.dev/proxied";
 /// The proxy container's name; a pod that has one is already injected.
 pub const PROXY_CONTAINER: &str = "strait-proxy";
+/// The proxy's inbound container port name.
+pub const INBOUND_PORT_NAME: &str = "strait-inbound";
+/// The proxy's admin container port name, which Prometheus scrapes by.
+pub const ADMIN_PORT_NAME: &str = "strait-admin";
 /// The init container that installs the iptables rules.
 pub const INIT_CONTAINER: &str = "strait-init";
 /// The projected service-account token volume.

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::config::{InboundMode, InjectorConfig, LogFormat, PullPolicy};
 use super::{
-    INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER, PROXY_INBOUND_PORT,
-    SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TOKEN_DIR, TOKEN_VOLUME,
+    ADMIN_PORT_NAME, INBOUND_PORT_NAME, INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER,
+    PROXY_INBOUND_PORT, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TOKEN_DIR, TOKEN_VOLUME,
 };
 
 /// The control plane version, written into `strait.dev/injected`.
@@ -395,8 +395,8 @@ fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
         args: Some(vec!["run".into()]),
         env: Some(env),
         ports: Some(vec![
-            container_port("strait-inbound", ports.inbound),
-            container_port("strait-admin", ports.admin),
+            container_port(INBOUND_PORT_NAME, ports.inbound),
+            container_port(ADMIN_PORT_NAME, ports.admin),
         ]),
         readiness_probe: Some(http_probe("/ready", ports.admin)),
         liveness_probe: Some(http_probe("/live", ports.admin)),
