@@ -7,6 +7,7 @@ pub mod admission;
 pub mod backend;
 pub mod binaries;
 pub mod certs;
+pub mod chart;
 pub mod client;
 pub mod control_plane;
 pub mod grpc;

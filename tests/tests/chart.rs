@@ -7,16 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args as _, Parser};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use rustls::client::danger::ServerCertVerifier as _;
-use rustls::pki_types::{ServerName, UnixTime};
 use serde_json::{Value, json};
 use strait_control_plane::ca::{Ca, CaFiles};
 use strait_control_plane::inject::config::InjectorConfig;
@@ -24,120 +21,18 @@ use strait_control_plane::inject::{ADMIN_PORT_NAME, INJECT, PATH_NAMESPACE, PATH
 use strait_control_plane::kubernetes::rbac::RBAC;
 use strait_control_plane::settings::ControlPlaneConfig;
 use strait_proxy::config::ProxyConfig;
-use strait_tests::admission::{self, ServingIdentity};
+use strait_tests::admission;
+use strait_tests::chart::{
+    CONTROL_PLANE, ValueSet, closed_schema, documents, fixture, flag, flags, mounted_file,
+    pod_labels, pod_spec, render, scratch, selected, the, validate_custom, value_sets, values,
+    verify_serving_cert,
+};
 use strait_tests::helm::{Helm, repo_root};
 use strait_tests::manifests::Rendered;
-
-const CONTROL_PLANE: &str = "strait-control-plane";
 
 /// Flags of the control plane the Kubernetes source adds (issue 7, built in parallel with the
 /// chart). Until they exist in `ControlPlaneConfig` the chart may pass them unchecked.
 const FLAGS_OF_THE_KUBERNETES_SOURCE: [&str; 2] = ["--config-source", "--token-audience"];
-
-/// One way to install the chart.
-struct ValueSet {
-    name: &'static str,
-    namespace: &'static str,
-    files: Vec<PathBuf>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/chart")
-        .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    admission::scratch(&format!("chart-{name}"))
-}
-
-/// Values supplying the mesh CA (a real anchor and a separate issuer) and the injector's
-/// serving certificate, as a production install does.
-fn supplied_identity_values(dir: &Path, namespace: &str) -> PathBuf {
-    let (anchor, issuer, key) = strait_control_plane::ca::generate_pair(
-        "cluster.local",
-        "supplied",
-        time::Duration::days(30),
-        time::Duration::days(10),
-    )
-    .expect("generating a CA");
-    let serving = ServingIdentity::generate(&format!("{CONTROL_PLANE}.{namespace}.svc"));
-    let values = json!({
-        "identity": {
-            "generate": false,
-            "trustAnchorsPEM": anchor,
-            "issuer": {"certPEM": issuer, "keyPEM": key},
-        },
-        "injector": {"tls": {
-            "certPEM": serving.cert_pem,
-            "keyPEM": serving.key_pem,
-            "caBundlePEM": serving.ca_pem,
-        }},
-        "controlPlane": {"log": "strait_control_plane=debug,info"},
-    });
-    let path = dir.join("supplied-identity.yaml");
-    std::fs::write(&path, values.to_string()).expect("writing values");
-    path
-}
-
-fn value_sets(dir: &Path) -> Vec<ValueSet> {
-    vec![
-        ValueSet {
-            name: "default",
-            namespace: "strait-system",
-            files: vec![],
-        },
-        ValueSet {
-            name: "supplied-identity",
-            namespace: "mesh",
-            files: vec![supplied_identity_values(dir, "mesh")],
-        },
-        ValueSet {
-            name: "classic-strict",
-            namespace: "strait-system",
-            files: vec![fixture("classic-strict.yaml")],
-        },
-        ValueSet {
-            name: "ha",
-            namespace: "strait-system",
-            files: vec![fixture("ha.yaml")],
-        },
-    ]
-}
-
-/// The merged values a set installs with: values.yaml overlaid with the set's files.
-fn values(set: &ValueSet) -> Value {
-    fn merge(base: &mut Value, over: Value) {
-        match (base, over) {
-            (Value::Object(base), Value::Object(over)) => {
-                for (k, v) in over {
-                    merge(base.entry(k).or_insert(Value::Null), v);
-                }
-            }
-            (base, over) => *base = over,
-        }
-    }
-    let read = |path: &Path| -> Value {
-        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("reading values"))
-            .expect("values parse")
-    };
-    let mut values = read(&strait_tests::helm::chart_dir().join("values.yaml"));
-    for file in &set.files {
-        merge(&mut values, read(file));
-    }
-    values
-}
-
-fn render(helm: &Helm, set: &ValueSet) -> Rendered {
-    let files: Vec<&Path> = set.files.iter().map(PathBuf::as_path).collect();
-    let output = helm.template(set.namespace, &files);
-    assert!(
-        output.success,
-        "{}: helm template failed:\n{}",
-        set.name, output.stderr
-    );
-    Rendered::parse(&output.stdout)
-}
 
 /// A flag's default, read from the binary's own flag definitions.
 fn default_of(command: &clap::Command, flag: &str) -> String {
@@ -172,742 +67,718 @@ fn proxy_pod_ports() -> (u16, u16, u16) {
     )
 }
 
-fn selected(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    assert!(
-        selector.match_expressions.is_none(),
-        "selectors here use matchLabels only"
-    );
-    let wanted = selector.match_labels.clone().unwrap_or_default();
-    !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+/// One rendering and the objects most checks look at.
+struct Rendering<'a> {
+    context: &'a str,
+    ns: &'a str,
+    values: Value,
+    rendered: &'a Rendered,
+    deployment: Deployment,
+    service: Service,
+    pod: PodSpec,
+    container: Container,
+    labels: BTreeMap<String, String>,
+    container_ports: BTreeMap<String, i32>,
+    service_ports: BTreeMap<String, (i32, IntOrString)>,
+    control_plane_flags: clap::Command,
+    control_plane_flags_passed: Vec<(String, String)>,
+    cluster_domain: String,
+    trust_domain: String,
 }
 
-fn the<T: Clone>(items: &[T], what: &str) -> T {
-    assert_eq!(items.len(), 1, "exactly one {what}");
-    items[0].clone()
-}
+impl<'a> Rendering<'a> {
+    fn new(set: &'a ValueSet, rendered: &'a Rendered) -> Self {
+        let values = values(set);
+        let deployment = the(&rendered.deployments, "Deployment");
+        let service = the(&rendered.services, "Service");
+        let pod = pod_spec(&deployment);
+        let container = the(&pod.containers, "container");
+        let container_ports = container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        let service_ports = service
+            .spec
+            .iter()
+            .flat_map(|s| s.ports.iter().flatten())
+            .map(|p| {
+                (
+                    p.name.clone().unwrap(),
+                    (p.port, p.target_port.clone().unwrap()),
+                )
+            })
+            .collect();
+        Self {
+            context: set.name,
+            ns: set.namespace,
+            cluster_domain: values["clusterDomain"].as_str().unwrap().to_owned(),
+            trust_domain: values["mesh"]["trustDomain"].as_str().unwrap().to_owned(),
+            values,
+            rendered,
+            labels: pod_labels(&deployment),
+            control_plane_flags_passed: flags(&container),
+            control_plane_flags: ControlPlaneConfig::augment_args(clap::Command::new("run")),
+            deployment,
+            service,
+            pod,
+            container,
+            container_ports,
+            service_ports,
+        }
+    }
 
-fn pod_spec(deployment: &Deployment) -> PodSpec {
-    deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.clone())
-        .expect("a pod template")
-}
-
-fn pod_labels(deployment: &Deployment) -> BTreeMap<String, String> {
-    deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
-}
-
-/// `--flag value` pairs of the control plane's arguments (after `run`).
-fn flags(container: &Container) -> Vec<(String, String)> {
-    let args = container.args.clone().expect("arguments");
-    assert_eq!(args[0], "run");
-    args[1..]
-        .chunks(2)
-        .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
-        .collect()
-}
-
-fn flag<'a>(flags: &'a [(String, String)], name: &str) -> &'a str {
-    flags
-        .iter()
-        .find(|(f, _)| f == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("{name} is not passed"))
-}
-
-/// The bytes of the file at `path` inside the control plane's container, read from the Secret
-/// or ConfigMap mounted at its directory.
-fn mounted_file(rendered: &Rendered, pod: &PodSpec, container: &Container, path: &str) -> Vec<u8> {
-    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
-    let mount = container
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| m.mount_path == dir)
-        .unwrap_or_else(|| panic!("nothing is mounted at {dir} for {path}"));
-    assert_eq!(mount.read_only, Some(true), "{dir} is mounted read-only");
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == mount.name)
-        .expect("the mount's volume");
-    if let Some(secret) = &volume.secret {
-        let name = secret.secret_name.clone().expect("a secret name");
-        let secret = &rendered.secrets[&name];
-        secret.data.as_ref().expect("data")[file].0.clone()
-    } else if let Some(config_map) = &volume.config_map {
-        let config_map = &rendered.config_maps[&config_map.name];
-        config_map.data.as_ref().expect("data")[file]
-            .clone()
-            .into_bytes()
-    } else {
-        panic!(
-            "{path}: volume {} is neither a Secret nor a ConfigMap",
-            volume.name
+    /// The file at the path `flag` names, as mounted into the control plane.
+    fn mounted(&self, flag_name: &str) -> Vec<u8> {
+        mounted_file(
+            self.rendered,
+            &self.pod,
+            &self.container,
+            flag(&self.control_plane_flags_passed, flag_name),
         )
     }
-}
 
-/// Every check one rendering must pass.
-fn check_rendering(helm: &Helm, set: &ValueSet, rendered: &Rendered) {
-    let values = values(set);
-    let ns = set.namespace;
-    let context = set.name;
-    let control_plane_flags = ControlPlaneConfig::augment_args(clap::Command::new("run"));
-
-    // Every namespaced object lands in the release namespace.
-    let deployment = the(&rendered.deployments, "Deployment");
-    let service = the(&rendered.services, "Service");
-    let account = the(&rendered.service_accounts, "ServiceAccount");
-    for meta in [&deployment.metadata, &service.metadata, &account.metadata] {
-        assert_eq!(meta.namespace.as_deref(), Some(ns), "{context}");
-    }
-    for name in [CONTROL_PLANE] {
-        assert_eq!(deployment.metadata.name.as_deref(), Some(name));
-        assert_eq!(service.metadata.name.as_deref(), Some(name));
-        assert_eq!(account.metadata.name.as_deref(), Some(name));
+    /// Every check one rendering must pass.
+    fn check(&self, helm: &Helm) {
+        self.objects_and_selectors();
+        self.control_plane_container();
+        self.identity_secret();
+        self.injector_config();
+        self.webhook();
+        self.rbac();
+        self.mesh_config(helm);
+        self.monitoring();
     }
 
-    // Selectors select the pods.
-    let labels = pod_labels(&deployment);
-    let spec = deployment.spec.clone().unwrap();
-    assert!(
-        selected(&spec.selector, &labels),
-        "{context}: Deployment selector"
-    );
-    let service_spec = service.spec.clone().unwrap();
-    let service_selector = LabelSelector {
-        match_labels: service_spec.selector.clone(),
-        ..Default::default()
-    };
-    assert!(
-        selected(&service_selector, &labels),
-        "{context}: Service selector"
-    );
-    assert_eq!(labels.get(INJECT).map(String::as_str), Some("disabled"));
-    let replicas = values["controlPlane"]["replicas"].as_i64().unwrap() as i32;
-    assert_eq!(spec.replicas, Some(replicas), "{context}");
-    let pdb_enabled = values["controlPlane"]["podDisruptionBudget"]["enabled"] == true;
-    assert_eq!(rendered.pdbs.len(), usize::from(pdb_enabled), "{context}");
-    for pdb in &rendered.pdbs {
-        let pdb_spec = pdb.spec.as_ref().unwrap();
-        assert!(selected(pdb_spec.selector.as_ref().unwrap(), &labels));
-        assert_eq!(
-            pdb_spec.max_unavailable,
-            Some(IntOrString::Int(
-                values["controlPlane"]["podDisruptionBudget"]["maxUnavailable"]
-                    .as_i64()
-                    .unwrap() as i32
-            ))
+    /// Namespaces, names, selectors, replicas, the PodDisruptionBudget, spreading.
+    fn objects_and_selectors(&self) {
+        let Rendering {
+            context,
+            ns,
+            values,
+            rendered,
+            deployment,
+            service,
+            labels,
+            ..
+        } = self;
+        let (ns, context) = (*ns, *context);
+        // Every namespaced object lands in the release namespace.
+        let account = the(&rendered.service_accounts, "ServiceAccount");
+        for meta in [&deployment.metadata, &service.metadata, &account.metadata] {
+            assert_eq!(meta.namespace.as_deref(), Some(ns), "{context}");
+            assert_eq!(meta.name.as_deref(), Some(CONTROL_PLANE));
+        }
+
+        // Selectors select the pods.
+        let spec = deployment.spec.clone().unwrap();
+        assert!(
+            selected(&spec.selector, labels),
+            "{context}: Deployment selector"
         );
-    }
-    if replicas > 1 && values["controlPlane"]["affinity"] == json!({}) {
-        let affinity = pod_spec(&deployment).affinity.expect("spread replicas");
-        let terms = affinity
-            .pod_anti_affinity
-            .unwrap()
-            .preferred_during_scheduling_ignored_during_execution
-            .unwrap();
-        assert!(selected(
-            terms[0].pod_affinity_term.label_selector.as_ref().unwrap(),
-            &labels
-        ));
+        let service_selector = LabelSelector {
+            match_labels: service.spec.as_ref().and_then(|s| s.selector.clone()),
+            ..Default::default()
+        };
+        assert!(
+            selected(&service_selector, labels),
+            "{context}: Service selector"
+        );
+        assert_eq!(labels.get(INJECT).map(String::as_str), Some("disabled"));
+        let replicas = values["controlPlane"]["replicas"].as_i64().unwrap() as i32;
+        assert_eq!(spec.replicas, Some(replicas), "{context}");
+        let pdb_enabled = values["controlPlane"]["podDisruptionBudget"]["enabled"] == true;
+        assert_eq!(rendered.pdbs.len(), usize::from(pdb_enabled), "{context}");
+        for pdb in &rendered.pdbs {
+            let pdb_spec = pdb.spec.as_ref().unwrap();
+            assert!(selected(pdb_spec.selector.as_ref().unwrap(), labels));
+            assert_eq!(
+                pdb_spec.max_unavailable,
+                Some(IntOrString::Int(
+                    values["controlPlane"]["podDisruptionBudget"]["maxUnavailable"]
+                        .as_i64()
+                        .unwrap() as i32
+                ))
+            );
+        }
+        if replicas > 1 && values["controlPlane"]["affinity"] == json!({}) {
+            let affinity = pod_spec(deployment).affinity.expect("spread replicas");
+            let terms = affinity
+                .pod_anti_affinity
+                .unwrap()
+                .preferred_during_scheduling_ignored_during_execution
+                .unwrap();
+            assert!(selected(
+                terms[0].pod_affinity_term.label_selector.as_ref().unwrap(),
+                labels
+            ));
+        }
     }
 
-    // The container: ports named and numbered as the code's defaults, and the listener flags
-    // bind exactly those ports.
-    let pod = pod_spec(&deployment);
-    assert_eq!(pod.service_account_name.as_deref(), Some(CONTROL_PLANE));
-    let container = the(&pod.containers, "container");
-    let container_ports: BTreeMap<String, i32> = container
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| (p.name.clone().unwrap(), p.container_port))
-        .collect();
-    let control_plane_flags_passed = flags(&container);
-    for (port_name, flag_name) in [
-        ("grpc", "grpc-addr"),
-        ("admin", "admin-addr"),
-        ("injector", "injector-addr"),
-    ] {
-        let default = default_port(&control_plane_flags, flag_name);
+    /// Ports, flags, probes, security contexts and resources of the control plane.
+    fn control_plane_container(&self) {
+        let Rendering {
+            context,
+            ns,
+            values,
+            pod,
+            container,
+            container_ports,
+            service_ports,
+            control_plane_flags,
+            control_plane_flags_passed,
+            cluster_domain,
+            ..
+        } = self;
+        let (ns, context, cluster_domain) = (*ns, *context, cluster_domain.as_str());
+        // The container: ports named and numbered as the code's defaults, and the listener flags
+        // bind exactly those ports.
+        assert_eq!(pod.service_account_name.as_deref(), Some(CONTROL_PLANE));
+        for (port_name, flag_name) in [
+            ("grpc", "grpc-addr"),
+            ("admin", "admin-addr"),
+            ("injector", "injector-addr"),
+        ] {
+            let default = default_port(control_plane_flags, flag_name);
+            assert_eq!(
+                container_ports[port_name], default,
+                "{context}: {port_name}"
+            );
+            let bound: SocketAddr = flag(control_plane_flags_passed, &format!("--{flag_name}"))
+                .parse()
+                .unwrap();
+            assert_eq!(i32::from(bound.port()), default);
+            assert!(
+                bound.ip().is_unspecified(),
+                "the pod listens on all addresses"
+            );
+        }
+        for (passed, _) in control_plane_flags_passed.iter() {
+            let known = control_plane_flags
+                .get_arguments()
+                .any(|a| a.get_long() == Some(&passed[2..]));
+            assert!(
+                known || FLAGS_OF_THE_KUBERNETES_SOURCE.contains(&passed.as_str()),
+                "{context}: the control plane has no flag {passed}"
+            );
+        }
         assert_eq!(
-            container_ports[port_name], default,
-            "{context}: {port_name}"
+            flag(control_plane_flags_passed, "--config-source"),
+            "kubernetes"
         );
-        let bound: SocketAddr = flag(&control_plane_flags_passed, &format!("--{flag_name}"))
+        assert_eq!(flag(control_plane_flags_passed, "--namespace"), ns);
+        assert_eq!(
+            flag(control_plane_flags_passed, "--service-account"),
+            CONTROL_PLANE
+        );
+        assert_eq!(flag(control_plane_flags_passed, "--log-format"), "json");
+        assert_eq!(
+            flag(control_plane_flags_passed, "--log"),
+            values["controlPlane"]["log"]
+        );
+        assert_eq!(
+            flag(control_plane_flags_passed, "--token-audience"),
+            values["identity"]["tokenAudience"]
+        );
+        let dns: Vec<&str> = control_plane_flags_passed
+            .iter()
+            .filter(|(f, _)| f == "--dns-name")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            dns,
+            [
+                format!("{CONTROL_PLANE}.{ns}.svc"),
+                format!("{CONTROL_PLANE}.{ns}.svc.{cluster_domain}")
+            ]
+        );
+
+        // Probes on the admin port; hardened security contexts.
+        for (probe, path) in [
+            (&container.readiness_probe, "/ready"),
+            (&container.liveness_probe, "/live"),
+        ] {
+            let get = probe.as_ref().unwrap().http_get.clone().unwrap();
+            assert_eq!(get.path.as_deref(), Some(path));
+            assert_eq!(get.port, IntOrString::String("admin".into()));
+        }
+        let pod_security = pod.security_context.clone().unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_ne!(pod_security.run_as_user, Some(0));
+        assert_eq!(
+            pod_security.seccomp_profile.unwrap().type_,
+            "RuntimeDefault"
+        );
+        let security = container.security_context.clone().unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            security.capabilities.unwrap().drop,
+            Some(vec!["ALL".to_owned()])
+        );
+        assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let resources = container.resources.clone().unwrap();
+        let quantities = |m: Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| { serde_json::to_value(m.unwrap_or_default()).unwrap() };
+        assert_eq!(
+            quantities(resources.requests),
+            values["controlPlane"]["resources"]["requests"],
+            "{context}"
+        );
+        assert_eq!(
+            quantities(resources.limits),
+            values["controlPlane"]["resources"]["limits"]
+        );
+
+        // The Service names real container ports; proxies and the API server reach it on the
+        // ports the rest of the chart says.
+        for (name, (_, target)) in service_ports.iter() {
+            let IntOrString::String(target) = target else {
+                panic!("{context}: Service port {name} targets a number, not a named port")
+            };
+            assert!(
+                container_ports.contains_key(target),
+                "{context}: Service port {name} targets {target}, which the container does not have"
+            );
+        }
+        assert_eq!(
+            service_ports["grpc"].0,
+            default_port(control_plane_flags, "grpc-addr")
+        );
+        assert_eq!(service_ports["injector"].0, 443);
+    }
+
+    /// The mounted CA loads with the control plane's CA loader.
+    fn identity_secret(&self) {
+        let Rendering {
+            context,
+            ns: _,
+            values,
+            trust_domain,
+            ..
+        } = self;
+        let (context, trust_domain) = (*context, trust_domain.as_str());
+        // Every file the flags name is mounted from the right Secret or ConfigMap.
+        let read = |flag_name: &str| self.mounted(flag_name);
+        let anchors = read("--trust-anchors");
+        let issuer = read("--issuer-cert");
+        let issuer_key = read("--issuer-key");
+        read("--injector-key");
+
+        // The identity Secret loads with the control plane's own CA loader and signs leaves.
+        let generated = values["identity"]["generate"] == true;
+        let dir = scratch(&format!("{context}-ca"));
+        let files = CaFiles::in_dir(&dir);
+        std::fs::write(&files.trust_anchors, &anchors).unwrap();
+        std::fs::write(&files.issuer_cert, &issuer).unwrap();
+        std::fs::write(&files.issuer_key, &issuer_key).unwrap();
+        let ca = Ca::load(&files, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("{context}: the identity Secret does not load: {e}"));
+        let id: strait_identity::SpiffeId = format!("spiffe://{trust_domain}/ns/demo/sa/web")
             .parse()
             .unwrap();
-        assert_eq!(i32::from(bound.port()), default);
-        assert!(
-            bound.ip().is_unspecified(),
-            "the pod listens on all addresses"
-        );
-    }
-    for (passed, _) in &control_plane_flags_passed {
-        let known = control_plane_flags
-            .get_arguments()
-            .any(|a| a.get_long() == Some(&passed[2..]));
-        assert!(
-            known || FLAGS_OF_THE_KUBERNETES_SOURCE.contains(&passed.as_str()),
-            "{context}: the control plane has no flag {passed}"
-        );
-    }
-    assert_eq!(
-        flag(&control_plane_flags_passed, "--config-source"),
-        "kubernetes"
-    );
-    assert_eq!(flag(&control_plane_flags_passed, "--namespace"), ns);
-    assert_eq!(
-        flag(&control_plane_flags_passed, "--service-account"),
-        CONTROL_PLANE
-    );
-    assert_eq!(flag(&control_plane_flags_passed, "--log-format"), "json");
-    assert_eq!(
-        flag(&control_plane_flags_passed, "--log"),
-        values["controlPlane"]["log"]
-    );
-    assert_eq!(
-        flag(&control_plane_flags_passed, "--token-audience"),
-        values["identity"]["tokenAudience"]
-    );
-    let dns: Vec<&str> = control_plane_flags_passed
-        .iter()
-        .filter(|(f, _)| f == "--dns-name")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let cluster_domain = values["clusterDomain"].as_str().unwrap();
-    assert_eq!(
-        dns,
-        [
-            format!("{CONTROL_PLANE}.{ns}.svc"),
-            format!("{CONTROL_PLANE}.{ns}.svc.{cluster_domain}")
-        ]
-    );
-
-    // Probes on the admin port; hardened security contexts.
-    for (probe, path) in [
-        (&container.readiness_probe, "/ready"),
-        (&container.liveness_probe, "/live"),
-    ] {
-        let get = probe.as_ref().unwrap().http_get.clone().unwrap();
-        assert_eq!(get.path.as_deref(), Some(path));
-        assert_eq!(get.port, IntOrString::String("admin".into()));
-    }
-    let pod_security = pod.security_context.clone().unwrap();
-    assert_eq!(pod_security.run_as_non_root, Some(true));
-    assert_ne!(pod_security.run_as_user, Some(0));
-    assert_eq!(
-        pod_security.seccomp_profile.unwrap().type_,
-        "RuntimeDefault"
-    );
-    let security = container.security_context.clone().unwrap();
-    assert_eq!(security.run_as_non_root, Some(true));
-    assert_eq!(security.allow_privilege_escalation, Some(false));
-    assert_eq!(security.read_only_root_filesystem, Some(true));
-    assert_eq!(
-        security.capabilities.unwrap().drop,
-        Some(vec!["ALL".to_owned()])
-    );
-    assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
-    let resources = container.resources.clone().unwrap();
-    let quantities = |m: Option<
-        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >| { serde_json::to_value(m.unwrap_or_default()).unwrap() };
-    assert_eq!(
-        quantities(resources.requests),
-        values["controlPlane"]["resources"]["requests"],
-        "{context}"
-    );
-    assert_eq!(
-        quantities(resources.limits),
-        values["controlPlane"]["resources"]["limits"]
-    );
-
-    // The Service names real container ports; proxies and the API server reach it on the
-    // ports the rest of the chart says.
-    let service_ports: BTreeMap<String, (i32, IntOrString)> = service_spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| {
-            (
-                p.name.clone().unwrap(),
-                (p.port, p.target_port.clone().unwrap()),
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let issued = ca.sign(csr.der(), &id).expect("the chart's CA signs");
+        assert_eq!(
+            strait_identity::leaf::check(
+                &issued.leaf,
+                trust_domain,
+                strait_identity::leaf::Usage::Client
             )
-        })
-        .collect();
-    for (name, (_, target)) in &service_ports {
-        let IntOrString::String(target) = target else {
-            panic!("{context}: Service port {name} targets a number, not a named port")
-        };
-        assert!(
-            container_ports.contains_key(target),
-            "{context}: Service port {name} targets {target}, which the container does not have"
+            .unwrap(),
+            id
         );
-    }
-    assert_eq!(
-        service_ports["grpc"].0,
-        default_port(&control_plane_flags, "grpc-addr")
-    );
-    assert_eq!(service_ports["injector"].0, 443);
-
-    // Every file the flags name is mounted from the right Secret or ConfigMap.
-    let read = |flag_name: &str| {
-        mounted_file(
-            rendered,
-            &pod,
-            &container,
-            flag(&control_plane_flags_passed, flag_name),
-        )
-    };
-    let anchors = read("--trust-anchors");
-    let issuer = read("--issuer-cert");
-    let issuer_key = read("--issuer-key");
-    let serving_cert = read("--injector-cert");
-    read("--injector-key");
-    let injector_config = String::from_utf8(read("--injector-config")).unwrap();
-
-    // The identity Secret loads with the control plane's own CA loader and signs leaves.
-    let generated = values["identity"]["generate"] == true;
-    let dir = scratch(&format!("{context}-ca"));
-    let files = CaFiles::in_dir(&dir);
-    std::fs::write(&files.trust_anchors, &anchors).unwrap();
-    std::fs::write(&files.issuer_cert, &issuer).unwrap();
-    std::fs::write(&files.issuer_key, &issuer_key).unwrap();
-    let ca = Ca::load(&files, Duration::from_secs(3600))
-        .unwrap_or_else(|e| panic!("{context}: the identity Secret does not load: {e}"));
-    let trust_domain = values["mesh"]["trustDomain"].as_str().unwrap();
-    let id: strait_identity::SpiffeId = format!("spiffe://{trust_domain}/ns/demo/sa/web")
-        .parse()
-        .unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap();
-    let issued = ca.sign(csr.der(), &id).expect("the chart's CA signs");
-    assert_eq!(
-        strait_identity::leaf::check(
-            &issued.leaf,
-            trust_domain,
-            strait_identity::leaf::Usage::Client
-        )
-        .unwrap(),
-        id
-    );
-    if generated {
-        assert_eq!(
-            anchors, issuer,
-            "the quick-start CA is anchor and issuer at once"
-        );
-        assert!(String::from_utf8_lossy(&issuer_key).starts_with("-----BEGIN EC PRIVATE KEY-----"));
-        assert!(
-            issued.chain.is_empty(),
-            "nothing between the leaf and the anchor"
-        );
-    } else {
-        assert_eq!(
-            anchors,
-            values["identity"]["trustAnchorsPEM"]
-                .as_str()
-                .unwrap()
-                .as_bytes()
-        );
-        assert_eq!(
-            issued.chain.len(),
-            1,
-            "the supplied issuer sits below the anchor"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-
-    // The injector's configuration parses with the injector's own parser and says what the
-    // values say.
-    let config = InjectorConfig::parse(&injector_config, "proxy.yaml")
-        .unwrap_or_else(|e| panic!("{context}: {e}"));
-    let proxy = &values["proxy"];
-    assert_eq!(
-        config.control_plane_address,
-        format!(
-            "{CONTROL_PLANE}.{ns}.svc.{cluster_domain}:{}",
-            service_ports["grpc"].0
-        )
-    );
-    assert_eq!(
-        config.control_plane_identity,
-        format!("spiffe://{trust_domain}/ns/{ns}/sa/{CONTROL_PLANE}")
-    );
-    assert_eq!(config.trust_domain, trust_domain);
-    let tag = proxy["image"]["tag"].as_str().filter(|t| !t.is_empty());
-    assert_eq!(
-        config.image,
-        format!(
-            "{}:{}",
-            proxy["image"]["repository"].as_str().unwrap(),
-            tag.unwrap_or(env!("CARGO_PKG_VERSION"))
-        )
-    );
-    assert_eq!(
-        serde_json::to_value(config.image_pull_policy).unwrap(),
-        proxy["image"]["pullPolicy"]
-    );
-    assert_eq!(json!(config.proxy_uid), proxy["uid"]);
-    assert_eq!(serde_json::to_value(config.ports).unwrap(), proxy["ports"]);
-    assert_eq!(json!(config.log_level), proxy["logLevel"]);
-    assert_eq!(
-        serde_json::to_value(config.log_format).unwrap(),
-        proxy["logFormat"]
-    );
-    assert_eq!(
-        serde_json::to_value(config.inbound_mode).unwrap(),
-        proxy["inboundMode"]
-    );
-    assert_eq!(
-        serde_json::to_value(&config.skip_inbound_ports).unwrap(),
-        proxy["skipInboundPorts"]
-    );
-    assert_eq!(
-        serde_json::to_value(&config.skip_outbound_ports).unwrap(),
-        proxy["skipOutboundPorts"]
-    );
-    assert_eq!(json!(config.native_sidecar), proxy["nativeSidecar"]);
-    assert_eq!(
-        serde_json::to_value(&config.resources).unwrap(),
-        proxy["resources"]
-    );
-    assert_eq!(
-        json!(config.token_audience),
-        values["identity"]["tokenAudience"]
-    );
-    assert_eq!(
-        json!(config.token_expiration_seconds),
-        values["identity"]["tokenExpirationSeconds"]
-    );
-    if set.name == "default" {
-        assert_eq!(
-            config,
-            InjectorConfig::default(),
-            "the injector's defaults are the chart's defaults"
-        );
-        let (outbound, inbound, admin) = proxy_pod_ports();
-        assert_eq!(
-            (
-                config.ports.outbound.get(),
-                config.ports.inbound.get(),
-                config.ports.admin.get()
-            ),
-            (outbound, inbound, admin),
-            "the chart's proxy ports are the proxy's own defaults"
-        );
-    }
-
-    // The webhook: both entries call the injector through the Service, with a caBundle that
-    // verifies the serving certificate for the Service's name.
-    let webhook_config = the(&rendered.webhooks, "MutatingWebhookConfiguration");
-    let webhooks = webhook_config.webhooks.clone().unwrap();
-    assert_eq!(webhooks.len(), 2);
-    let tls = &rendered.secrets["strait-injector-tls"];
-    assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
-    let mut excluded = vec![ns.to_owned(), "kube-system".to_owned()];
-    for extra in values["injector"]["excludeNamespaces"].as_array().unwrap() {
-        excluded.push(extra.as_str().unwrap().to_owned());
-    }
-    let mut paths = BTreeSet::new();
-    for webhook in &webhooks {
-        let client = &webhook.client_config;
-        let target = client.service.clone().expect("a Service reference");
-        assert_eq!(
-            (target.name.as_str(), target.namespace.as_str()),
-            (CONTROL_PLANE, ns)
-        );
-        assert_eq!(target.port, Some(service_ports["injector"].0));
-        let path = target.path.clone().unwrap();
-        paths.insert(path.clone());
-        assert_eq!(
-            webhook.failure_policy.as_ref(),
-            values["injector"]["failurePolicy"]
-                .as_str()
-                .map(str::to_owned)
-                .as_ref()
-        );
-        assert_eq!(
-            webhook.timeout_seconds.map(i64::from),
-            values["injector"]["timeoutSeconds"].as_i64()
-        );
-        assert_eq!(webhook.side_effects, "None");
-        assert_eq!(webhook.admission_review_versions, ["v1"]);
-        let rules = webhook.rules.clone().unwrap();
-        let rule = the(&rules, "rule");
-        assert_eq!(rule.operations, Some(vec!["CREATE".to_owned()]));
-        assert_eq!(rule.api_groups, Some(vec![String::new()]));
-        assert_eq!(rule.resources, Some(vec!["pods".to_owned()]));
-        let expressions = webhook
-            .namespace_selector
-            .clone()
-            .unwrap()
-            .match_expressions
-            .unwrap();
-        let names = expressions
-            .iter()
-            .find(|e| e.key == "kubernetes.io/metadata.name")
-            .expect("namespaces excluded by name");
-        assert_eq!(names.operator, "NotIn");
-        assert_eq!(names.values.clone().unwrap(), excluded, "{context}");
-        let inject = expressions.iter().find(|e| e.key == INJECT).unwrap();
-        let expected_operator = if path == PATH_NAMESPACE {
-            "In"
+        if generated {
+            assert_eq!(
+                anchors, issuer,
+                "the quick-start CA is anchor and issuer at once"
+            );
+            assert!(
+                String::from_utf8_lossy(&issuer_key).starts_with("-----BEGIN EC PRIVATE KEY-----")
+            );
+            assert!(
+                issued.chain.is_empty(),
+                "nothing between the leaf and the anchor"
+            );
         } else {
-            "NotIn"
-        };
-        assert_eq!(inject.operator, expected_operator, "{path}");
-        assert_eq!(inject.values.clone().unwrap(), ["enabled"]);
-        let object = webhook
-            .object_selector
-            .clone()
-            .unwrap()
-            .match_expressions
-            .unwrap();
-        assert_eq!(
-            (object[0].key.as_str(), object[0].operator.as_str()),
-            (INJECT, "NotIn")
-        );
-        assert_eq!(object[0].values.clone().unwrap(), ["disabled"]);
+            assert_eq!(
+                anchors,
+                values["identity"]["trustAnchorsPEM"]
+                    .as_str()
+                    .unwrap()
+                    .as_bytes()
+            );
+            assert_eq!(
+                issued.chain.len(),
+                1,
+                "the supplied issuer sits below the anchor"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
-        let ca_bundle = client.ca_bundle.clone().expect("a caBundle").0;
-        assert_eq!(
-            ca_bundle,
-            tls.data.as_ref().unwrap()["ca.crt"].0,
-            "the Secret's ca.crt is the caBundle"
+    /// The injector's ConfigMap, read with its own parser.
+    fn injector_config(&self) {
+        let Rendering {
+            context,
+            ns,
+            values,
+            service_ports,
+            cluster_domain,
+            trust_domain,
+            ..
+        } = self;
+        let (ns, context, cluster_domain, trust_domain) = (
+            *ns,
+            *context,
+            cluster_domain.as_str(),
+            trust_domain.as_str(),
         );
-        verify_serving_cert(
-            &ca_bundle,
-            &serving_cert,
-            &format!("{CONTROL_PLANE}.{ns}.svc"),
+        let injector_config = String::from_utf8(self.mounted("--injector-config")).unwrap();
+        // The injector's configuration parses with the injector's own parser and says what the
+        // values say.
+        let config = InjectorConfig::parse(&injector_config, "proxy.yaml")
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        let proxy = &values["proxy"];
+        assert_eq!(
+            config.control_plane_address,
+            format!(
+                "{CONTROL_PLANE}.{ns}.svc.{cluster_domain}:{}",
+                service_ports["grpc"].0
+            )
+        );
+        assert_eq!(
+            config.control_plane_identity,
+            format!("spiffe://{trust_domain}/ns/{ns}/sa/{CONTROL_PLANE}")
+        );
+        assert_eq!(config.trust_domain, trust_domain);
+        let tag = proxy["image"]["tag"].as_str().filter(|t| !t.is_empty());
+        assert_eq!(
+            config.image,
+            format!(
+                "{}:{}",
+                proxy["image"]["repository"].as_str().unwrap(),
+                tag.unwrap_or(env!("CARGO_PKG_VERSION"))
+            )
+        );
+        assert_eq!(
+            serde_json::to_value(config.image_pull_policy).unwrap(),
+            proxy["image"]["pullPolicy"]
+        );
+        assert_eq!(json!(config.proxy_uid), proxy["uid"]);
+        assert_eq!(serde_json::to_value(config.ports).unwrap(), proxy["ports"]);
+        assert_eq!(json!(config.log_level), proxy["logLevel"]);
+        assert_eq!(
+            serde_json::to_value(config.log_format).unwrap(),
+            proxy["logFormat"]
+        );
+        assert_eq!(
+            serde_json::to_value(config.inbound_mode).unwrap(),
+            proxy["inboundMode"]
+        );
+        assert_eq!(
+            serde_json::to_value(&config.skip_inbound_ports).unwrap(),
+            proxy["skipInboundPorts"]
+        );
+        assert_eq!(
+            serde_json::to_value(&config.skip_outbound_ports).unwrap(),
+            proxy["skipOutboundPorts"]
+        );
+        assert_eq!(json!(config.native_sidecar), proxy["nativeSidecar"]);
+        assert_eq!(
+            serde_json::to_value(&config.resources).unwrap(),
+            proxy["resources"]
+        );
+        assert_eq!(
+            json!(config.token_audience),
+            values["identity"]["tokenAudience"]
+        );
+        assert_eq!(
+            json!(config.token_expiration_seconds),
+            values["identity"]["tokenExpirationSeconds"]
+        );
+        if context == "default" {
+            assert_eq!(
+                config,
+                InjectorConfig::default(),
+                "the injector's defaults are the chart's defaults"
+            );
+            let (outbound, inbound, admin) = proxy_pod_ports();
+            assert_eq!(
+                (
+                    config.ports.outbound.get(),
+                    config.ports.inbound.get(),
+                    config.ports.admin.get()
+                ),
+                (outbound, inbound, admin),
+                "the chart's proxy ports are the proxy's own defaults"
+            );
+        }
+    }
+
+    /// The MutatingWebhookConfiguration and the serving certificate.
+    fn webhook(&self) {
+        let Rendering {
+            context,
+            ns,
+            values,
+            rendered,
+            service_ports,
+            ..
+        } = self;
+        let (ns, context) = (*ns, *context);
+        let serving_cert = self.mounted("--injector-cert");
+        // The webhook: both entries call the injector through the Service, with a caBundle that
+        // verifies the serving certificate for the Service's name.
+        let webhook_config = the(&rendered.webhooks, "MutatingWebhookConfiguration");
+        let webhooks = webhook_config.webhooks.clone().unwrap();
+        assert_eq!(webhooks.len(), 2);
+        let tls = &rendered.secrets["strait-injector-tls"];
+        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+        let mut excluded = vec![ns.to_owned(), "kube-system".to_owned()];
+        for extra in values["injector"]["excludeNamespaces"].as_array().unwrap() {
+            excluded.push(extra.as_str().unwrap().to_owned());
+        }
+        let mut paths = BTreeSet::new();
+        for webhook in &webhooks {
+            let client = &webhook.client_config;
+            let target = client.service.clone().expect("a Service reference");
+            assert_eq!(
+                (target.name.as_str(), target.namespace.as_str()),
+                (CONTROL_PLANE, ns)
+            );
+            assert_eq!(target.port, Some(service_ports["injector"].0));
+            let path = target.path.clone().unwrap();
+            paths.insert(path.clone());
+            assert_eq!(
+                webhook.failure_policy.as_ref(),
+                values["injector"]["failurePolicy"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .as_ref()
+            );
+            assert_eq!(
+                webhook.timeout_seconds.map(i64::from),
+                values["injector"]["timeoutSeconds"].as_i64()
+            );
+            assert_eq!(webhook.side_effects, "None");
+            assert_eq!(webhook.admission_review_versions, ["v1"]);
+            let rules = webhook.rules.clone().unwrap();
+            let rule = the(&rules, "rule");
+            assert_eq!(rule.operations, Some(vec!["CREATE".to_owned()]));
+            assert_eq!(rule.api_groups, Some(vec![String::new()]));
+            assert_eq!(rule.resources, Some(vec!["pods".to_owned()]));
+            let expressions = webhook
+                .namespace_selector
+                .clone()
+                .unwrap()
+                .match_expressions
+                .unwrap();
+            let names = expressions
+                .iter()
+                .find(|e| e.key == "kubernetes.io/metadata.name")
+                .expect("namespaces excluded by name");
+            assert_eq!(names.operator, "NotIn");
+            assert_eq!(names.values.clone().unwrap(), excluded, "{context}");
+            let inject = expressions.iter().find(|e| e.key == INJECT).unwrap();
+            let expected_operator = if path == PATH_NAMESPACE {
+                "In"
+            } else {
+                "NotIn"
+            };
+            assert_eq!(inject.operator, expected_operator, "{path}");
+            assert_eq!(inject.values.clone().unwrap(), ["enabled"]);
+            let object = webhook
+                .object_selector
+                .clone()
+                .unwrap()
+                .match_expressions
+                .unwrap();
+            assert_eq!(
+                (object[0].key.as_str(), object[0].operator.as_str()),
+                (INJECT, "NotIn")
+            );
+            assert_eq!(object[0].values.clone().unwrap(), ["disabled"]);
+
+            let ca_bundle = client.ca_bundle.clone().expect("a caBundle").0;
+            assert_eq!(
+                ca_bundle,
+                tls.data.as_ref().unwrap()["ca.crt"].0,
+                "the Secret's ca.crt is the caBundle"
+            );
+            verify_serving_cert(
+                &ca_bundle,
+                &serving_cert,
+                &format!("{CONTROL_PLANE}.{ns}.svc"),
+            );
+        }
+        assert_eq!(
+            paths,
+            BTreeSet::from([PATH_POD.to_owned(), PATH_NAMESPACE.to_owned()])
         );
     }
-    assert_eq!(
-        paths,
-        BTreeSet::from([PATH_POD.to_owned(), PATH_NAMESPACE.to_owned()])
-    );
 
-    // RBAC: exactly the permissions the control plane declares, bound to its account.
-    let role = the(&rendered.cluster_roles, "ClusterRole");
-    let granted: BTreeSet<(String, String, String)> = role
-        .rules
-        .iter()
-        .flatten()
-        .flat_map(|rule| {
-            assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
-            let groups = rule.api_groups.clone().unwrap_or_default();
-            let resources = rule.resources.clone().unwrap_or_default();
-            let verbs = rule.verbs.clone();
-            groups.into_iter().flat_map(move |g| {
-                let verbs = verbs.clone();
-                resources.clone().into_iter().flat_map(move |r| {
-                    let g = g.clone();
-                    verbs
-                        .clone()
-                        .into_iter()
-                        .map(move |v| (g.clone(), r.clone(), v))
+    /// The ClusterRole grants exactly what the code declares.
+    fn rbac(&self) {
+        let Rendering {
+            context,
+            ns,
+            rendered,
+            ..
+        } = self;
+        let (ns, context) = (*ns, *context);
+        // RBAC: exactly the permissions the control plane declares, bound to its account.
+        let role = the(&rendered.cluster_roles, "ClusterRole");
+        let granted: BTreeSet<(String, String, String)> = role
+            .rules
+            .iter()
+            .flatten()
+            .flat_map(|rule| {
+                assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
+                let groups = rule.api_groups.clone().unwrap_or_default();
+                let resources = rule.resources.clone().unwrap_or_default();
+                let verbs = rule.verbs.clone();
+                groups.into_iter().flat_map(move |g| {
+                    let verbs = verbs.clone();
+                    resources.clone().into_iter().flat_map(move |r| {
+                        let g = g.clone();
+                        verbs
+                            .clone()
+                            .into_iter()
+                            .map(move |v| (g.clone(), r.clone(), v))
+                    })
                 })
             })
-        })
-        .collect();
-    let declared: BTreeSet<(String, String, String)> = RBAC
-        .iter()
-        .flat_map(|p| {
-            p.verbs
-                .iter()
-                .map(|v| (p.group.to_owned(), p.resource.to_owned(), (*v).to_owned()))
-        })
-        .collect();
-    assert_eq!(
-        granted, declared,
-        "{context}: RBAC grants exactly what the code uses"
-    );
-    assert!(!granted.iter().any(|(_, r, v)| r == "*" || v == "*"));
-    let binding = the(&rendered.cluster_role_bindings, "ClusterRoleBinding");
-    assert_eq!(binding.role_ref.kind, "ClusterRole");
-    assert_eq!(Some(binding.role_ref.name.clone()), role.metadata.name);
-    let subject = the(binding.subjects.as_deref().unwrap(), "subject");
-    assert_eq!(
-        (
-            subject.kind.as_str(),
-            subject.name.as_str(),
-            subject.namespace.as_deref()
-        ),
-        ("ServiceAccount", CONTROL_PLANE, Some(ns))
-    );
-
-    // The default MeshConfig: valid for its CRD, and read by the control plane's loader as the
-    // values say.
-    let mesh = the(&rendered.custom, "custom resource");
-    assert_eq!(mesh["kind"], "MeshConfig");
-    assert_eq!(mesh["metadata"]["name"], "default");
-    validate_custom(helm, rendered, &mesh).unwrap_or_else(|e| panic!("{context}: {e}"));
-    let dir = scratch(&format!("{context}-mesh"));
-    std::fs::write(dir.join("mesh.yaml"), mesh.to_string()).unwrap();
-    let model = strait_control_plane::config::load(&dir)
-        .unwrap_or_else(|e| panic!("{context}: the control plane refuses the MeshConfig: {e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(model.mesh.trust_domain, trust_domain);
-    let pascal = |kebab: &str| {
-        kebab
-            .split('-')
-            .map(|w| w[..1].to_uppercase() + &w[1..])
-            .collect::<String>()
-    };
-    assert_eq!(
-        format!("{:?}", model.mesh.inbound_mode),
-        pascal(values["mesh"]["inboundMode"].as_str().unwrap())
-    );
-    assert_eq!(
-        format!("{:?}", model.mesh.default_authorization),
-        pascal(values["mesh"]["defaultAuthorization"].as_str().unwrap())
-    );
-
-    // Monitoring objects, when asked for.
-    let monitoring = &values["monitoring"];
-    let dashboard = rendered.config_maps.get("strait-dashboard");
-    assert_eq!(
-        dashboard.is_some(),
-        monitoring["grafanaDashboard"]["enabled"] == true
-    );
-    if let Some(dashboard) = dashboard {
-        let shipped =
-            std::fs::read_to_string(repo_root().join("examples/grafana/strait-dashboard.json"))
-                .unwrap();
-        let data = dashboard.data.as_ref().unwrap();
-        assert_eq!(data["strait-dashboard.json"].trim(), shipped.trim());
+            .collect();
+        let declared: BTreeSet<(String, String, String)> = RBAC
+            .iter()
+            .flat_map(|p| {
+                p.verbs
+                    .iter()
+                    .map(|v| (p.group.to_owned(), p.resource.to_owned(), (*v).to_owned()))
+            })
+            .collect();
         assert_eq!(
-            dashboard.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
-            "1"
+            granted, declared,
+            "{context}: RBAC grants exactly what the code uses"
+        );
+        assert!(!granted.iter().any(|(_, r, v)| r == "*" || v == "*"));
+        let binding = the(&rendered.cluster_role_bindings, "ClusterRoleBinding");
+        assert_eq!(binding.role_ref.kind, "ClusterRole");
+        assert_eq!(Some(binding.role_ref.name.clone()), role.metadata.name);
+        let subject = the(binding.subjects.as_deref().unwrap(), "subject");
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", CONTROL_PLANE, Some(ns))
         );
     }
-    assert_eq!(
-        rendered.pod_monitors.len(),
-        if monitoring["podMonitor"]["enabled"] == true {
-            2
-        } else {
-            0
-        }
-    );
-    for monitor in &rendered.pod_monitors {
-        let endpoint = the(&monitor.spec.pod_metrics_endpoints, "endpoint");
+
+    /// The `default` MeshConfig.
+    fn mesh_config(&self, helm: &Helm) {
+        let Rendering {
+            context,
+            values,
+            rendered,
+            trust_domain,
+            ..
+        } = self;
+        let (context, trust_domain) = (*context, trust_domain.as_str());
+        // The default MeshConfig: valid for its CRD, and read by the control plane's loader as the
+        // values say.
+        let mesh = the(&rendered.custom, "custom resource");
+        assert_eq!(mesh["kind"], "MeshConfig");
+        assert_eq!(mesh["metadata"]["name"], "default");
+        validate_custom(helm, rendered, &mesh).unwrap_or_else(|e| panic!("{context}: {e}"));
+        let dir = scratch(&format!("{context}-mesh"));
+        std::fs::write(dir.join("mesh.yaml"), mesh.to_string()).unwrap();
+        let model = strait_control_plane::config::load(&dir)
+            .unwrap_or_else(|e| panic!("{context}: the control plane refuses the MeshConfig: {e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(model.mesh.trust_domain, trust_domain);
+        let pascal = |kebab: &str| {
+            kebab
+                .split('-')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect::<String>()
+        };
         assert_eq!(
-            json!(endpoint.interval),
-            monitoring["podMonitor"]["interval"]
+            format!("{:?}", model.mesh.inbound_mode),
+            pascal(values["mesh"]["inboundMode"].as_str().unwrap())
         );
-        match monitor.metadata.name.as_deref() {
-            Some("strait-proxies") => {
-                assert_eq!(
-                    monitor.spec.selector.match_labels.clone().unwrap(),
-                    BTreeMap::from([(PROXIED.to_owned(), "true".to_owned())])
-                );
-                assert_eq!(endpoint.port, ADMIN_PORT_NAME);
+        assert_eq!(
+            format!("{:?}", model.mesh.default_authorization),
+            pascal(values["mesh"]["defaultAuthorization"].as_str().unwrap())
+        );
+    }
+
+    /// The dashboard ConfigMap and the PodMonitors.
+    fn monitoring(&self) {
+        let Rendering {
+            values,
+            rendered,
+            labels,
+            container_ports,
+            ..
+        } = self;
+        // Monitoring objects, when asked for.
+        let monitoring = &values["monitoring"];
+        let dashboard = rendered.config_maps.get("strait-dashboard");
+        assert_eq!(
+            dashboard.is_some(),
+            monitoring["grafanaDashboard"]["enabled"] == true
+        );
+        if let Some(dashboard) = dashboard {
+            let shipped =
+                std::fs::read_to_string(repo_root().join("examples/grafana/strait-dashboard.json"))
+                    .unwrap();
+            let data = dashboard.data.as_ref().unwrap();
+            assert_eq!(data["strait-dashboard.json"].trim(), shipped.trim());
+            assert_eq!(
+                dashboard.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
+                "1"
+            );
+        }
+        assert_eq!(
+            rendered.pod_monitors.len(),
+            if monitoring["podMonitor"]["enabled"] == true {
+                2
+            } else {
+                0
             }
-            Some("strait-control-plane") => {
-                assert!(selected(&monitor.spec.selector, &labels));
-                assert!(container_ports.contains_key(&endpoint.port));
+        );
+        for monitor in &rendered.pod_monitors {
+            let endpoint = the(&monitor.spec.pod_metrics_endpoints, "endpoint");
+            assert_eq!(
+                json!(endpoint.interval),
+                monitoring["podMonitor"]["interval"]
+            );
+            match monitor.metadata.name.as_deref() {
+                Some("strait-proxies") => {
+                    assert_eq!(
+                        monitor.spec.selector.match_labels.clone().unwrap(),
+                        BTreeMap::from([(PROXIED.to_owned(), "true".to_owned())])
+                    );
+                    assert_eq!(endpoint.port, ADMIN_PORT_NAME);
+                }
+                Some("strait-control-plane") => {
+                    assert!(selected(&monitor.spec.selector, labels));
+                    assert!(container_ports.contains_key(&endpoint.port));
+                }
+                other => panic!("unexpected PodMonitor {other:?}"),
             }
-            other => panic!("unexpected PodMonitor {other:?}"),
         }
     }
-}
-
-/// Verifies `cert_pem` (leaf first) against `ca_pem` for `dns_name` with WebPKI, as the API
-/// server verifies the webhook.
-fn verify_serving_cert(ca_pem: &[u8], cert_pem: &[u8], dns_name: &str) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        strait_identity::pem::certificates(&String::from_utf8_lossy(ca_pem), "caBundle").unwrap()
-    {
-        roots.add(cert).unwrap();
-    }
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        strait_identity::tls::provider(),
-    )
-    .build()
-    .unwrap();
-    let chain =
-        strait_identity::pem::certificates(&String::from_utf8_lossy(cert_pem), "tls.crt").unwrap();
-    verifier
-        .verify_server_cert(
-            &chain[0],
-            &chain[1..],
-            &ServerName::try_from(dns_name.to_owned()).unwrap(),
-            &[],
-            UnixTime::now(),
-        )
-        .unwrap_or_else(|e| {
-            panic!("the caBundle does not verify the serving certificate for {dns_name}: {e}")
-        });
-}
-
-/// The schema of a CRD's first version, closed to unknown fields the way the API server's
-/// strict field validation (kubectl's default) refuses them.
-fn closed_schema(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> Value {
-    fn close(schema: &mut Value) {
-        let Value::Object(map) = schema else { return };
-        if map.contains_key("properties")
-            && !map.contains_key("x-kubernetes-preserve-unknown-fields")
-        {
-            map.insert("additionalProperties".into(), Value::Bool(false));
-        }
-        if let Some(Value::Object(props)) = map.get_mut("properties") {
-            props.values_mut().for_each(close);
-        }
-        if let Some(items) = map.get_mut("items") {
-            close(items);
-        }
-    }
-    let version = &crd.spec.versions[0];
-    let mut schema = serde_json::to_value(
-        version
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("a schema"),
-    )
-    .unwrap();
-    close(&mut schema);
-    schema
-}
-
-/// Validates a custom resource against the rendered CRD of its kind.
-fn validate_custom(helm: &Helm, rendered: &Rendered, object: &Value) -> Result<(), String> {
-    let (group, version) = object["apiVersion"]
-        .as_str()
-        .and_then(|v| v.split_once('/'))
-        .expect("a group/version");
-    let crd = rendered
-        .crds
-        .values()
-        .find(|crd| crd.spec.group == group && crd.spec.names.kind == object["kind"])
-        .unwrap_or_else(|| panic!("no CRD for {group} {}", object["kind"]));
-    assert_eq!(crd.spec.versions[0].name, version);
-    helm.validate(&closed_schema(crd), object)
-}
-
-fn documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_multiple::<Value>(&text)
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
 }
 
 #[test]
@@ -944,6 +815,45 @@ fn helm_lint_is_clean_for_every_value_set() {
 }
 
 #[test]
+fn the_install_notes_warn_loudly_about_a_generated_ca_only() {
+    let Some(helm) = Helm::find("the_install_notes_warn_loudly_about_a_generated_ca_only") else {
+        return;
+    };
+    let dir = scratch("notes");
+    for set in value_sets(&dir).into_iter().take(2) {
+        let chart = strait_tests::helm::chart_dir().display().to_string();
+        let mut args = vec![
+            "install".to_owned(),
+            "strait".to_owned(),
+            chart,
+            "--namespace".to_owned(),
+            set.namespace.to_owned(),
+            "--dry-run=client".to_owned(),
+        ];
+        for file in &set.files {
+            args.push("--values".to_owned());
+            args.push(file.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = helm.run(&args);
+        assert!(output.success, "{}: {}", set.name, output.stderr);
+        let notes = &output.stdout[output.stdout.find("NOTES:").expect("install notes")..];
+        let warned = notes.contains("WARNING: QUICK-START IDENTITY, NOT FOR PRODUCTION.");
+        assert_eq!(
+            warned,
+            values(&set)["identity"]["generate"] == true,
+            "{}:\n{notes}",
+            set.name
+        );
+        assert!(notes.contains(&format!(
+            "kubectl -n {} rollout status deploy/{CONTROL_PLANE}",
+            set.namespace
+        )));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn every_value_set_renders_typed_objects_that_fit_together_and_the_code() {
     let Some(helm) =
         Helm::find("every_value_set_renders_typed_objects_that_fit_together_and_the_code")
@@ -953,7 +863,7 @@ fn every_value_set_renders_typed_objects_that_fit_together_and_the_code() {
     let dir = scratch("render");
     for set in value_sets(&dir) {
         let rendered = render(&helm, &set);
-        check_rendering(&helm, &set, &rendered);
+        Rendering::new(&set, &rendered).check(&helm);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

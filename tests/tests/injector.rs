@@ -5,6 +5,7 @@
 //! of `check_injected`.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,7 +16,8 @@ use strait_control_plane::inject::{
     PROXY_INBOUND_PORT, TOKEN_DIR, TOKEN_VOLUME,
 };
 use strait_tests::admission::{
-    Injector, apply, pod_create_review, pod_from_template, read_fixture,
+    Injector, SERVICE_NAME, ServingIdentity, apply, pod_create_review, pod_from_template, post,
+    read_fixture,
 };
 
 /// The pod inside the recorded GKE review (no inject annotation of its own).
@@ -519,7 +521,7 @@ async fn malformed_reviews_get_400_naming_the_problem_and_every_result_is_counte
     assert_eq!(allowed(status, &answer, "odd").get("patch"), None);
     assert!(injector.control_plane.process.wait_logged(
         "injection failed; the pod is admitted without the proxy",
-        std::time::Duration::from_secs(5)
+        Duration::from_secs(5)
     ));
 
     // One of each other result, then the counters.
@@ -544,4 +546,58 @@ async fn malformed_reviews_get_400_naming_the_problem_and_every_result_is_counte
         assert!(metrics.contains(&line), "missing {line:?} in:\n{metrics}");
     }
     assert!(metrics.contains("# HELP strait_injector_requests_total"));
+}
+
+#[tokio::test]
+async fn a_rotated_serving_certificate_is_served_without_a_restart() {
+    let injector = Injector::start("inject-rotate", "");
+    let body = pod_create_review(&hello_pod(), "hello", "rotate").to_string();
+    let (status, _) = injector.post(PATH_POD, body.as_bytes()).await;
+    assert_eq!(status, 200);
+
+    // The Secret is updated: new files, signed by a new CA.
+    let next = ServingIdentity::generate(SERVICE_NAME);
+    next.write(&injector.dir.join("tls"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match post(
+            injector.addr,
+            &next.ca_pem,
+            SERVICE_NAME,
+            PATH_POD,
+            body.as_bytes(),
+        )
+        .await
+        {
+            Ok((status, _)) => {
+                assert_eq!(status, 200);
+                break;
+            }
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the new certificate is not served: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let old = post(
+        injector.addr,
+        &injector.ca_pem,
+        SERVICE_NAME,
+        PATH_POD,
+        body.as_bytes(),
+    )
+    .await;
+    assert!(
+        old.is_err(),
+        "the old CA still verifies the injector: {old:?}"
+    );
+    assert!(
+        injector
+            .control_plane
+            .process
+            .logged("injector serving certificate reloaded")
+    );
 }
