@@ -558,6 +558,75 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The Helm chart's quick start (`genPrivateKey "ecdsa"` + `genCAWithKey`): one
+    /// self-signed CA that is anchor and issuer at once, its key in SEC1 (`EC PRIVATE KEY`).
+    #[test]
+    fn a_self_signed_ca_with_a_sec1_key_serves_as_anchor_and_issuer() {
+        use aws_lc_rs::encoding::AsDer as _;
+        use base64::Engine as _;
+        let dir = scratch("sec1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let signing = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap();
+        let sec1 = signing.private_key().as_der().unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(sec1.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let key_pem = format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        let key = KeyPair::from_pem(&key_pem).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Strait trust anchor (cluster.local)");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.self_signed(&key).unwrap().pem();
+        let files = CaFiles::in_dir(&dir);
+        std::fs::write(&files.trust_anchors, &cert).unwrap();
+        std::fs::write(&files.issuer_cert, &cert).unwrap();
+        std::fs::write(&files.issuer_key, &key_pem).unwrap();
+
+        let ca = Ca::load(&files, Duration::from_secs(3600)).unwrap();
+        assert_eq!(ca.anchors().len(), 1);
+        let id: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap();
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let issued = ca.sign(&csr(&leaf_key), &id).unwrap();
+        assert!(
+            issued.chain.is_empty(),
+            "the anchor is the issuer: no intermediates"
+        );
+        let anchor = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap().1;
+        let anchor = anchor.parse_x509().unwrap();
+        let (_, leaf) = X509Certificate::from_der(issued.leaf.as_ref()).unwrap();
+        leaf.verify_signature(Some(anchor.public_key())).unwrap();
+        assert_eq!(
+            strait_identity::leaf::check(
+                &issued.leaf,
+                "cluster.local",
+                strait_identity::leaf::Usage::Server
+            )
+            .unwrap(),
+            id
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn an_issuer_key_that_does_not_match_is_refused_at_load() {
         let dir = scratch("key");

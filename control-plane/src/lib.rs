@@ -4,7 +4,7 @@
 //! Start at [`run::run`]. The configuration flows [`config`] (YAML → validated model) →
 //! [`discovery`] (model → per-proxy snapshots → gRPC stream); identities flow [`ca`] and
 //! [`authority`] (the CA in force) → [`identity`] (`Certify`), with [`tokens`] deciding who a
-//! caller is.
+//! caller is. [`inject`] is the sidecar injector webhook.
 
 pub mod admin;
 pub mod authority;
@@ -12,6 +12,7 @@ pub mod ca;
 pub mod config;
 pub mod discovery;
 pub mod identity;
+pub mod inject;
 pub mod kubernetes;
 pub mod run;
 pub mod settings;

@@ -85,6 +85,9 @@ pub async fn run(
         config.cert_ttl,
     )?;
     tokio::spawn(authority.clone().maintain(config.reload_interval));
+    if let Some(injector) = config.injector() {
+        crate::inject::server::start(injector, authority.bundle.clone()).await?;
+    }
 
     let local_tokens = LocalTokens::from_model(&model);
     let (models_tx, models_rx) = tokio::sync::watch::channel(Arc::new(ModelState {

@@ -97,6 +97,22 @@ pub struct ControlPlaneConfig {
     )]
     pub dns_names: Vec<String>,
 
+    /// Injector webhook listener (HTTPS). Served only with --injector-cert and --injector-key.
+    #[arg(long, env = "STRAIT_INJECTOR_ADDR", default_value = "127.0.0.1:8443")]
+    pub injector_addr: SocketAddr,
+
+    /// Injector serving certificate (PEM, leaf first); re-read when the file changes.
+    #[arg(long, env = "STRAIT_INJECTOR_CERT", requires_all = ["injector_key", "injector_config"])]
+    pub injector_cert: Option<PathBuf>,
+
+    /// Injector serving key (PEM); re-read when the file changes.
+    #[arg(long, env = "STRAIT_INJECTOR_KEY", requires = "injector_cert")]
+    pub injector_key: Option<PathBuf>,
+
+    /// The proxy defaults the injector writes into pods (YAML; the chart renders it).
+    #[arg(long, env = "STRAIT_INJECTOR_CONFIG", requires = "injector_cert")]
+    pub injector_config: Option<PathBuf>,
+
     /// How often the configuration directory and CA files are checked for changes.
     #[arg(long, env = "STRAIT_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
     pub reload_interval: Duration,
@@ -108,6 +124,28 @@ pub struct ControlPlaneConfig {
     /// Log line format.
     #[arg(long, env = "STRAIT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl ControlPlaneConfig {
+    /// The injector's settings, when it is to be served (clap makes the flags all-or-none).
+    pub fn injector(&self) -> Option<crate::inject::server::InjectorSettings> {
+        match (
+            &self.injector_cert,
+            &self.injector_key,
+            &self.injector_config,
+        ) {
+            (Some(cert), Some(key), Some(config)) => {
+                Some(crate::inject::server::InjectorSettings {
+                    addr: self.injector_addr,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    config: config.clone(),
+                    reload_interval: self.reload_interval,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Parses `250ms`, `5s`, `2m`, `24h`.

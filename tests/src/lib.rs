@@ -3,16 +3,20 @@
 //!
 //! Tests live in `tests/tests/`; each one reads as a specification of one behaviour.
 
+pub mod admission;
 pub mod backend;
 pub mod binaries;
 pub mod capture;
 pub mod certs;
+pub mod chart;
 pub mod client;
 pub mod control_plane;
 pub mod grpc;
 pub mod h2raw;
+pub mod helm;
 pub mod kube_api;
 pub mod load;
+pub mod manifests;
 pub mod mesh;
 pub mod metrics;
 pub mod netns;

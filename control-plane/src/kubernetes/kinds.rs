@@ -3,9 +3,9 @@
 use kube::api::{ApiResource, GroupVersionKind};
 
 /// Label the injector puts on every pod it adds a proxy to; only those pods are workloads.
-pub const PROXIED_LABEL: &str = "strait.dev/proxied";
+pub use crate::inject::PROXIED as PROXIED_LABEL;
 /// Annotation the injector puts on a pod: its proxy's inbound port.
-pub const PROXY_INBOUND_PORT_ANNOTATION: &str = "strait.dev/proxy-inbound-port";
+pub use crate::inject::PROXY_INBOUND_PORT as PROXY_INBOUND_PORT_ANNOTATION;
 
 /// One watched kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

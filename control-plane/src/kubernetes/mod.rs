@@ -3,6 +3,7 @@
 //! validated model as the YAML files, and the TokenReview check behind `Identity.Certify`.
 
 pub mod kinds;
+pub mod rbac;
 pub mod source;
 pub mod token_review;
 pub mod translate;

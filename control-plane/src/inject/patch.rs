@@ -1,0 +1,618 @@
+//! The injection decision and the JSONPatch that carries it out: a pure function of the pod,
+//! whether its namespace asked for the mesh, the proxy defaults and the trust anchors.
+//!
+//! Nothing here does I/O or fails on what a user wrote: a bad skip-port annotation entry is
+//! left out and reported as a warning, never a reason to refuse the pod.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU16;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource, ResourceRequirements, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+use super::config::{InboundMode, InjectorConfig, LogFormat, PullPolicy};
+use super::{
+    ADMIN_PORT_NAME, INBOUND_PORT_NAME, INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER,
+    PROXY_INBOUND_PORT, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TOKEN_DIR, TOKEN_VOLUME,
+};
+
+/// The control plane version, written into `strait.dev/injected`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The annotation `kubectl logs`/`exec` read to pick a container when none is named.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+/// What the injector decided for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The pod gets the mesh: apply `patch`; `warnings` go back to the user.
+    Injected {
+        /// The RFC 6902 patch adding the init container, the proxy and the token volume.
+        patch: Patch,
+        /// Problems with the pod's annotations that were worked around.
+        warnings: Vec<String>,
+    },
+    /// The pod already has a `strait-proxy` container.
+    AlreadyInjected,
+    /// Neither the pod nor its namespace asked for injection.
+    NotRequested,
+    /// The pod opted out with `strait.dev/inject: disabled`.
+    OptedOut,
+}
+
+impl Outcome {
+    /// The `result` label of `strait_injector_requests_total`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Injected { .. } => "injected",
+            Outcome::AlreadyInjected => "already-injected",
+            Outcome::NotRequested | Outcome::OptedOut => "skipped",
+        }
+    }
+}
+
+/// The injector's own failures (never the user's): the pod is admitted unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The pod has no spec to add containers to.
+    #[error("the pod has no spec")]
+    NoSpec,
+    /// A part of the patch could not be encoded as JSON.
+    #[error("encoding the {what} as JSON: {source}")]
+    Encode {
+        /// Which part.
+        what: &'static str,
+        /// The encoder's error.
+        source: serde_json::Error,
+    },
+}
+
+/// Decides whether `pod` is injected and computes the patch. `namespace_enabled` says the
+/// webhook's namespaceSelector chose the pod's namespace (labelled `strait.dev/inject=enabled`);
+/// `anchors_pem` are the trust anchors in force, embedded in the proxy's environment.
+pub fn inject(
+    pod: &Pod,
+    namespace_enabled: bool,
+    config: &InjectorConfig,
+    anchors_pem: &str,
+) -> Result<Outcome, InjectError> {
+    let meta = &pod.metadata;
+    let asked = meta.annotations.as_ref().and_then(|a| a.get(INJECT));
+    let labelled_off = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INJECT))
+        .is_some_and(|v| v == "disabled");
+    match asked.map(String::as_str) {
+        Some("disabled") => return Ok(Outcome::OptedOut),
+        _ if labelled_off => return Ok(Outcome::OptedOut),
+        Some("enabled") => {}
+        _ if namespace_enabled => {}
+        _ => return Ok(Outcome::NotRequested),
+    }
+    let spec = pod.spec.as_ref().ok_or(InjectError::NoSpec)?;
+    let has_proxy = |containers: &[Container]| containers.iter().any(|c| c.name == PROXY_CONTAINER);
+    if has_proxy(&spec.containers) || spec.init_containers.as_deref().is_some_and(has_proxy) {
+        return Ok(Outcome::AlreadyInjected);
+    }
+
+    let mut warnings = Vec::new();
+    let annotation = |name: &str| meta.annotations.as_ref().and_then(|a| a.get(name));
+    let mut skip_inbound = vec![config.ports.admin];
+    skip_inbound.extend(&config.skip_inbound_ports);
+    skip_inbound.extend(parse_ports(
+        SKIP_INBOUND_PORTS,
+        annotation(SKIP_INBOUND_PORTS),
+        &mut warnings,
+    ));
+    let mut skip_outbound = config.skip_outbound_ports.clone();
+    skip_outbound.extend(parse_ports(
+        SKIP_OUTBOUND_PORTS,
+        annotation(SKIP_OUTBOUND_PORTS),
+        &mut warnings,
+    ));
+
+    let init = init_container(config, &skip_inbound, &skip_outbound);
+    let proxy = proxy_container(config, anchors_pem);
+    let init = encode("init container", &init)?;
+    let proxy = encode("proxy container", &proxy)?;
+    let volume = encode("token volume", &token_volume(config))?;
+
+    let mut ops = Vec::new();
+    let mut annotations = BTreeMap::from([
+        (INJECTED.to_owned(), VERSION.to_owned()),
+        (
+            PROXY_INBOUND_PORT.to_owned(),
+            config.ports.inbound.to_string(),
+        ),
+    ]);
+    if !config.native_sidecar
+        && annotation(DEFAULT_CONTAINER).is_none()
+        && let Some(app) = spec.containers.first()
+    {
+        // The proxy becomes the first container; keep `kubectl logs POD` showing the app.
+        annotations.insert(DEFAULT_CONTAINER.to_owned(), app.name.clone());
+    }
+    add_entries(
+        &mut ops,
+        "annotations",
+        meta.annotations.is_some(),
+        annotations,
+    );
+    add_entries(
+        &mut ops,
+        "labels",
+        meta.labels.is_some(),
+        BTreeMap::from([(PROXIED.to_owned(), "true".to_owned())]),
+    );
+
+    match &spec.volumes {
+        Some(_) => ops.push(add(&["spec", "volumes", "-"], volume)),
+        None => ops.push(add(&["spec", "volumes"], Value::Array(vec![volume]))),
+    }
+    let sidecar_in_init = config.native_sidecar;
+    match &spec.init_containers {
+        Some(_) => {
+            ops.push(add(&["spec", "initContainers", "0"], init));
+            if sidecar_in_init {
+                ops.push(add(&["spec", "initContainers", "1"], proxy.clone()));
+            }
+        }
+        None => {
+            let mut list = vec![init];
+            if sidecar_in_init {
+                list.push(proxy.clone());
+            }
+            ops.push(add(&["spec", "initContainers"], Value::Array(list)));
+        }
+    }
+    if !sidecar_in_init {
+        ops.push(add(&["spec", "containers", "0"], proxy));
+    }
+    Ok(Outcome::Injected {
+        patch: Patch(ops),
+        warnings,
+    })
+}
+
+fn encode(what: &'static str, value: &impl serde::Serialize) -> Result<Value, InjectError> {
+    serde_json::to_value(value).map_err(|source| InjectError::Encode { what, source })
+}
+
+fn add(path: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(path.iter().copied()),
+        value,
+    })
+}
+
+/// Adds `entries` to `metadata.<field>`: one operation per key when the map exists (so keys
+/// already there are kept), else one creating the map.
+fn add_entries(
+    ops: &mut Vec<PatchOperation>,
+    field: &str,
+    exists: bool,
+    entries: BTreeMap<String, String>,
+) {
+    if exists {
+        for (key, value) in entries {
+            ops.push(add(&["metadata", field, &key], Value::String(value)));
+        }
+    } else {
+        let map = entries
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        ops.push(add(&["metadata", field], Value::Object(map)));
+    }
+}
+
+/// Parses a comma-separated port list from annotation `name`; entries that are not ports are
+/// left out with a warning.
+fn parse_ports(name: &str, value: Option<&String>, warnings: &mut Vec<String>) -> Vec<NonZeroU16> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let mut ports = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry.parse::<NonZeroU16>() {
+            Ok(port) => ports.push(port),
+            Err(_) => warnings.push(format!(
+                "strait.dev injector: annotation {name}: {entry:?} is not a port number (1-65535); ignored"
+            )),
+        }
+    }
+    ports
+}
+
+fn port_list(ports: &[NonZeroU16]) -> String {
+    let mut seen = Vec::new();
+    for port in ports {
+        if !seen.contains(port) {
+            seen.push(*port);
+        }
+    }
+    seen.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn pull_policy(config: &InjectorConfig) -> String {
+    match config.image_pull_policy {
+        PullPolicy::Always => "Always",
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Never => "Never",
+    }
+    .to_owned()
+}
+
+fn resources(config: &InjectorConfig) -> ResourceRequirements {
+    let quantities = |map: &BTreeMap<String, String>| {
+        (!map.is_empty()).then(|| {
+            map.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    ResourceRequirements {
+        requests: quantities(&config.resources.requests),
+        limits: quantities(&config.resources.limits),
+        ..Default::default()
+    }
+}
+
+/// The init container that installs the iptables redirection in the pod's network namespace.
+fn init_container(
+    config: &InjectorConfig,
+    skip_inbound: &[NonZeroU16],
+    skip_outbound: &[NonZeroU16],
+) -> Container {
+    let mut args = vec![
+        "init".to_owned(),
+        "--proxy-uid".to_owned(),
+        config.proxy_uid.to_string(),
+        "--inbound-port".to_owned(),
+        config.ports.inbound.to_string(),
+        "--outbound-port".to_owned(),
+        config.ports.outbound.to_string(),
+    ];
+    for (flag, ports) in [
+        ("--skip-inbound-ports", skip_inbound),
+        ("--skip-outbound-ports", skip_outbound),
+    ] {
+        if !ports.is_empty() {
+            args.push(flag.to_owned());
+            args.push(port_list(ports));
+        }
+    }
+    Container {
+        name: INIT_CONTAINER.to_owned(),
+        image: Some(config.image.clone()),
+        image_pull_policy: Some(pull_policy(config)),
+        args: Some(args),
+        resources: Some(resources(config)),
+        security_context: Some(SecurityContext {
+            // iptables needs root and these two capabilities; nothing else.
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn env_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: field_path.to_owned(),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn http_probe(path: &str, port: NonZeroU16) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(i32::from(port.get())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The proxy: a native sidecar (init container, `restartPolicy: Always`) or a plain container.
+fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
+    let ports = &config.ports;
+    let listen = |port: NonZeroU16| format!("0.0.0.0:{port}");
+    let inbound_mode = match config.inbound_mode {
+        InboundMode::Permissive => "permissive",
+        InboundMode::Strict => "strict",
+    };
+    let log_format = match config.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    let env = vec![
+        env("STRAIT_MODE", "pod"),
+        env("STRAIT_CONTROL_PLANE", &config.control_plane_address),
+        env(
+            "STRAIT_CONTROL_PLANE_IDENTITY",
+            &config.control_plane_identity,
+        ),
+        env("STRAIT_TRUST_DOMAIN", &config.trust_domain),
+        env("STRAIT_TRUST_ANCHORS_PEM", anchors_pem),
+        env_field("STRAIT_NAMESPACE", "metadata.namespace"),
+        env_field("STRAIT_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        env_field("STRAIT_WORKLOAD", "metadata.name"),
+        env("STRAIT_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+        env("STRAIT_INBOUND_MODE", inbound_mode),
+        env("STRAIT_LOG", &config.log_level),
+        env("STRAIT_LOG_FORMAT", log_format),
+        env("STRAIT_OUTBOUND_ADDR", listen(ports.outbound)),
+        env("STRAIT_INBOUND_ADDR", listen(ports.inbound)),
+        env("STRAIT_ADMIN_ADDR", listen(ports.admin)),
+    ];
+    let container_port = |name: &str, port: NonZeroU16| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(port.get()),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let native = config.native_sidecar;
+    Container {
+        name: PROXY_CONTAINER.to_owned(),
+        image: Some(config.image.clone()),
+        image_pull_policy: Some(pull_policy(config)),
+        args: Some(vec!["run".into()]),
+        env: Some(env),
+        ports: Some(vec![
+            container_port(INBOUND_PORT_NAME, ports.inbound),
+            container_port(ADMIN_PORT_NAME, ports.admin),
+        ]),
+        readiness_probe: Some(http_probe("/ready", ports.admin)),
+        liveness_probe: Some(http_probe("/live", ports.admin)),
+        // As a native sidecar, the app containers start only once this probe passes.
+        startup_probe: native.then(|| Probe {
+            period_seconds: Some(1),
+            failure_threshold: Some(120),
+            ..http_probe("/ready", ports.admin)
+        }),
+        restart_policy: native.then(|| "Always".to_owned()),
+        resources: Some(resources(config)),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(config.proxy_uid),
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: None,
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: TOKEN_VOLUME.to_owned(),
+            mount_path: TOKEN_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// The projected service-account token the proxy presents to `Identity.Certify`.
+fn token_volume(config: &InjectorConfig) -> Volume {
+    Volume {
+        name: TOKEN_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(config.token_audience.clone()),
+                    expiration_seconds: Some(config.token_expiration_seconds),
+                    path: "token".to_owned(),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANCHORS: &str = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+
+    fn pod(json: Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn app_pod(annotations: Value) -> Pod {
+        pod(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        }))
+    }
+
+    /// Applies the outcome's patch and returns the patched pod.
+    fn patched(original: &Pod, outcome: &Outcome) -> Pod {
+        let Outcome::Injected { patch, .. } = outcome else {
+            panic!("not injected: {outcome:?}")
+        };
+        let mut doc = serde_json::to_value(original).unwrap();
+        json_patch::patch(&mut doc, patch).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn init_args(pod: &Pod) -> Vec<String> {
+        let init = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, INIT_CONTAINER);
+        init.args.clone().unwrap()
+    }
+
+    #[test]
+    fn the_annotation_decides_unless_the_namespace_asked() {
+        let config = InjectorConfig::default();
+        let enabled = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        let disabled = app_pod(serde_json::json!({"strait.dev/inject": "disabled"}));
+        let silent = app_pod(serde_json::json!({}));
+        let decide = |p: &Pod, ns| inject(p, ns, &config, ANCHORS).unwrap().result();
+        assert_eq!(decide(&enabled, false), "injected");
+        assert_eq!(decide(&silent, false), "skipped");
+        assert_eq!(decide(&silent, true), "injected");
+        assert_eq!(
+            inject(&disabled, true, &config, ANCHORS).unwrap(),
+            Outcome::OptedOut
+        );
+    }
+
+    #[test]
+    fn native_sidecar_puts_init_then_proxy_before_existing_init_containers() {
+        let original = pod(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "app:1"}],
+                "containers": [{"name": "app", "image": "app:1"}],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            }
+        }));
+        let outcome = inject(&original, true, &InjectorConfig::default(), ANCHORS).unwrap();
+        let pod = patched(&original, &outcome);
+        let spec = pod.spec.as_ref().unwrap();
+        let names: Vec<_> = spec
+            .init_containers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, [INIT_CONTAINER, PROXY_CONTAINER, "migrate"]);
+        assert_eq!(spec.containers.len(), 1);
+        let volumes: Vec<_> = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data", TOKEN_VOLUME]);
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["app"], "web");
+        assert_eq!(labels[PROXIED], "true");
+        assert_eq!(
+            init_args(&pod),
+            [
+                "init",
+                "--proxy-uid",
+                "2102",
+                "--inbound-port",
+                "4143",
+                "--outbound-port",
+                "4140",
+                "--skip-inbound-ports",
+                "4191"
+            ]
+        );
+    }
+
+    #[test]
+    fn classic_mode_puts_the_proxy_first_and_keeps_kubectl_on_the_app() {
+        let config = InjectorConfig {
+            native_sidecar: false,
+            ..Default::default()
+        };
+        let original = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        let pod = patched(
+            &original,
+            &inject(&original, false, &config, ANCHORS).unwrap(),
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].name, PROXY_CONTAINER);
+        assert_eq!(spec.containers[0].restart_policy, None);
+        assert_eq!(spec.containers[0].startup_probe, None);
+        assert_eq!(spec.init_containers.as_ref().unwrap().len(), 1);
+        let annotations = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations[DEFAULT_CONTAINER], "app");
+        assert_eq!(annotations[INJECTED], VERSION);
+        assert_eq!(annotations[PROXY_INBOUND_PORT], "4143");
+    }
+
+    #[test]
+    fn skip_ports_merge_config_and_annotations_and_bad_entries_become_warnings() {
+        let port = |p| NonZeroU16::new(p).unwrap();
+        let config = InjectorConfig {
+            skip_inbound_ports: vec![port(9000)],
+            skip_outbound_ports: vec![port(5432)],
+            ..Default::default()
+        };
+        let original = app_pod(serde_json::json!({
+            "strait.dev/inject": "enabled",
+            "strait.dev/skip-inbound-ports": "8080, 9000,http,70000",
+            "strait.dev/skip-outbound-ports": "6379,"
+        }));
+        let outcome = inject(&original, false, &config, ANCHORS).unwrap();
+        let Outcome::Injected { warnings, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("\"http\""), "{warnings:?}");
+        assert!(warnings[1].contains("\"70000\""), "{warnings:?}");
+        let args = init_args(&patched(&original, &outcome));
+        assert_eq!(
+            args[7..],
+            [
+                "--skip-inbound-ports",
+                "4191,9000,8080",
+                "--skip-outbound-ports",
+                "5432,6379"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pod_with_a_proxy_is_left_alone() {
+        let config = InjectorConfig::default();
+        let original = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        let once = patched(
+            &original,
+            &inject(&original, false, &config, ANCHORS).unwrap(),
+        );
+        assert_eq!(
+            inject(&once, false, &config, ANCHORS).unwrap(),
+            Outcome::AlreadyInjected
+        );
+    }
+}

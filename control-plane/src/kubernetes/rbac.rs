@@ -1,0 +1,94 @@
+//! Every Kubernetes API permission the control plane uses, declared once: the watchers and the
+//! token check use these resources, and the Helm chart's ClusterRole grants exactly this set
+//! (the chart test compares the rendered role with [`RBAC`]).
+
+/// One permission: `verbs` on `resource` in API group `group` (`""` is the core group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permission {
+    /// API group; `""` for the core group.
+    pub group: &'static str,
+    /// Plural resource name.
+    pub resource: &'static str,
+    /// The verbs used on it.
+    pub verbs: &'static [&'static str],
+}
+
+const WATCH: &[&str] = &["get", "list", "watch"];
+
+/// What the control plane does with the Kubernetes API, and nothing more.
+pub const RBAC: &[Permission] = &[
+    // Watched into the configuration model.
+    Permission {
+        group: "",
+        resource: "services",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "",
+        resource: "pods",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "grpcroutes",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "backendpolicies",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "authorizationpolicies",
+        verbs: WATCH,
+    },
+    Permission {
+        group: "strait.dev",
+        resource: "meshconfigs",
+        verbs: WATCH,
+    },
+    // Bootstrap tokens of `Identity.Certify` are checked with TokenReview.
+    Permission {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: &["create"],
+    },
+    // Invalid objects are reported as Events on them (kube-runtime's recorder writes the
+    // events.k8s.io kind).
+    Permission {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubernetes::kinds::Kind;
+
+    #[test]
+    fn every_watched_kind_is_granted_get_list_and_watch() {
+        for kind in Kind::ALL {
+            let (group, _, _, plural) = kind.gvk();
+            assert!(
+                RBAC.iter()
+                    .any(|p| p.group == group && p.resource == plural && p.verbs == WATCH),
+                "{plural}.{group} is watched but not granted"
+            );
+        }
+        let watched = RBAC.iter().filter(|p| p.verbs == WATCH).count();
+        assert_eq!(watched, Kind::ALL.len(), "a granted watch no kind uses");
+    }
+}
