@@ -241,3 +241,36 @@ impl World {
             .collect()
     }
 }
+
+/// Longest a proxy gets to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Drop for World {
+    /// Stops the proxies with SIGTERM, as Kubernetes does, so they exit through their own
+    /// shutdown (a profiler wrapping them writes its data at exit); only a proxy still
+    /// running after [`STOP_TIMEOUT`] is killed, by the harness.
+    fn drop(&mut self) {
+        let proxies: Vec<&mut strait_tests::process::Process> = match &mut self.processes {
+            Processes::None => Vec::new(),
+            Processes::Plain(mesh) => vec![&mut mesh.client.process, &mut mesh.server.process],
+            Processes::Mtls(mesh) => mesh
+                .proxies
+                .values_mut()
+                .map(|proxy| &mut proxy.process)
+                .collect(),
+        };
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        let mut running = Vec::new();
+        for process in proxies {
+            process.signal(nix::sys::signal::Signal::SIGTERM);
+            running.push(process);
+        }
+        while std::time::Instant::now() < deadline {
+            running.retain_mut(|p| !p.has_exited());
+            if running.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

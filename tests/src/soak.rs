@@ -455,7 +455,14 @@ mod tests {
     #[test]
     fn steady_memory_and_descriptors_with_noise_pass() {
         let samples = series(
-            |t| 20 * MIB + if (t as u64 / 5) % 2 == 0 { MIB } else { 0 },
+            |t| {
+                20 * MIB
+                    + if (t as u64 / 5).is_multiple_of(2) {
+                        MIB
+                    } else {
+                        0
+                    }
+            },
             |t| 110 + (t as usize / 5) % 3,
             0,
         );
