@@ -228,10 +228,11 @@ impl Counters {
 /// through the proxy's outbound listener, and judges it. `on_sample` sees every sample as
 /// it is taken (the benchmark prints them).
 ///
-/// Raises the open-file limit first (the client side of every connection lives in this
-/// process, and the proxy inherits the limit).
+/// Raises the open-file limit first: this process holds the client side of every
+/// connection and the proxy, which inherits the limit, the other side; each needs one
+/// descriptor per connection plus a margin for pools, listeners and files.
 pub async fn run(settings: &Settings, mut on_sample: impl FnMut(&Sample)) -> Report {
-    let wanted = settings.connections as u64 * 2 + 1024;
+    let wanted = settings.connections as u64 + 1024;
     let limit = procstat::raise_fd_limit(wanted).expect("raising the open-file limit");
     assert!(
         limit >= wanted,
