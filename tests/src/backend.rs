@@ -168,6 +168,8 @@ impl HttpBackend {
                     _ = kill.changed() => return,
                 };
                 accepted_count.fetch_add(1, Ordering::SeqCst);
+                // As real servers do: answers are small writes that must leave at once.
+                let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let open = open.clone();
                 let mut kill = kill.clone();
@@ -530,7 +532,11 @@ pub async fn start_grpc() -> SocketAddr {
         .expect("binding the gRPC backend");
     let addr = listener.local_addr().expect("gRPC address");
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+            let stream = stream?;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        });
         tonic::transport::Server::builder()
             .add_service(crate::grpc::EchoServer::new(crate::grpc::EchoService))
             .serve_with_incoming(incoming)

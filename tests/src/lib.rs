@@ -23,5 +23,7 @@ pub mod netns;
 pub mod otlp;
 pub mod ports;
 pub mod process;
+pub mod procstat;
 pub mod snapshot;
+pub mod soak;
 pub mod tls_client;

@@ -1,0 +1,173 @@
+//! `strait-bench`: the benchmark command. `run` compares `direct`, `mesh-plain` and
+//! `mesh-mtls` side by side for HTTP/1.1, HTTP/2, gRPC and TCP through the real binaries;
+//! `soak` holds many connections under steady load for a long time. Both print their tables
+//! and record them (dated markdown and JSON, and a section appended to bench/RESULTS.md).
+//!
+//! `scripts/bench` builds the release binaries and runs this with its arguments.
+
+mod clients;
+mod handshakes;
+mod latency;
+mod machine;
+mod markdown;
+mod record;
+mod resources;
+mod results;
+mod settings;
+mod soak_command;
+mod suite;
+mod tcp_backend;
+mod throughput;
+mod world;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::machine::Machine;
+use crate::record::Record;
+use crate::results::Results;
+use crate::settings::{Output, Settings, SoakArgs};
+
+/// Strait's benchmark command.
+#[derive(Parser)]
+#[command(name = "strait-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// direct vs mesh-plain vs mesh-mtls for HTTP/1.1, HTTP/2, gRPC and TCP, in each proxy mode.
+    Run(Box<Settings>),
+    /// Many connections through one proxy under steady load; judges RSS, fds and errors.
+    Soak(Box<SoakArgs>),
+}
+
+/// The command line as typed: `scripts/bench` passes its own invocation on, so the history
+/// shows the command a reader would run.
+fn command_line() -> String {
+    std::env::var("STRAIT_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        format!("strait-bench {}", args.join(" "))
+    })
+}
+
+fn use_binaries(output: &Output) -> anyhow::Result<PathBuf> {
+    let dir = match &output.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("locating strait-bench")?
+            .parent()
+            .context("strait-bench has no directory")?
+            .to_owned(),
+    };
+    for binary in ["strait-proxy", "strait-control-plane"] {
+        anyhow::ensure!(
+            dir.join(binary).exists(),
+            "{} has no {binary}: build it (scripts/bench does) or pass --bin-dir",
+            dir.display()
+        );
+    }
+    strait_tests::binaries::use_dir(&dir);
+    Ok(dir)
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn report_written(paths: &[PathBuf]) {
+    for path in paths {
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let bin_dir = use_binaries(&settings.output)?;
+    let machine = Machine::read();
+    let commit = machine::commit(repo_root());
+    let (day, minute) = machine::now();
+    eprintln!(
+        "strait-bench run: binaries from {}, {}",
+        bin_dir.display(),
+        machine.describe()
+    );
+    let (modes, tracing) = suite::run(&settings).await?;
+    let targets = modes.first().map(results::targets).unwrap_or_default();
+    let results = Results {
+        date: minute.clone(),
+        commit: commit.clone(),
+        command: command_line(),
+        machine,
+        settings: settings.clone(),
+        modes,
+        tracing,
+        targets,
+    };
+    let markdown = markdown::render(&results);
+    println!("{markdown}");
+    if !settings.output.no_record {
+        let json = serde_json::to_value(&results).context("encoding the results")?;
+        let written = record::write(
+            &settings.output,
+            &Record {
+                day: &day,
+                minute: &minute,
+                commit: &commit,
+                kind: "",
+                title: "Benchmark: direct vs mesh-plain vs mesh-mtls",
+                markdown: &markdown,
+                json: &json,
+            },
+        )?;
+        report_written(&written);
+    }
+    Ok(())
+}
+
+async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    use_binaries(&args.output)?;
+    let machine = Machine::read();
+    let commit = machine::commit(repo_root());
+    let (day, minute) = machine::now();
+    let report = soak_command::run(&args).await?;
+    let command = command_line();
+    let markdown = soak_command::render(&report, &machine.describe(), &command);
+    println!("{markdown}");
+    if !args.output.no_record {
+        let json = serde_json::json!({
+            "date": minute,
+            "commit": commit,
+            "command": command,
+            "machine": machine,
+            "soak": report,
+            "pass": report.verdict.pass(),
+        });
+        let written = record::write(
+            &args.output,
+            &Record {
+                day: &day,
+                minute: &minute,
+                commit: &commit,
+                kind: "soak",
+                title: "Soak",
+                markdown: &markdown,
+                json: &json,
+            },
+        )?;
+        report_written(&written);
+    }
+    anyhow::ensure!(report.verdict.pass(), "the soak failed its criterion");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(settings) => run(*settings).await,
+        Command::Soak(args) => soak(*args).await,
+    }
+}

@@ -1,0 +1,216 @@
+//! The results of one benchmark run as data: what the JSON file holds and the markdown is
+//! rendered from, plus the comparison with issue 9's targets.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::clients::Protocol;
+use crate::handshakes::Handshakes;
+use crate::latency::{Rated, Summary};
+use crate::machine::Machine;
+use crate::resources::ManyConnections;
+use crate::settings::Settings;
+use crate::throughput::Throughput;
+use crate::world::Scenario;
+
+/// One run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    /// When it ran (UTC).
+    pub date: String,
+    /// The commit measured (`-dirty` when the tree had changes).
+    pub commit: String,
+    /// The command as typed.
+    pub command: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// How it ran.
+    pub settings: Settings,
+    /// One entry per proxy mode.
+    pub modes: Vec<ModeResults>,
+    /// Metrics + tracing overhead (first mode, `mesh-mtls`, HTTP/1.1).
+    pub tracing: Vec<TracingRow>,
+    /// Issue 9's targets against this run.
+    pub targets: Vec<TargetRow>,
+}
+
+/// Everything measured with the proxies in one mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeResults {
+    /// `threads-1` or `default`.
+    pub mode: String,
+    /// The proxies' `--threads` (0: one per core).
+    pub threads: usize,
+    /// One per protocol and scenario.
+    pub cells: Vec<Cell>,
+    /// One per scenario with proxies.
+    pub memory: Vec<Memory>,
+    /// One per scenario.
+    pub connections: Vec<ConnectionRow>,
+}
+
+/// One protocol through one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// One call at a time on one connection.
+    pub closed_loop: Summary,
+    /// At the fixed rate, from intended start times.
+    pub fixed_rate: Rated,
+    /// Proxies' CPU µs per request during the fixed-rate run, by role.
+    pub fixed_rate_cpu_us: BTreeMap<String, f64>,
+    /// At the fixed concurrency, as fast as it goes.
+    pub throughput: Throughput,
+    /// Proxies' CPU µs per request (TCP: per MiB) during the throughput run, by role.
+    pub throughput_cpu_us: BTreeMap<String, f64>,
+}
+
+/// The proxies' memory in one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct Memory {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// RSS (MiB) by role after start, before any traffic.
+    pub idle_mib: BTreeMap<String, f64>,
+    /// Peak RSS (MiB) by role over every measurement of the scenario.
+    pub load_peak_mib: BTreeMap<String, f64>,
+    /// RSS with many client connections open.
+    pub many: ManyConnections,
+}
+
+/// New connections per second through one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionRow {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What was achieved.
+    pub result: Handshakes,
+    /// Proxies' CPU µs per connection, by role.
+    pub cpu_us: BTreeMap<String, f64>,
+}
+
+/// `mesh-mtls` HTTP/1.1 with one tracing setting.
+#[derive(Clone, Debug, Serialize)]
+pub struct TracingRow {
+    /// `no collector`, `sampling 0`, `sampling 1`.
+    pub variant: String,
+    /// One call at a time on one connection.
+    pub closed_loop: Summary,
+    /// At the fixed rate.
+    pub fixed_rate: Rated,
+    /// Proxies' CPU µs per request during the fixed-rate run.
+    pub fixed_rate_cpu_us: BTreeMap<String, f64>,
+    /// At the fixed concurrency.
+    pub throughput: Throughput,
+    /// Proxies' CPU µs per request during the throughput run.
+    pub throughput_cpu_us: BTreeMap<String, f64>,
+    /// Spans the in-process OTLP sink received.
+    pub spans: usize,
+}
+
+/// One of issue 9's targets.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetRow {
+    /// The target as the issue states it.
+    pub target: String,
+    /// What this run measured.
+    pub measured: String,
+    /// Whether it is met.
+    pub met: bool,
+}
+
+impl ModeResults {
+    /// The cell of `protocol` through `scenario`.
+    pub fn cell(&self, protocol: Protocol, scenario: Scenario) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.protocol == protocol && c.scenario == scenario)
+    }
+}
+
+fn max_value(map: &BTreeMap<String, f64>) -> f64 {
+    map.values().copied().fold(0.0, f64::max)
+}
+
+/// Issue 9's targets, judged on `mode` (the one-thread mode, as the issue asks).
+pub fn targets(mode: &ModeResults) -> Vec<TargetRow> {
+    let mut rows = Vec::new();
+    let mtls = |p| mode.cell(p, Scenario::MeshMtls);
+    let direct = |p| mode.cell(p, Scenario::Direct);
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        if let Some(cell) = mtls(protocol) {
+            let cpu = max_value(&cell.throughput_cpu_us);
+            rows.push(TargetRow {
+                target: format!(
+                    "CPU ≤ 15 µs per request per proxy, {} mTLS",
+                    protocol.label()
+                ),
+                measured: format!(
+                    "{cpu:.1} µs (busiest proxy, at max throughput); {:.1} µs at the fixed rate",
+                    max_value(&cell.fixed_rate_cpu_us)
+                ),
+                met: cpu <= 15.0,
+            });
+        }
+        if let (Some(cell), Some(base)) = (mtls(protocol), direct(protocol)) {
+            let share = cell.throughput.per_second / base.throughput.per_second.max(f64::EPSILON);
+            rows.push(TargetRow {
+                target: format!(
+                    "max throughput of mesh-mtls ≥ 45 % of direct, {}",
+                    protocol.label()
+                ),
+                measured: format!("{:.0} %", share * 100.0),
+                met: share >= 0.45,
+            });
+        }
+    }
+    for protocol in Protocol::ALL {
+        if let (Some(cell), Some(base)) = (mtls(protocol), direct(protocol)) {
+            let closed = (cell.closed_loop.p50_us - base.closed_loop.p50_us) / 1000.0;
+            let p50 = (cell.fixed_rate.latency.p50_us - base.fixed_rate.latency.p50_us) / 1000.0;
+            let p99 = (cell.fixed_rate.latency.p99_us - base.fixed_rate.latency.p99_us) / 1000.0;
+            rows.push(TargetRow {
+                target: format!(
+                    "added latency ≤ 0.1 ms p50 closed-loop; ≤ 0.2 ms p50, ≤ 1 ms p99 at the fixed rate, {}",
+                    protocol.label()
+                ),
+                measured: format!("{closed:+.3} ms; {p50:+.3} ms p50, {p99:+.3} ms p99"),
+                met: closed <= 0.1 && p50 <= 0.2 && p99 <= 1.0,
+            });
+        }
+    }
+    if let Some(memory) = mode
+        .memory
+        .iter()
+        .find(|m| m.scenario == Scenario::MeshMtls)
+    {
+        let idle = max_value(&memory.idle_mib);
+        let many = max_value(&memory.many.rss_mib);
+        rows.push(TargetRow {
+            target: "proxy RSS ≤ 10 MiB idle".into(),
+            measured: format!("{idle:.1} MiB (larger proxy)"),
+            met: idle <= 10.0,
+        });
+        rows.push(TargetRow {
+            target: format!(
+                "proxy RSS ≤ 30 MiB with {} client connections",
+                memory.many.connections
+            ),
+            measured: format!("{many:.1} MiB (larger proxy)"),
+            met: many <= 30.0,
+        });
+    }
+    if let Some(cell) = mtls(Protocol::Tcp) {
+        let gbs = cell.throughput.per_second / 1e9;
+        rows.push(TargetRow {
+            target: "long TCP stream through mesh-mtls ≥ 1 GB/s".into(),
+            measured: format!("{gbs:.2} GB/s"),
+            met: gbs >= 1.0,
+        });
+    }
+    rows
+}
