@@ -18,7 +18,7 @@ use rustls::pki_types::{
 };
 use strait_identity::SpiffeId;
 use strait_identity::pem::{self, PemError};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
 
 /// Where the CA's material lives.
 #[derive(Clone, Debug)]
@@ -291,6 +291,13 @@ impl Ca {
                 csr.public_key.algorithm()
             )));
         }
+        // rcgen's algorithm above is the signature's, which for ECDSA names the hash only: a
+        // P-384 key signed with SHA-256 passes it, and would be issued a P-256 leaf that
+        // holds a P-384 point. The key's own declaration decides.
+        let key = key_type(csr_der);
+        if key != "ECDSA P-256" {
+            return Err(CsrError::UnsupportedKey(key));
+        }
         let params = self
             .leaf_params(identity, &[])
             .map_err(|e| CsrError::Sign(e.to_string()))?;
@@ -368,6 +375,27 @@ impl Ca {
             time::OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(now + ttl);
         params.serial_number = Some(random_serial());
         Ok(params)
+    }
+}
+
+/// The key type a CSR's SubjectPublicKeyInfo declares, e.g. "ECDSA P-256".
+fn key_type(csr_der: &[u8]) -> String {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    };
+    let Ok((_, csr)) = X509CertificationRequest::from_der(csr_der) else {
+        return "a key that does not parse".into();
+    };
+    let algorithm = &csr.certification_request_info.subject_pki.algorithm;
+    if algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return format!("key algorithm {}", algorithm.algorithm);
+    }
+    match algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()) {
+        Some(curve) if curve == OID_EC_P256 => "ECDSA P-256".into(),
+        Some(curve) if curve == OID_NIST_EC_P384 => "ECDSA P-384".into(),
+        Some(curve) if curve == OID_NIST_EC_P521 => "ECDSA P-521".into(),
+        Some(curve) => format!("ECDSA on curve {curve}"),
+        None => "ECDSA without a named curve".into(),
     }
 }
 
@@ -536,6 +564,20 @@ mod tests {
                 .reason(),
             "csr-too-large"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Found by review while writing the CSR fuzz target: the key check looked at the
+    /// CSR's signature algorithm, which for ECDSA names the hash, not the curve.
+    #[test]
+    fn a_p384_key_signed_with_sha256_is_refused_as_an_unsupported_key() {
+        let dir = scratch("p384-sha256");
+        let ca = dev_ca(&dir);
+        let id: SpiffeId = "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap();
+        let csr = include_bytes!("../tests/data/csr-p384-signed-ecdsa-with-sha256.der");
+        let err = ca.sign(csr, &id).unwrap_err();
+        assert_eq!(err.reason(), "unsupported-key-type", "{err}");
+        assert!(err.to_string().contains("P-384"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
