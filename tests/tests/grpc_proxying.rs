@@ -34,6 +34,26 @@ async fn unary_calls_pass_through() {
     assert_eq!(reply.into_inner().message, "hello mesh");
 }
 
+/// h2 answers a peer that sends more than 100 empty, non-final DATA frames on one connection
+/// with GOAWAY `ENHANCE_YOUR_CALM`; a proxy that passed on the empty frames tonic ends a
+/// message with would break every long-lived gRPC connection after 100 calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn hundreds_of_unary_calls_share_one_connection_through_both_proxies() {
+    let backend = start_grpc().await;
+    let mesh = LocalMesh::start(&[("grpc", backend)]);
+    let mut client = client(&mesh).await;
+    for i in 0..400 {
+        let reply = client
+            .say(EchoRequest {
+                message: format!("call {i}"),
+                fail_with: 0,
+            })
+            .await
+            .unwrap_or_else(|status| panic!("call {i} failed: {status}"));
+        assert_eq!(reply.into_inner().message, format!("call {i}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_ok_status_and_its_message_arrive_intact_in_the_trailers() {
     let backend = start_grpc().await;

@@ -95,7 +95,9 @@ where
         let timers = in_service.clone();
         timers.request_started();
         let grpc = is_grpc(&request);
-        let response = (request_line_len(&request) <= max_line).then(|| handle(request));
+        // Boxed: a request's future is large (routing, retries, pools), and hyper moves the
+        // future it is given into its own storage on every request; moving a box is free.
+        let response = (request_line_len(&request) <= max_line).then(|| Box::pin(handle(request)));
         async move {
             let response = match response {
                 Some(response) => response.await,
