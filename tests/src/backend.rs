@@ -122,6 +122,7 @@ pub struct HttpBackend {
     pub faults: Arc<Faults>,
     requests: Arc<AtomicU64>,
     max_in_flight: Arc<AtomicU64>,
+    cancelled: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
     accepted: Arc<AtomicU64>,
     killed: tokio::sync::watch::Sender<bool>,
@@ -142,6 +143,7 @@ impl HttpBackend {
         let addr = listener.local_addr().expect("backend address");
         let requests = Arc::new(AtomicU64::new(0));
         let max_in_flight = Arc::new(AtomicU64::new(0));
+        let cancelled = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(Faults::default());
         let connections = Arc::new(AtomicU64::new(0));
         let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -151,6 +153,7 @@ impl HttpBackend {
             requests: requests.clone(),
             in_flight: AtomicU64::new(0),
             max_in_flight: max_in_flight.clone(),
+            cancelled: cancelled.clone(),
             faults: faults.clone(),
         });
         let open = connections.clone();
@@ -184,7 +187,9 @@ impl HttpBackend {
                         let activity = activity.clone();
                         async move {
                             activity.begin();
+                            let unfinished = Unfinished(Some(state.cancelled.clone()));
                             let response = state.handle(request).await;
+                            unfinished.finish();
                             activity.end();
                             Ok::<_, Infallible>(response)
                         }
@@ -209,6 +214,7 @@ impl HttpBackend {
             faults,
             requests,
             max_in_flight,
+            cancelled,
             connections,
             accepted,
             killed,
@@ -242,6 +248,12 @@ impl HttpBackend {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests whose handling was abandoned before the answer was ready: the client side
+    /// (the proxy) reset the stream or closed the connection.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
     /// The most `/slow` requests that were in progress at the same time.
     pub fn max_in_flight(&self) -> u64 {
         self.max_in_flight.load(Ordering::SeqCst)
@@ -254,7 +266,25 @@ struct State {
     requests: Arc<AtomicU64>,
     in_flight: AtomicU64,
     max_in_flight: Arc<AtomicU64>,
+    cancelled: Arc<AtomicU64>,
     faults: Arc<Faults>,
+}
+
+/// Counts a request as cancelled when its handling is dropped before it finishes.
+struct Unfinished(Option<Arc<AtomicU64>>);
+
+impl Unfinished {
+    fn finish(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(cancelled) = &self.0 {
+            cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Requests in progress on one connection and when the last one ended.

@@ -264,3 +264,53 @@ async fn an_endpoint_that_refuses_connections_gets_a_502_that_says_where() {
         "the inbound proxy logs the app address it could not reach:\n{server_logs}"
     );
 }
+
+/// Waits up to `timeout` for `done`.
+async fn eventually(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_client_cancels_is_cancelled_upstream_at_once() {
+    let backend = HttpBackend::start("web").await;
+    // The app would take 10 s to answer; a cancellation must not wait for that.
+    backend
+        .faults
+        .delay_ms
+        .store(10_000, std::sync::atomic::Ordering::SeqCst);
+    let mesh = LocalMesh::start(&[("web", backend.addr)]);
+
+    // HTTP/2: the client resets the stream (dropping the response future sends RST_STREAM).
+    let mut sender = client::http2(mesh.client.outbound).await;
+    let request = Request::get("http://web.demo/")
+        .body(client::empty())
+        .unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(request).await });
+    assert!(eventually(Duration::from_secs(5), || backend.requests() == 1).await);
+    pending.abort();
+    assert!(
+        eventually(Duration::from_secs(1), || backend.cancelled() == 1).await,
+        "an HTTP/2 stream reset by the client still runs at the app"
+    );
+
+    // HTTP/1.1: the client closes its connection mid-request.
+    let mut sender = client::http1(mesh.client.outbound).await;
+    let request = Request::get("/")
+        .header("host", "web.demo")
+        .body(client::empty())
+        .unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(request).await });
+    assert!(eventually(Duration::from_secs(5), || backend.requests() == 2).await);
+    pending.abort();
+    assert!(
+        eventually(Duration::from_secs(1), || backend.cancelled() == 2).await,
+        "a request whose client went away still runs at the app"
+    );
+}
