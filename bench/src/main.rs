@@ -1,11 +1,13 @@
 //! `strait-bench`: the benchmark command. `run` compares `direct`, `mesh-plain` and
 //! `mesh-mtls` side by side for HTTP/1.1, HTTP/2, gRPC and TCP through the real binaries;
-//! `soak` holds many connections under steady load for a long time. Both print their tables
-//! and record them (dated markdown and JSON, and a section appended to bench/RESULTS.md).
+//! `soak` holds many connections under steady load for a long time; `discovery` times one
+//! configuration change reaching thousands of watching proxies. Each prints its tables and
+//! records them (dated markdown and JSON, and a section appended to bench/RESULTS.md).
 //!
 //! `scripts/bench` builds the release binaries and runs this with its arguments.
 
 mod clients;
+mod discovery_fanout;
 mod handshakes;
 mod latency;
 mod machine;
@@ -28,7 +30,7 @@ use clap::{Parser, Subcommand};
 use crate::machine::Machine;
 use crate::record::Record;
 use crate::results::Results;
-use crate::settings::{Output, Settings, SoakArgs};
+use crate::settings::{DiscoveryArgs, Output, Settings, SoakArgs};
 
 /// Strait's benchmark command.
 #[derive(Parser)]
@@ -44,6 +46,8 @@ enum Command {
     Run(Box<Settings>),
     /// Many connections through one proxy under steady load; judges RSS, fds and errors.
     Soak(Box<SoakArgs>),
+    /// One configuration change pushed to N watching proxies: time until all have it, CP RSS.
+    Discovery(Box<DiscoveryArgs>),
 }
 
 /// The command line as typed: `scripts/bench` passes its own invocation on, so the history
@@ -164,10 +168,46 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
+    use_binaries(&args.output)?;
+    let machine = Machine::read();
+    let commit = machine::commit(repo_root());
+    let (day, minute) = machine::now();
+    let results = discovery_fanout::run(&args).await?;
+    let command = command_line();
+    let markdown = discovery_fanout::render(&results, &machine.describe(), &command);
+    println!("{markdown}");
+    if !args.output.no_record {
+        let json = serde_json::json!({
+            "date": minute,
+            "commit": commit,
+            "command": command,
+            "machine": machine,
+            "settings": args,
+            "fan_out": results,
+        });
+        let written = record::write(
+            &args.output,
+            &Record {
+                day: &day,
+                minute: &minute,
+                commit: &commit,
+                kind: "discovery",
+                title: "Discovery fan-out",
+                markdown: &markdown,
+                json: &json,
+            },
+        )?;
+        report_written(&written);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(settings) => run(*settings).await,
         Command::Soak(args) => soak(*args).await,
+        Command::Discovery(args) => discovery(*args).await,
     }
 }

@@ -112,3 +112,24 @@ pub struct SoakArgs {
     #[command(flatten)]
     pub output: Output,
 }
+
+/// `strait-bench discovery`: one change fanned out to many watching proxies.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct DiscoveryArgs {
+    /// Watch streams (simulated proxies, each on its own mTLS connection), comma-separated;
+    /// one control plane per count
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    pub streams: Vec<usize>,
+    /// Configuration changes timed per count
+    #[arg(long, default_value_t = 5)]
+    pub changes: usize,
+    /// Connections opened at once while the streams are set up
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// How long every stream may take to get a snapshot before the run fails
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    #[serde(serialize_with = "secs")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub output: Output,
+}

@@ -112,8 +112,10 @@ mod tests {
             spent = cpu_time(pid).unwrap() - before;
         }
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
+        // Every thread of the process counts (the harness has more than this one), so CPU time
+        // may run a little ahead of wall time; what matters is that the units agree.
         assert!(
-            wall.elapsed() >= spent,
+            wall.elapsed() * 3 / 2 >= spent,
             "{spent:?} on CPU in {:?}",
             wall.elapsed()
         );

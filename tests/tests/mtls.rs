@@ -185,11 +185,25 @@ async fn the_inbound_proxy_refuses_every_kind_of_bad_client_certificate() {
             answer.is_err(),
             "{name}: a bad client got through: {answer:?}"
         );
-        let after = metric(
-            &mesh.proxy("backend-1").admin_get("/metrics").await.text(),
-            &line,
-        );
-        assert_eq!(after, before + 1.0, "{name}: expected one more {line}");
+        // The proxy counts the refusal after its alert is on the wire, so the client can see
+        // the failure a moment before the counter moves.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = mesh.proxy("backend-1").admin_get("/metrics").await.text();
+            let after = metric(&text, &line);
+            if after == before + 1.0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: expected one more {line}, have {after} (was {before}); handshake counters:\n{}",
+                text.lines()
+                    .filter(|l| l.starts_with("strait_tls_handshakes_total"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -1,0 +1,27 @@
+//! The integration suites, one module per behaviour area, linked into one test binary
+//! (see `autotests = false` in Cargo.toml). Select one with nextest, e.g.
+//! `cargo nextest run --workspace -E 'test(/^mtls::/)'`.
+
+mod attacks;
+mod authorization;
+mod bad_input;
+mod chaos;
+mod chart;
+mod cli;
+mod configuration;
+mod demo;
+mod discovery;
+mod grpc_proxying;
+mod http_proxying;
+mod identity;
+mod injector;
+mod iptables_redirect;
+mod kubernetes_source;
+mod mtls;
+mod pod_interception;
+mod rotation;
+mod shutdown;
+mod soak;
+mod telemetry;
+mod traffic;
+mod upgrades_and_tcp;
