@@ -83,124 +83,121 @@ fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn report_written(paths: &[PathBuf]) {
-    for path in paths {
-        eprintln!("wrote {}", path.display());
+/// What every recorded run shares: the machine, the commit and the time it started.
+struct Session {
+    machine: Machine,
+    commit: String,
+    day: String,
+    minute: String,
+}
+
+impl Session {
+    fn begin() -> Self {
+        let (day, minute) = machine::now();
+        Self {
+            machine: Machine::read(),
+            commit: machine::commit(repo_root()),
+            day,
+            minute,
+        }
+    }
+
+    /// Prints `markdown` and, unless `--no-record`, writes it with `json` (to which the
+    /// date, commit, command and machine are added) and appends it to the history.
+    fn record(
+        &self,
+        output: &Output,
+        kind: &str,
+        title: &str,
+        markdown: &str,
+        mut json: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        println!("{markdown}");
+        if output.no_record {
+            return Ok(());
+        }
+        if let Some(fields) = json.as_object_mut() {
+            fields.insert("date".into(), self.minute.clone().into());
+            fields.insert("commit".into(), self.commit.clone().into());
+            fields.insert("command".into(), command_line().into());
+            fields.insert(
+                "machine".into(),
+                serde_json::to_value(&self.machine).context("encoding the machine")?,
+            );
+        }
+        let written = record::write(
+            output,
+            &Record {
+                day: &self.day,
+                minute: &self.minute,
+                commit: &self.commit,
+                kind,
+                title,
+                markdown,
+                json: &json,
+            },
+        )?;
+        for path in written {
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
     }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let bin_dir = use_binaries(&settings.output)?;
-    let machine = Machine::read();
-    let commit = machine::commit(repo_root());
-    let (day, minute) = machine::now();
+    let session = Session::begin();
     eprintln!(
         "strait-bench run: binaries from {}, {}",
         bin_dir.display(),
-        machine.describe()
+        session.machine.describe()
     );
     let (modes, tracing) = suite::run(&settings).await?;
     let targets = modes.first().map(results::targets).unwrap_or_default();
     let results = Results {
-        date: minute.clone(),
-        commit: commit.clone(),
+        date: session.minute.clone(),
+        commit: session.commit.clone(),
         command: command_line(),
-        machine,
+        machine: session.machine.clone(),
         settings: settings.clone(),
         modes,
         tracing,
         targets,
     };
-    let markdown = markdown::render(&results);
-    println!("{markdown}");
-    if !settings.output.no_record {
-        let json = serde_json::to_value(&results).context("encoding the results")?;
-        let written = record::write(
-            &settings.output,
-            &Record {
-                day: &day,
-                minute: &minute,
-                commit: &commit,
-                kind: "",
-                title: "Benchmark: direct vs mesh-plain vs mesh-mtls",
-                markdown: &markdown,
-                json: &json,
-            },
-        )?;
-        report_written(&written);
-    }
-    Ok(())
+    let json = serde_json::to_value(&results).context("encoding the results")?;
+    session.record(
+        &settings.output,
+        "",
+        "Benchmark: direct vs mesh-plain vs mesh-mtls",
+        &markdown::render(&results),
+        json,
+    )
 }
 
 async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     use_binaries(&args.output)?;
-    let machine = Machine::read();
-    let commit = machine::commit(repo_root());
-    let (day, minute) = machine::now();
+    let session = Session::begin();
     let report = soak_command::run(&args).await?;
-    let command = command_line();
-    let markdown = soak_command::render(&report, &machine.describe(), &command);
-    println!("{markdown}");
-    if !args.output.no_record {
-        let json = serde_json::json!({
-            "date": minute,
-            "commit": commit,
-            "command": command,
-            "machine": machine,
-            "soak": report,
-            "pass": report.verdict.pass(),
-        });
-        let written = record::write(
-            &args.output,
-            &Record {
-                day: &day,
-                minute: &minute,
-                commit: &commit,
-                kind: "soak",
-                title: "Soak",
-                markdown: &markdown,
-                json: &json,
-            },
-        )?;
-        report_written(&written);
-    }
+    let markdown = soak_command::render(&report, &session.machine.describe(), &command_line());
+    let json = serde_json::json!({ "soak": report, "pass": report.verdict.pass() });
+    session.record(&args.output, "soak", "Soak", &markdown, json)?;
     anyhow::ensure!(report.verdict.pass(), "the soak failed its criterion");
     Ok(())
 }
 
 async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
     use_binaries(&args.output)?;
-    let machine = Machine::read();
-    let commit = machine::commit(repo_root());
-    let (day, minute) = machine::now();
+    let session = Session::begin();
     let results = discovery_fanout::run(&args).await?;
-    let command = command_line();
-    let markdown = discovery_fanout::render(&results, &machine.describe(), &command);
-    println!("{markdown}");
-    if !args.output.no_record {
-        let json = serde_json::json!({
-            "date": minute,
-            "commit": commit,
-            "command": command,
-            "machine": machine,
-            "settings": args,
-            "fan_out": results,
-        });
-        let written = record::write(
-            &args.output,
-            &Record {
-                day: &day,
-                minute: &minute,
-                commit: &commit,
-                kind: "discovery",
-                title: "Discovery fan-out",
-                markdown: &markdown,
-                json: &json,
-            },
-        )?;
-        report_written(&written);
-    }
-    Ok(())
+    let markdown = discovery_fanout::render(&results, &session.machine.describe(), &command_line());
+    let json = serde_json::json!({ "settings": args, "fan_out": results });
+    session.record(
+        &args.output,
+        "discovery",
+        "Discovery fan-out",
+        &markdown,
+        json,
+    )
 }
 
 #[tokio::main]
