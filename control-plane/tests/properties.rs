@@ -231,6 +231,8 @@ impl Certify {
         let dir = std::env::temp_dir().join(format!("strait-properties-ca-{}", std::process::id()));
         let (ca, _) =
             Ca::load_or_generate_dev(&dir, "cluster.local", Duration::from_secs(3600)).unwrap();
+        // The CA lives in memory from here on; its files would only pile up in /tmp.
+        let _ = std::fs::remove_dir_all(&dir);
         let model = strait_control_plane::config::load(&example_dir()).unwrap();
         let token = std::fs::read_to_string(example_dir().join("tokens/frontend-1.token")).unwrap();
         Self {

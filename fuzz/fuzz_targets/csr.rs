@@ -39,6 +39,8 @@ fn world() -> &'static World {
         let dir = std::env::temp_dir().join(format!("strait-fuzz-ca-{}", std::process::id()));
         let (ca, _) = Ca::load_or_generate_dev(&dir, TRUST_DOMAIN, Duration::from_secs(3600))
             .expect("a development CA generates");
+        // The CA lives in memory from here on; its files would only pile up in /tmp.
+        let _ = std::fs::remove_dir_all(&dir);
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
         // Shaped like the proxy's CSR, but asking for more than it may have: another
         // identity and CA key usage, which the CA must ignore.
