@@ -91,6 +91,7 @@ pub async fn run(args: &DiscoveryArgs) -> anyhow::Result<Vec<FanOut>> {
 }
 
 async fn measure(args: &DiscoveryArgs, streams: usize) -> anyhow::Result<FanOut> {
+    anyhow::ensure!(streams > 0, "--streams: every count must be at least 1");
     // Each stream holds a descriptor here and one in the control plane, which inherits this
     // limit.
     let wanted = 2 * streams as u64 + 1024;
