@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -133,14 +134,23 @@ async fn measure(args: &DiscoveryArgs, streams: usize) -> anyhow::Result<FanOut>
         .await;
     opened.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let mut versions = HashMap::new();
-    collect(&mut deliveries, &mut versions, streams, None, args.timeout)
-        .await
-        .context("waiting for every stream's first snapshot")?;
-    let connect_all_seconds = started.elapsed().as_secs_f64();
+    let connect_all_seconds = collect(
+        &mut deliveries,
+        &mut versions,
+        streams,
+        started,
+        args.timeout,
+    )
+    .await
+    .context("waiting for every stream's first snapshot")?
+    .into_iter()
+    .max()
+    .unwrap_or_default()
+    .as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle_bytes = procstat::rss_bytes(pid).context("reading the control plane's RSS")?;
 
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_idle_bytes));
+    let peak = Arc::new(AtomicU64::new(rss_idle_bytes));
     let sampler = tokio::spawn(sample_rss(pid, peak.clone()));
     let mut changes = Vec::new();
     for change in 1..=args.changes {
@@ -151,7 +161,7 @@ async fn measure(args: &DiscoveryArgs, streams: usize) -> anyhow::Result<FanOut>
             &mut deliveries,
             &mut versions,
             streams,
-            Some(renamed),
+            renamed,
             args.timeout,
         )
         .await
@@ -174,7 +184,7 @@ async fn measure(args: &DiscoveryArgs, streams: usize) -> anyhow::Result<FanOut>
         streams,
         connect_all_seconds,
         rss_idle_bytes,
-        rss_peak_bytes: peak.load(std::sync::atomic::Ordering::Relaxed),
+        rss_peak_bytes: peak.load(Ordering::Relaxed),
         changes,
     })
 }
@@ -212,12 +222,12 @@ async fn open_stream(
 }
 
 /// Reads deliveries until each of the `streams` has a version other than the one in
-/// `versions`; returns how long after `since` each got it (or nothing useful without `since`).
+/// `versions`; returns how long after `since` each got it.
 async fn collect(
     deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
     versions: &mut HashMap<usize, String>,
     streams: usize,
-    since: Option<Instant>,
+    since: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
     let before = versions.clone();
@@ -232,7 +242,6 @@ async fn collect(
         };
         let (i, version, at) = delivery.context("every stream ended")?;
         if before.get(&i) != Some(&version) {
-            let since = since.unwrap_or(at);
             latencies
                 .entry(i)
                 .or_insert(at.saturating_duration_since(since));
@@ -242,10 +251,10 @@ async fn collect(
     Ok(latencies.into_values().collect())
 }
 
-async fn sample_rss(pid: u32, peak: Arc<std::sync::atomic::AtomicU64>) {
+async fn sample_rss(pid: u32, peak: Arc<AtomicU64>) {
     loop {
         if let Ok(rss) = procstat::rss_bytes(pid) {
-            peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+            peak.fetch_max(rss, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
