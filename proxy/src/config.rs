@@ -116,9 +116,11 @@ pub struct ProxyConfig {
     )]
     pub inbound_mode: InboundMode,
 
-    /// Address the inbound proxy forwards to; the destination port comes from the connection.
-    #[arg(long, env = "STRAIT_INBOUND_TARGET_IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub inbound_target_ip: IpAddr,
+    /// Address the inbound proxy forwards to. Default: the address each connection was meant
+    /// for (the pod's own address, or 127.0.0.1 in local mode), so apps listening only on
+    /// loopback are not reachable from the mesh in a pod. The port comes from the connection.
+    #[arg(long, env = "STRAIT_INBOUND_TARGET_IP")]
+    pub inbound_target_ip: Option<IpAddr>,
 
     /// How long protocol detection waits for the client's first bytes before treating the
     /// connection as opaque TCP.

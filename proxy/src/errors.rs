@@ -13,7 +13,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::http::body::{self, Body};
 
 /// Response header naming the proxy error behind a response the proxy generated itself.
-pub const ERROR_HEADER: &str = "strait-proxy-error";
+pub use crate::http::reserved::PROXY_ERROR as ERROR_HEADER;
 
 /// gRPC status codes used by the proxy (see `google.rpc.Code`).
 pub mod grpc_code {
@@ -248,13 +248,6 @@ pub fn kind_of<B>(response: &Response<B>) -> &'static str {
             .copied()
             .unwrap_or("other"),
     }
-}
-
-/// Whether a peer proxy's answer says the request never reached its app: the peer could
-/// not connect to it. Such a request is as safe to send elsewhere as one never sent. Only
-/// meaningful for responses from a peer proxy, not from an app.
-pub fn never_reached_app<B>(response: &Response<B>) -> bool {
-    matches!(kind_of(response), "connect-failed" | "connect-timeout")
 }
 
 /// The gRPC status in a response's headers (a trailers-only response), if any.

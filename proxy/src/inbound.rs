@@ -8,15 +8,25 @@
 //! - connections redirected by iptables from an application port (non-meshed clients), whose
 //!   port comes from the original destination and whose protocol is detected.
 //!
-//! Plaintext is refused on ports in strict mode. The bytes go to the app at
-//! `inbound_target_ip:port`: HTTP over a pooled connection per port, opaque TCP relayed as is.
-//! The inbound proxy forwards nowhere but the local app, so it cannot be used as a relay.
+//! What is admitted is decided in [`admission`] (never the proxy's own listeners, only the
+//! ports the control plane names, the declared protocol over the claimed one, nothing before
+//! the first snapshot); plaintext is refused on ports in strict mode; authorization is checked
+//! per request, and re-checked for opaque and upgraded connections whenever the table changes.
+//!
+//! The bytes go to the app at the address the connection was meant for (the pod's own
+//! address; `--inbound-target-ip` overrides it), never to a loopback-only listener: HTTP over
+//! a pooled connection per target, opaque TCP relayed as is. The app receives
+//! `strait-client-id` only as this proxy sets it, and its responses lose any
+//! `strait-proxy-error` (see [`crate::http::reserved`]). The inbound proxy forwards nowhere
+//! but the local app, so it cannot be used as a relay.
+
+pub mod admission;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
@@ -27,22 +37,20 @@ use crate::connect::Dest;
 use crate::detect::{self, Protocol};
 use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::body::{Body, boxed};
-use crate::http::forward::forward;
+use crate::http::forward::{Additions, forward_with, takes_over_connection};
+use crate::http::reserved::{self, WithoutClientIdTrailers};
 use crate::http::upstream::{SendError, Upstream};
 use crate::http::{HttpVersion, server, smuggling};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
-use crate::original_dst::original_dst;
+use crate::original_dst::{original_dst, unmap};
 use crate::run::Shared;
-use crate::tcp;
+use crate::tcp::{self, Revoked};
 use crate::telemetry::http::{RequestLabels, RequestMetrics};
 use crate::telemetry::tcp::Direction;
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 use crate::transport_header::Header;
-
-/// Request header carrying the calling workload's proven SPIFFE identity to the app. Any
-/// value a client sends is removed first, so the app can trust it.
-pub const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("strait-client-id");
+use admission::{OwnPorts, PortKnowledge, Reading, Refusal};
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -51,10 +59,12 @@ const TLS_HANDSHAKE: u8 = 0x16;
 pub struct Inbound {
     shared: Arc<Shared>,
     tls: Option<Arc<MeshTls>>,
-    mode: InboundMode,
-    listen_port: u16,
-    // One pool per (app port, HTTP version), looked up once per connection.
-    app_pools: Mutex<HashMap<(u16, HttpVersion), Arc<Upstream>>>,
+    own_ports: OwnPorts,
+    // Whether the proxy has a control plane or a snapshot file: then it admits nothing until
+    // the first snapshot arrives.
+    has_configuration_source: bool,
+    // One pool per (app address, HTTP version), looked up once per connection.
+    app_pools: Mutex<HashMap<(SocketAddr, HttpVersion), Arc<Upstream>>>,
     // Request metrics per (port, caller identity, TLS), looked up once per connection.
     metrics: Mutex<HashMap<MetricsKey, RequestMetrics>>,
 }
@@ -72,19 +82,19 @@ struct Peer {
 }
 
 impl Inbound {
-    /// An inbound proxy listening on `listen_port`; with `tls` it terminates mesh mTLS, and
-    /// `mode` is its inbound mode where the control plane sets none.
+    /// An inbound proxy for a proxy listening on `own_ports`; with `tls` it terminates mesh
+    /// mTLS, and `has_configuration_source` says whether a snapshot is to be waited for.
     pub fn new(
         shared: Arc<Shared>,
         tls: Option<Arc<MeshTls>>,
-        mode: InboundMode,
-        listen_port: u16,
+        own_ports: OwnPorts,
+        has_configuration_source: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             shared,
             tls,
-            mode,
-            listen_port,
+            own_ports,
+            has_configuration_source,
             app_pools: Mutex::new(HashMap::new()),
             metrics: Mutex::new(HashMap::new()),
         })
@@ -93,16 +103,42 @@ impl Inbound {
     /// Serves one accepted connection to its end.
     pub async fn serve(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
         match original_dst(&stream) {
-            Some(dst) if dst.port() != self.listen_port => {
-                self.serve_redirected(stream, client, dst.port()).await
+            Some(dst) if dst.port() != self.own_ports.inbound => {
+                self.serve_redirected(stream, client, dst).await
             }
             _ => self.serve_mesh(stream, client).await,
         }
     }
 
+    /// What the proxy knows about `port` now.
+    fn knowledge(&self, port: u16) -> PortKnowledge {
+        let table = self.shared.table.load();
+        if !self.has_configuration_source {
+            PortKnowledge::Unconfigured
+        } else if !table.is_configured() {
+            PortKnowledge::Awaiting
+        } else {
+            PortKnowledge::Snapshot(table.app_port(port))
+        }
+    }
+
+    /// Where the app is for a connection that was addressed to `destination`.
+    fn app_addr(&self, destination: IpAddr, port: u16) -> SocketAddr {
+        let ip = self
+            .shared
+            .settings
+            .inbound_target_ip
+            .unwrap_or(destination);
+        unmap(SocketAddr::new(ip, port))
+    }
+
     fn plaintext_allowed(&self, port: u16, client: SocketAddr) -> bool {
-        let allowed =
-            self.shared.table.load().inbound_mode(port, self.mode) == InboundMode::Permissive;
+        let allowed = self
+            .shared
+            .table
+            .load()
+            .inbound_mode(port, self.shared.settings.default_inbound_mode)
+            == InboundMode::Permissive;
         if !allowed {
             metrics::counter!("strait_inbound_plaintext_refused_total").increment(1);
             tracing::info!(%client, port, "plaintext connection refused: the port is in strict mode");
@@ -112,6 +148,9 @@ impl Inbound {
 
     async fn serve_mesh(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
         let timeout = self.shared.settings.detect_timeout;
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
         let mut first = [0u8; 1];
         match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
             Ok(Ok(1)) => {}
@@ -157,15 +196,8 @@ impl Inbound {
                 identity: Some(accepted.peer),
                 tls: true,
             };
-            self.serve_app(
-                Box::new(stream),
-                Default::default(),
-                client,
-                header.port,
-                header.protocol,
-                peer,
-            )
-            .await;
+            self.serve_mesh_app(Box::new(stream), client, local, header, peer)
+                .await;
         } else {
             let mut stream = stream;
             let header = match tokio::time::timeout(timeout, Header::read(&mut stream)).await {
@@ -182,50 +214,91 @@ impl Inbound {
             if !self.plaintext_allowed(header.port, client) {
                 return;
             }
-            self.serve_app(
-                Box::new(stream),
-                Default::default(),
-                client,
-                header.port,
-                header.protocol,
-                Peer::default(),
-            )
+            self.serve_mesh_app(Box::new(stream), client, local, header, Peer::default())
+                .await;
+        }
+    }
+
+    /// Serves a mesh connection whose transport header has been read, if admission allows.
+    async fn serve_mesh_app(
+        self: Arc<Self>,
+        mut io: BoxedIo,
+        client: SocketAddr,
+        local: SocketAddr,
+        header: Header,
+        peer: Peer,
+    ) {
+        let knowledge = self.knowledge(header.port);
+        let reading =
+            admission::mesh_connection(header.port, header.protocol, self.own_ports, knowledge);
+        let (protocol, prefix) = match reading {
+            Ok(Reading::As(protocol)) => (protocol, Default::default()),
+            Ok(Reading::Detect) => match self.detect(&mut io, client, knowledge).await {
+                Some(detected) => detected,
+                None => return,
+            },
+            Err(refusal) => {
+                return refused(client, header.port, &peer, refusal);
+            }
+        };
+        let app = self.app_addr(local.ip(), header.port);
+        self.serve_app(io, prefix, client, app, protocol, peer)
             .await;
+    }
+
+    /// Detects the protocol of `io`'s first bytes and checks it against the port's
+    /// declaration; `None` when the connection is to be dropped (logged here).
+    async fn detect(
+        &self,
+        io: &mut BoxedIo,
+        client: SocketAddr,
+        knowledge: PortKnowledge,
+    ) -> Option<(Protocol, bytes::BytesMut)> {
+        let settings = &self.shared.settings;
+        let (detected, prefix) =
+            match detect::detect(io, settings.detect_max_bytes, settings.detect_timeout).await {
+                Ok(detected) => detected,
+                Err(error) => {
+                    tracing::debug!(%client, %error, "inbound connection failed during detection");
+                    return None;
+                }
+            };
+        match admission::after_detection(detected, knowledge) {
+            Ok(protocol) => Some((protocol, prefix)),
+            Err(refusal) => {
+                count_refusal(refusal);
+                tracing::info!(%client, reason = refusal.as_str(), "inbound connection refused: not HTTP on a port declared HTTP");
+                None
+            }
         }
     }
 
     async fn serve_redirected(
         self: Arc<Self>,
-        mut stream: TcpStream,
+        stream: TcpStream,
         client: SocketAddr,
-        port: u16,
+        destination: SocketAddr,
     ) {
+        let port = destination.port();
+        let knowledge = self.knowledge(port);
+        let reading = match admission::redirected_connection(port, self.own_ports, knowledge) {
+            Ok(reading) => reading,
+            Err(refusal) => return refused(client, port, &Peer::default(), refusal),
+        };
         if !self.plaintext_allowed(port, client) {
             return;
         }
-        let settings = &self.shared.settings;
-        let (protocol, prefix) = match detect::detect(
-            &mut stream,
-            settings.detect_max_bytes,
-            settings.detect_timeout,
-        )
-        .await
-        {
-            Ok(detected) => detected,
-            Err(error) => {
-                tracing::debug!(%client, %error, "inbound connection failed during detection");
-                return;
-            }
+        let mut io: BoxedIo = Box::new(stream);
+        let (protocol, prefix) = match reading {
+            Reading::As(protocol) => (protocol, Default::default()),
+            Reading::Detect => match self.detect(&mut io, client, knowledge).await {
+                Some(detected) => detected,
+                None => return,
+            },
         };
-        self.serve_app(
-            Box::new(stream),
-            prefix,
-            client,
-            port,
-            protocol,
-            Peer::default(),
-        )
-        .await;
+        let app = self.app_addr(destination.ip(), port);
+        self.serve_app(io, prefix, client, app, protocol, Peer::default())
+            .await;
     }
 
     async fn serve_app(
@@ -233,21 +306,21 @@ impl Inbound {
         io: BoxedIo,
         prefix: bytes::BytesMut,
         client: SocketAddr,
-        port: u16,
+        target: SocketAddr,
         protocol: Protocol,
         peer: Peer,
     ) {
+        let port = target.port();
         let open = self
             .shared
             .tcp_metrics
             .get(Direction::Inbound, protocol)
             .open();
         let io: BoxedIo = Box::new(open.count(PrefixedIo::new(prefix, io)));
-        let target = SocketAddr::new(self.shared.settings.inbound_target_ip, port);
         match HttpVersion::from_protocol(protocol) {
             Some(version) => {
                 let connection = Arc::new(AppConnection {
-                    upstream: self.app_pool(port, version),
+                    upstream: self.app_pool(target, version),
                     metrics: self.request_metrics(port, &peer),
                     tracer: self.shared.tracer.clone(),
                     service: self.shared.table.load().inbound_service(port).to_owned(),
@@ -275,9 +348,12 @@ impl Inbound {
                 }
             }
             None => {
+                // Subscribed before the check, so a change between the two is not missed.
+                let changes = self.shared.table.subscribe();
                 if authorize(&self.shared, port, client, &peer, None).is_err() {
                     return;
                 }
+                let revoked = revocation(self.shared.clone(), changes, port, client, peer, None);
                 let app = match self
                     .shared
                     .connector
@@ -290,8 +366,8 @@ impl Inbound {
                         return;
                     }
                 };
-                if let Err(error) = tcp::relay(io, app, self.shared.settings.tcp_idle_timeout).await
-                {
+                let idle_timeout = self.shared.settings.tcp_idle_timeout;
+                if let Err(error) = tcp::relay_until(io, app, idle_timeout, Some(revoked)).await {
                     tracing::debug!(%client, %error, "inbound opaque connection ended with an error");
                 }
             }
@@ -319,12 +395,11 @@ impl Inbound {
             .clone()
     }
 
-    fn app_pool(&self, port: u16, version: HttpVersion) -> Arc<Upstream> {
+    fn app_pool(&self, target: SocketAddr, version: HttpVersion) -> Arc<Upstream> {
         let mut pools = self.app_pools.lock().expect("app pool lock poisoned");
         pools
-            .entry((port, version))
+            .entry((target, version))
             .or_insert_with(|| {
-                let target = SocketAddr::new(self.shared.settings.inbound_target_ip, port);
                 Upstream::new(
                     Dest::Direct(target),
                     version,
@@ -334,6 +409,62 @@ impl Inbound {
             })
             .clone()
     }
+}
+
+/// Counts a connection refused by [`admission`].
+fn count_refusal(refusal: Refusal) {
+    metrics::counter!("strait_inbound_refused_total", "reason" => refusal.as_str()).increment(1);
+}
+
+/// Counts and logs a connection refused by [`admission`].
+fn refused(client: SocketAddr, port: u16, peer: &Peer, refusal: Refusal) {
+    count_refusal(refusal);
+    tracing::info!(
+        %client,
+        port,
+        peer = peer.identity.as_ref().map(tracing::field::display),
+        reason = refusal.as_str(),
+        "inbound connection refused: {}",
+        match refusal {
+            Refusal::OwnListener => "the destination is one of the proxy's own listeners",
+            Refusal::NotAnAppPort => "the control plane names no such port for this workload",
+            Refusal::NoConfiguration => "no configuration from the control plane yet",
+            Refusal::ProtocolMismatch => "the protocol contradicts the port's declared one",
+        }
+    );
+}
+
+/// A future that completes once what admitted a long-lived connection (opaque, upgraded) no
+/// longer does: each table change re-runs its authorization and, for plaintext callers, the
+/// port's inbound mode. `changes` must be taken before the first check.
+fn revocation(
+    shared: Arc<Shared>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    port: u16,
+    client: SocketAddr,
+    peer: Peer,
+    head: Option<http::request::Parts>,
+) -> Revoked {
+    Box::pin(async move {
+        loop {
+            if changes.changed().await.is_err() {
+                // The table can no longer change: what admitted the connection stands.
+                return std::future::pending().await;
+            }
+            let plaintext_refused = !peer.tls
+                && shared
+                    .table
+                    .load()
+                    .inbound_mode(port, shared.settings.default_inbound_mode)
+                    == InboundMode::Strict;
+            if plaintext_refused || authorize(&shared, port, client, &peer, head.as_ref()).is_err()
+            {
+                tracing::info!(%client, port, "closing a connection that is no longer authorized");
+                metrics::counter!("strait_inbound_revoked_total").increment(1);
+                return;
+            }
+        }
+    })
 }
 
 /// Checks a connection (`head` is `None`) or a request against the port's authorization as
@@ -396,19 +527,42 @@ impl AppConnection {
         self.metrics.request();
         let grpc = is_grpc(&request);
         let (mut head, body) = request.into_parts();
+        let upgrade = takes_over_connection(&Request::from_parts(head.clone(), ()), self.version);
+        // Subscribed before the check, so a change between the two is not missed.
+        let changes = upgrade.then(|| self.shared.table.subscribe());
         let refused = match smuggling::check(&mut head) {
             Err(error) => Some(ProxyError::BadRequest(error.to_string())),
-            Ok(()) => authorize(
-                &self.shared,
+            Ok(()) => match head.headers.get(http::header::UPGRADE).filter(|_| upgrade) {
+                Some(protocol) => admission::upgrade_refusal(
+                    protocol,
+                    self.shared.table.load().has_route_rules(self.port),
+                ),
+                None => None,
+            }
+            .map(|reason| ProxyError::BadRequest(reason.to_owned()))
+            .or_else(|| {
+                authorize(
+                    &self.shared,
+                    self.port,
+                    self.client,
+                    &self.peer,
+                    Some(&head),
+                )
+                .err()
+                .map(ProxyError::Forbidden)
+            }),
+        };
+        let revoked = changes.map(|changes| {
+            revocation(
+                self.shared.clone(),
+                changes,
                 self.port,
                 self.client,
-                &self.peer,
-                Some(&head),
+                self.peer.clone(),
+                Some(head.clone()),
             )
-            .err()
-            .map(ProxyError::Forbidden),
-        };
-        let mut request = Request::from_parts(head, body);
+        });
+        let mut request = Request::from_parts(head, WithoutClientIdTrailers(body));
         if let Some(error) = refused {
             if let ProxyError::BadRequest(reason) = &error {
                 tracing::info!(client = %self.client, %reason, "inbound request refused");
@@ -422,11 +576,7 @@ impl AppConnection {
             );
             return response;
         }
-        let headers = request.headers_mut();
-        headers.remove(CLIENT_ID_HEADER);
-        if let Some(client_id) = &self.client_id {
-            headers.insert(CLIENT_ID_HEADER, client_id.clone());
-        }
+        reserved::remove_lookalikes(request.headers_mut(), &reserved::CLIENT_ID);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let mut span = self
@@ -441,14 +591,24 @@ impl AppConnection {
                 span.set("strait.peer_identity", client_id);
             }
         }
-        let forwarded = forward(
+        let additions = Additions {
+            header: self.client_id.clone().map(|id| (reserved::CLIENT_ID, id)),
+            revoked,
+        };
+        let forwarded = forward_with(
             &self.upstream,
             request.map(boxed),
             self.version,
             self.idle_timeout,
+            additions,
         )
         .await;
-        let response = forwarded.unwrap_or_else(|error| {
+        let response = forwarded.map(|mut response| {
+            // Only this proxy names its failures; an app's claim would steer callers' retries.
+            reserved::remove_lookalikes(response.headers_mut(), &reserved::PROXY_ERROR);
+            response
+        });
+        let response = response.unwrap_or_else(|error| {
             let error = SendError::into_error(error);
             tracing::info!(kind = error.kind(), %error, "inbound request failed");
             error.into_response(grpc)

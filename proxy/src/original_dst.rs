@@ -28,7 +28,7 @@ pub fn original_dst(stream: &TcpStream) -> Option<SocketAddr> {
 }
 
 /// Turns an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) into the IPv4 address it stands for.
-fn unmap(addr: SocketAddr) -> SocketAddr {
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(v4.into(), v6.port()),

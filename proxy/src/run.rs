@@ -17,12 +17,14 @@ use strait_identity::bundle::TrustBundle;
 use strait_identity::store::CertStore;
 
 use crate::admin::{Admin, Readiness, StatusSource};
+use crate::config::InboundMode;
 use crate::config::ProxyConfig;
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
 use crate::http::server::ServerLimits;
 use crate::identity::Certifier;
 use crate::inbound::Inbound;
+use crate::inbound::admission::OwnPorts;
 use crate::listener::{accept_loop, bind};
 use crate::mesh_tls::MeshTls;
 use crate::outbound::Outbound;
@@ -44,8 +46,10 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     /// Pooled upstream connections idle this long are closed.
     pub pool_idle_timeout: Duration,
-    /// Where inbound traffic is delivered.
-    pub inbound_target_ip: IpAddr,
+    /// Where inbound traffic is delivered; `None`: the address each connection was meant for.
+    pub inbound_target_ip: Option<IpAddr>,
+    /// The inbound mode of ports the snapshot says nothing about (and before the first one).
+    pub default_inbound_mode: InboundMode,
     /// Request bodies up to this size can be replayed for a retry.
     pub retry_buffer: usize,
     /// The mesh's trust domain, which `namespace` authorization principals refer to.
@@ -158,6 +162,7 @@ pub async fn run(
             tcp_idle_timeout: config.tcp_idle_timeout,
             pool_idle_timeout: config.pool_idle_timeout,
             inbound_target_ip: config.inbound_target_ip,
+            default_inbound_mode: config.inbound_mode,
             trust_domain: config.trust_domain.clone(),
             retry_buffer: config.retry_buffer_bytes,
         },
@@ -184,12 +189,13 @@ pub async fn run(
         tracker.clone(),
         move |stream, client| outbound.clone().serve(stream, client),
     ));
-    let inbound = Inbound::new(
-        shared.clone(),
-        tls,
-        config.inbound_mode,
-        bound.inbound.port(),
-    );
+    let own_ports = OwnPorts {
+        inbound: bound.inbound.port(),
+        outbound: bound.outbound.port(),
+        admin: bound.admin.port(),
+    };
+    let has_configuration_source = config.control_plane.is_some() || config.snapshot.is_some();
+    let inbound = Inbound::new(shared.clone(), tls, own_ports, has_configuration_source);
     let inbound_loop = tokio::spawn(accept_loop(
         "inbound",
         inbound_listener,

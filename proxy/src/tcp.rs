@@ -25,6 +25,29 @@ pub struct Relayed {
     pub upstream_to_client: u64,
 }
 
+/// Completes when a relayed connection must be closed from outside: the authorization that
+/// admitted it no longer does.
+pub type Revoked = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// [`relay`], ended early with an error of kind `PermissionDenied` when `revoked` completes.
+pub async fn relay_until(
+    client: BoxedIo,
+    upstream: BoxedIo,
+    idle_timeout: Duration,
+    revoked: Option<Revoked>,
+) -> io::Result<Relayed> {
+    let Some(revoked) = revoked else {
+        return relay(client, upstream, idle_timeout).await;
+    };
+    tokio::select! {
+        relayed = relay(client, upstream, idle_timeout) => relayed,
+        () = revoked => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "closed: the connection is no longer authorized",
+        )),
+    }
+}
+
 /// Relays until both directions have closed, either side fails, or nothing has moved in
 /// either direction for `idle_timeout`.
 pub async fn relay(

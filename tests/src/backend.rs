@@ -347,6 +347,13 @@ fn query_number(request: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
+fn query_text<'a>(request: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
 fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never| match never {})
@@ -453,11 +460,34 @@ impl State {
             }
             "/status" => {
                 let code = query_number(&request, "code").unwrap_or(200) as u16;
-                status(
+                let mut response = status(
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                     format!("status {code}\n"),
-                )
+                );
+                // An app claiming a proxy's failure (`?proxy-error=connect-failed`).
+                if let Some(kind) = query_text(&request, "proxy-error") {
+                    response.headers_mut().insert(
+                        "strait-proxy-error",
+                        kind.parse()
+                            .unwrap_or(http::HeaderValue::from_static("other")),
+                    );
+                }
+                response
             }
+            "/trailers" => match request.into_body().collect().await {
+                // One `name: value` line per trailer the request ended with.
+                Ok(collected) => {
+                    let mut text = String::new();
+                    for (name, value) in collected.trailers().into_iter().flatten() {
+                        text.push_str(&format!(
+                            "{name}: {}\n",
+                            value.to_str().unwrap_or("<binary>")
+                        ));
+                    }
+                    Response::new(full(text))
+                }
+                Err(error) => status(StatusCode::BAD_REQUEST, format!("body failed: {error}")),
+            },
             "/ws" => websocket(&mut request),
             _ => {
                 let mut text = format!("{} {}\n", request.method(), request.uri());

@@ -59,6 +59,17 @@ pub fn service(
     }
 }
 
+/// An application port of the snapshot's own workload, read as `protocol`, with the mesh
+/// defaults (permissive, no authorization rules): a proxy with a configuration source serves
+/// inbound only the ports its snapshot names.
+pub fn inbound_port(port: u16, protocol: pb::Protocol) -> pb::InboundPort {
+    pb::InboundPort {
+        port: port.into(),
+        protocol: protocol as i32,
+        ..Default::default()
+    }
+}
+
 /// A snapshot of the given services.
 pub fn snapshot(version: &str, services: Vec<pb::OutboundService>) -> pb::Snapshot {
     pb::Snapshot {

@@ -179,7 +179,9 @@ async fn a_refused_opaque_connection_is_closed_before_reaching_the_app() {
     let app = HttpBackend::start_on(mesh.workload("backend-1").app(), "backend-1").await;
 
     let mut stream = plaintext_connection(&mesh, Protocol::Opaque).await;
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // Bytes that are not HTTP: an opaque claim on a port that declares no protocol is checked
+    // by detection, and HTTP bytes would be served (and authorized) as HTTP.
+    let _ = stream.write_all(b"\x00\x01 a binary protocol\r\n").await;
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await

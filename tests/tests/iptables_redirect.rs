@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use strait_proto::discovery::v1 as pb;
 use strait_tests::backend::{HttpBackend, start_tcp_echo_on};
 use strait_tests::client;
 use strait_tests::netns::{NetNs, require_root};
 use strait_tests::process::Proxy;
-use strait_tests::snapshot::{Endpoint, TempDir, service, snapshot};
+use strait_tests::snapshot::{Endpoint, TempDir, inbound_port, service, snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -91,28 +92,31 @@ fn redirected_connections_are_routed_by_their_original_destination() {
         app: "127.0.0.1:9000".parse().unwrap(),
         proxy_port: Some(4143),
     };
-    let path = dir.write_snapshot(
-        "snapshot.json",
-        &snapshot(
-            "1",
-            vec![
-                service(
-                    "web",
-                    "demo",
-                    80,
-                    &["10.99.0.1:80", "[fd00:99::1]:80"],
-                    &[web],
-                ),
-                service(
-                    "tcp",
-                    "demo",
-                    9000,
-                    &["10.99.0.2:9000", "[fd00:99::2]:9000"],
-                    &[tcp],
-                ),
-            ],
-        ),
+    let mut snapshot = snapshot(
+        "1",
+        vec![
+            service(
+                "web",
+                "demo",
+                80,
+                &["10.99.0.1:80", "[fd00:99::1]:80"],
+                &[web],
+            ),
+            service(
+                "tcp",
+                "demo",
+                9000,
+                &["10.99.0.2:9000", "[fd00:99::2]:9000"],
+                &[tcp],
+            ),
+        ],
     );
+    // The endpoints are this proxy's own apps: its inbound serves only the ports named here.
+    snapshot.inbound_ports = vec![
+        inbound_port(8080, pb::Protocol::Detect),
+        inbound_port(9000, pb::Protocol::Detect),
+    ];
+    let path = dir.write_snapshot("snapshot.json", &snapshot);
     // One dual-stack outbound listener, as in a dual-stack pod.
     let proxy = Proxy::builder()
         .netns(ns.name())

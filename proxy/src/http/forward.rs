@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::errors::ProxyError;
@@ -12,6 +13,7 @@ use crate::http::body::{Body, boxed};
 use crate::http::hop_by_hop;
 use crate::http::upgrade::splice_upgrades;
 use crate::http::upstream::{SendError, Upstream};
+use crate::tcp::Revoked;
 
 /// Whether a request takes over its connection: an HTTP/1 upgrade or a CONNECT tunnel.
 pub fn takes_over_connection<B>(request: &Request<B>, version: HttpVersion) -> bool {
@@ -19,21 +21,52 @@ pub fn takes_over_connection<B>(request: &Request<B>, version: HttpVersion) -> b
         && (request.method() == Method::CONNECT || hop_by_hop::is_upgrade(request.headers()))
 }
 
+/// What the proxy adds to a forwarded request beyond where it goes.
+#[derive(Default)]
+pub struct Additions {
+    /// A header the proxy sets itself, after hop-by-hop stripping, so that no `Connection`
+    /// header of the client's can remove it.
+    pub header: Option<(HeaderName, HeaderValue)>,
+    /// Completes when an upgraded connection must close (what admitted it no longer does).
+    pub revoked: Option<Revoked>,
+}
+
 /// Forwards `request` (received as `version`) through `upstream` and returns the response to
 /// give the client. Upgrades and CONNECT get a connection of their own, and once both sides
 /// have switched, the bytes are relayed until either closes or `idle_timeout` passes.
 pub async fn forward(
     upstream: &Arc<Upstream>,
-    mut request: Request<Body>,
+    request: Request<Body>,
     version: HttpVersion,
     idle_timeout: Duration,
 ) -> Result<Response<Body>, SendError> {
+    forward_with(
+        upstream,
+        request,
+        version,
+        idle_timeout,
+        Additions::default(),
+    )
+    .await
+}
+
+/// [`forward`], with what the proxy itself adds to the request.
+pub async fn forward_with(
+    upstream: &Arc<Upstream>,
+    mut request: Request<Body>,
+    version: HttpVersion,
+    idle_timeout: Duration,
+    additions: Additions,
+) -> Result<Response<Body>, SendError> {
     if takes_over_connection(&request, version) {
-        return forward_upgrade(upstream, request, idle_timeout)
+        return forward_upgrade(upstream, request, idle_timeout, additions)
             .await
             .map_err(SendError::Failed);
     }
     hop_by_hop::strip(request.headers_mut());
+    if let Some((name, value)) = additions.header {
+        request.headers_mut().insert(name, value);
+    }
     if version == HttpVersion::Http1 {
         super::to_origin_form(&mut request);
     }
@@ -46,10 +79,14 @@ async fn forward_upgrade(
     upstream: &Arc<Upstream>,
     mut request: Request<Body>,
     idle_timeout: Duration,
+    additions: Additions,
 ) -> Result<Response<Body>, ProxyError> {
     let client_upgrade = hyper::upgrade::on(&mut request);
     let is_connect = request.method() == Method::CONNECT;
     hop_by_hop::strip_keeping_upgrade(request.headers_mut());
+    if let Some((name, value)) = additions.header {
+        request.headers_mut().insert(name, value);
+    }
     if !is_connect {
         super::to_origin_form(&mut request);
     }
@@ -61,7 +98,12 @@ async fn forward_upgrade(
     };
     if switched {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        splice_upgrades(client_upgrade, upstream_upgrade, idle_timeout);
+        splice_upgrades(
+            client_upgrade,
+            upstream_upgrade,
+            idle_timeout,
+            additions.revoked,
+        );
         if !is_connect {
             hop_by_hop::strip_keeping_upgrade(response.headers_mut());
         }

@@ -7,11 +7,16 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::io::BoxedIo;
-use crate::tcp;
+use crate::tcp::{self, Revoked};
 
-/// Waits in the background for both sides to upgrade, then relays bytes until both close or
-/// the connection idles past `idle_timeout`.
-pub fn splice_upgrades(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Duration) {
+/// Waits in the background for both sides to upgrade, then relays bytes until both close,
+/// the connection idles past `idle_timeout`, or `revoked` completes.
+pub fn splice_upgrades(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle_timeout: Duration,
+    revoked: Option<Revoked>,
+) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
@@ -22,7 +27,7 @@ pub fn splice_upgrades(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Dur
         };
         let client: BoxedIo = Box::new(TokioIo::new(client));
         let upstream: BoxedIo = Box::new(TokioIo::new(upstream));
-        if let Err(error) = tcp::relay(client, upstream, idle_timeout).await {
+        if let Err(error) = tcp::relay_until(client, upstream, idle_timeout, revoked).await {
             tracing::debug!(%error, "upgraded connection ended with an error");
         }
     });

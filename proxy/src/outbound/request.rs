@@ -16,8 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::backoff::full_jitter;
-use crate::connect::Dest;
-use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of, never_reached_app};
+use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::HttpVersion;
 use crate::http::body::{Body, boxed, with_guard};
 use crate::http::forward::{forward, takes_over_connection};
@@ -248,13 +247,10 @@ async fn retry_loop(
         };
         let rtt = started.elapsed();
         let (outcome, result) = match result {
-            Ok(response)
-                if matches!(endpoint.dest, Dest::Mesh { .. })
-                    && never_reached_app(&response)
-                    && replayable() =>
-            {
-                (Outcome::NotSent, Ok(response))
-            }
+            // An answer is judged by its status alone, whoever wrote it: a response header
+            // claiming that the request never reached the app could come from the app (or a
+            // compromised peer) and would get a non-idempotent request sent twice. Only what
+            // this proxy itself observed can make an attempt "not sent".
             Ok(response) => (
                 Outcome::Response {
                     status: response.status().as_u16(),

@@ -53,6 +53,17 @@ fn inbound_mode(mode: i32) -> InboundMode {
     }
 }
 
+/// The protocol a snapshot declares: `Some(None)` for detect, `None` for a value this proxy
+/// does not know.
+fn declared_protocol(value: i32) -> Option<Option<Protocol>> {
+    match pb::Protocol::try_from(value).ok()? {
+        pb::Protocol::Detect => Some(None),
+        pb::Protocol::Http1 => Some(Some(Protocol::Http1)),
+        pb::Protocol::Http2 => Some(Some(Protocol::Http2)),
+        pb::Protocol::Opaque => Some(Some(Protocol::Opaque)),
+    }
+}
+
 /// Compiles `snapshot`, reusing the endpoints and backend state of `previous` that remain.
 pub fn build(
     snapshot: pb::Snapshot,
@@ -60,6 +71,7 @@ pub fn build(
     settings: &EndpointSettings,
 ) -> Result<Table, TableError> {
     let mut table = Table::empty();
+    table.configured = true;
     table.inbound_default_mode = snapshot
         .inbound_defaults
         .as_ref()
@@ -75,6 +87,11 @@ pub fn build(
             reason: "not a port number".into(),
         })?;
         table.inbound_modes.insert(number, inbound_mode(port.mode));
+        let protocol = declared_protocol(port.protocol).ok_or_else(|| TableError::Inbound {
+            port: port.port,
+            reason: format!("unknown protocol {}", port.protocol),
+        })?;
+        table.inbound_protocols.insert(number, protocol);
         let rules = port
             .authorizations
             .iter()
@@ -124,19 +141,13 @@ fn compile_service(
     for (index, route) in service.routes.iter().enumerate() {
         routes.push(compile_route(&name, index, route, &backends, settings)?);
     }
-    let protocol = match pb::Protocol::try_from(service.protocol) {
-        Ok(pb::Protocol::Detect) => None,
-        Ok(pb::Protocol::Http1) => Some(Protocol::Http1),
-        Ok(pb::Protocol::Http2) => Some(Protocol::Http2),
-        Ok(pb::Protocol::Opaque) => Some(Protocol::Opaque),
-        Err(_) => {
-            return Err(service_error(
-                &name,
-                "protocol",
-                format!("unknown protocol {}", service.protocol),
-            ));
-        }
-    };
+    let protocol = declared_protocol(service.protocol).ok_or_else(|| {
+        service_error(
+            &name,
+            "protocol",
+            format!("unknown protocol {}", service.protocol),
+        )
+    })?;
     Ok(Service {
         name,
         protocol,

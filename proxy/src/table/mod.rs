@@ -147,7 +147,11 @@ pub struct Table {
     by_addr: HashMap<SocketAddr, Arc<Service>>,
     endpoints: HashMap<build::EndpointKey, Arc<Endpoint>>,
     backend_states: HashMap<String, (backend::BackendSettings, Arc<backend::BackendState>)>,
+    /// Whether a snapshot built this table (false for the empty table a proxy starts with).
+    configured: bool,
     inbound_modes: HashMap<u16, InboundMode>,
+    /// The protocol each listed application port declares; `None` is "detect".
+    inbound_protocols: HashMap<u16, Option<Protocol>>,
     inbound_default_mode: Option<InboundMode>,
     inbound_services: HashMap<u16, String>,
     inbound_rules: HashMap<u16, Vec<authz::Rule>>,
@@ -163,7 +167,9 @@ impl Table {
             by_addr: HashMap::new(),
             endpoints: HashMap::new(),
             backend_states: HashMap::new(),
+            configured: false,
             inbound_modes: HashMap::new(),
+            inbound_protocols: HashMap::new(),
             inbound_default_mode: None,
             inbound_services: HashMap::new(),
             inbound_rules: HashMap::new(),
@@ -188,6 +194,30 @@ impl Table {
             caller,
             head,
         )
+    }
+
+    /// Whether this table was built from a snapshot. A proxy that has a configuration source
+    /// starts with an unconfigured table and admits nothing inbound until it is replaced.
+    pub fn is_configured(&self) -> bool {
+        self.configured
+    }
+
+    /// What the snapshot says about application port `port` of this workload.
+    pub fn app_port(&self, port: u16) -> AppPort {
+        match self.inbound_protocols.get(&port) {
+            Some(protocol) => AppPort::Listed {
+                protocol: *protocol,
+            },
+            None => AppPort::Unlisted,
+        }
+    }
+
+    /// Whether some authorization rule of `port` covers only some routes: then every request
+    /// on the port must be seen by the proxy, so nothing may tunnel past it.
+    pub fn has_route_rules(&self, port: u16) -> bool {
+        self.inbound_rules
+            .get(&port)
+            .is_some_and(|rules| rules.iter().any(|rule| !rule.routes.is_empty()))
     }
 
     /// The services (`namespace/name`, space-separated) application port `port` serves, for
@@ -226,6 +256,18 @@ impl Table {
     }
 }
 
+/// An application port as the snapshot describes this workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppPort {
+    /// The control plane names the port; `protocol` is what it declares (`None`: detect).
+    Listed {
+        /// The declared protocol.
+        protocol: Option<Protocol>,
+    },
+    /// The control plane does not name the port as one of this workload's.
+    Unlisted,
+}
+
 /// Normalises an authority for lookup: lower case, no trailing dot on the host, and an
 /// explicit port (80 when absent, the HTTP default).
 ///
@@ -257,6 +299,8 @@ pub fn normalize_authority(authority: &str) -> Cow<'_, str> {
 pub struct TableHandle {
     current: Arc<ArcSwap<Table>>,
     settings: EndpointSettings,
+    // Bumped after each swap, so long-lived connections can re-check what admitted them.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl TableHandle {
@@ -265,6 +309,7 @@ impl TableHandle {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Table::empty())),
             settings,
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -278,7 +323,13 @@ impl TableHandle {
         let previous = self.current.load_full();
         let table = build::build(snapshot, &previous, &self.settings)?;
         self.current.store(Arc::new(table));
+        self.changes.send_modify(|generation| *generation += 1);
         Ok(())
+    }
+
+    /// A receiver that sees a change each time a new table is installed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 
