@@ -37,7 +37,7 @@ use crate::connect::Dest;
 use crate::detect::{self, Protocol};
 use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::body::{Body, boxed};
-use crate::http::forward::{Additions, forward_with, takes_over_connection};
+use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
 use crate::http::reserved::{self, WithoutClientIdTrailers};
 use crate::http::upstream::{SendError, Upstream};
 use crate::http::{HttpVersion, server, smuggling};
@@ -527,30 +527,34 @@ impl AppConnection {
         self.metrics.request();
         let grpc = is_grpc(&request);
         let (mut head, body) = request.into_parts();
-        let upgrade = takes_over_connection(&Request::from_parts(head.clone(), ()), self.version);
+        let upgrade = head_takes_over_connection(&head.method, &head.headers, self.version);
         // Subscribed before the check, so a change between the two is not missed.
         let changes = upgrade.then(|| self.shared.table.subscribe());
         let refused = match smuggling::check(&mut head) {
             Err(error) => Some(ProxyError::BadRequest(error.to_string())),
-            Ok(()) => match head.headers.get(http::header::UPGRADE).filter(|_| upgrade) {
-                Some(protocol) => admission::upgrade_refusal(
-                    protocol,
-                    self.shared.table.load().has_route_rules(self.port),
-                ),
-                None => None,
-            }
-            .map(|reason| ProxyError::BadRequest(reason.to_owned()))
-            .or_else(|| {
-                authorize(
-                    &self.shared,
-                    self.port,
-                    self.client,
-                    &self.peer,
-                    Some(&head),
-                )
-                .err()
-                .map(ProxyError::Forbidden)
-            }),
+            Ok(()) => upgrade
+                .then(|| {
+                    admission::takeover_refusal(
+                        // `None` for a CONNECT tunnel.
+                        (head.method != http::Method::CONNECT)
+                            .then(|| head.headers.get(http::header::UPGRADE))
+                            .flatten(),
+                        self.shared.table.load().has_route_rules(self.port),
+                    )
+                })
+                .flatten()
+                .map(|reason| ProxyError::BadRequest(reason.to_owned()))
+                .or_else(|| {
+                    authorize(
+                        &self.shared,
+                        self.port,
+                        self.client,
+                        &self.peer,
+                        Some(&head),
+                    )
+                    .err()
+                    .map(ProxyError::Forbidden)
+                }),
         };
         let revoked = changes.map(|changes| {
             revocation(

@@ -17,8 +17,16 @@ use crate::tcp::Revoked;
 
 /// Whether a request takes over its connection: an HTTP/1 upgrade or a CONNECT tunnel.
 pub fn takes_over_connection<B>(request: &Request<B>, version: HttpVersion) -> bool {
-    version == HttpVersion::Http1
-        && (request.method() == Method::CONNECT || hop_by_hop::is_upgrade(request.headers()))
+    head_takes_over_connection(request.method(), request.headers(), version)
+}
+
+/// [`takes_over_connection`] for a request's head.
+pub fn head_takes_over_connection(
+    method: &Method,
+    headers: &http::HeaderMap,
+    version: HttpVersion,
+) -> bool {
+    version == HttpVersion::Http1 && (method == Method::CONNECT || hop_by_hop::is_upgrade(headers))
 }
 
 /// What the proxy adds to a forwarded request beyond where it goes.

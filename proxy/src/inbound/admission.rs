@@ -140,14 +140,21 @@ pub fn after_detection(detected: Protocol, knowledge: PortKnowledge) -> Result<P
     Ok(detected)
 }
 
-/// Why an HTTP/1 upgrade is refused, if it is. `h2c` is refused everywhere (RFC 9113
-/// deprecates it, and the HTTP/2 requests it would carry bypass per-request authorization and
-/// header hygiene). On a port whose authorization covers only some routes every request must
-/// be seen, so only WebSocket, which carries no HTTP requests, may take over the connection.
-pub fn upgrade_refusal(
-    upgrade: &http::HeaderValue,
+/// Why a request that takes over its connection is refused, if it is: an HTTP/1 upgrade to
+/// the protocols in `upgrade`, or a CONNECT tunnel (`upgrade` is `None`). `h2c` is refused
+/// everywhere (RFC 9113 deprecates it, and the HTTP/2 requests it would carry pass by
+/// per-request authorization and header hygiene). On a port whose authorization covers only
+/// some routes every request must be seen, so only WebSocket, which carries no HTTP requests,
+/// may take over the connection there.
+pub fn takeover_refusal(
+    upgrade: Option<&http::HeaderValue>,
     port_has_route_rules: bool,
 ) -> Option<&'static str> {
+    const ROUTE_SCOPED: &str =
+        "the port's authorization covers single routes, so only WebSocket upgrades are allowed";
+    let Some(upgrade) = upgrade else {
+        return port_has_route_rules.then_some(ROUTE_SCOPED);
+    };
     let tokens = || {
         upgrade
             .as_bytes()
@@ -164,9 +171,7 @@ pub fn upgrade_refusal(
         return Some("upgrading to h2c is not supported through the mesh");
     }
     if port_has_route_rules && !tokens().all(|t| is(t, b"websocket")) {
-        return Some(
-            "the port's authorization covers single routes, so only WebSocket upgrades are allowed",
-        );
+        return Some(ROUTE_SCOPED);
     }
     None
 }
@@ -275,13 +280,20 @@ mod tests {
     #[test]
     fn h2c_upgrades_are_refused_and_route_scoped_ports_allow_only_websocket() {
         let value = |v: &'static str| http::HeaderValue::from_static(v);
-        assert!(upgrade_refusal(&value("h2c"), false).is_some());
-        assert!(upgrade_refusal(&value("websocket, H2C"), false).is_some());
-        assert!(upgrade_refusal(&value("websocket"), false).is_none());
-        assert!(upgrade_refusal(&value("foo/2"), false).is_none());
-        assert!(upgrade_refusal(&value("websocket"), true).is_none());
-        assert!(upgrade_refusal(&value("WebSocket/13"), true).is_none());
-        assert!(upgrade_refusal(&value("foo"), true).is_some());
-        assert!(upgrade_refusal(&value("websocket, foo"), true).is_some());
+        let refusal = |v: &'static str, route_rules| takeover_refusal(Some(&value(v)), route_rules);
+        assert!(refusal("h2c", false).is_some());
+        assert!(refusal("websocket, H2C", false).is_some());
+        assert!(refusal("websocket", false).is_none());
+        assert!(refusal("foo/2", false).is_none());
+        assert!(refusal("websocket", true).is_none());
+        assert!(refusal("WebSocket/13", true).is_none());
+        assert!(refusal("foo", true).is_some());
+        assert!(refusal("websocket, foo", true).is_some());
+    }
+
+    #[test]
+    fn connect_tunnels_are_refused_only_on_route_scoped_ports() {
+        assert!(takeover_refusal(None, false).is_none());
+        assert!(takeover_refusal(None, true).is_some());
     }
 }

@@ -36,6 +36,14 @@ pub fn describe_all() {
         "Plaintext connections refused on ports in strict mode."
     );
     describe_counter!(
+        "strait_inbound_refused_total",
+        "Inbound connections refused before reaching the app, by reason: proxy-port, not-an-app-port, no-configuration, protocol-mismatch."
+    );
+    describe_counter!(
+        "strait_inbound_revoked_total",
+        "Opaque and upgraded inbound connections closed because a table change no longer admits them."
+    );
+    describe_counter!(
         "strait_inbound_denied_total",
         "Requests and opaque connections refused by authorization policy, by port, policy, reason and TLS."
     );
