@@ -29,7 +29,7 @@ use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::body::{Body, boxed};
 use crate::http::forward::forward;
 use crate::http::upstream::{SendError, Upstream};
-use crate::http::{HttpVersion, server, smuggling};
+use crate::http::{HttpVersion, path, server, smuggling};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::original_dst;
@@ -396,8 +396,11 @@ impl AppConnection {
         self.metrics.request();
         let grpc = is_grpc(&request);
         let (mut head, body) = request.into_parts();
-        let refused = match smuggling::check(&mut head) {
-            Err(error) => Some(ProxyError::BadRequest(error.to_string())),
+        let refused = match smuggling::check(&mut head)
+            .map_err(|e| e.to_string())
+            .and_then(|()| path::normalize_head(&mut head).map_err(|e| e.to_string()))
+        {
+            Err(error) => Some(ProxyError::BadRequest(error)),
             Ok(()) => authorize(
                 &self.shared,
                 self.port,
