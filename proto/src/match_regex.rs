@@ -37,7 +37,7 @@ const SUFFIX: &str = r")\z";
 
 /// Why a pattern cannot be a match regex.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("regular expression {pattern}: {reason}")]
+#[error("invalid regular expression {pattern}: {reason}")]
 pub struct MatchRegexError {
     /// The pattern, quoted (shortened if very long).
     pub pattern: String,

@@ -148,6 +148,11 @@ fn compile_service(
     previous: &Table,
     settings: &EndpointSettings,
 ) -> Result<Service, TableError> {
+    let mut backends = HashMap::new();
+    for backend in &service.backends {
+        let compiled = compile_backend(table, name, backend, previous, settings)?;
+        backends.insert(backend.name.clone(), Arc::new(compiled));
+    }
     for address in &service.addresses {
         address
             .parse::<SocketAddr>()
@@ -166,11 +171,6 @@ fn compile_service(
             ));
         }
     };
-    let mut backends = HashMap::new();
-    for backend in &service.backends {
-        let compiled = compile_backend(table, name, backend, previous, settings)?;
-        backends.insert(backend.name.clone(), Arc::new(compiled));
-    }
     let mut routes = Vec::with_capacity(service.routes.len());
     for (index, route) in service.routes.iter().enumerate() {
         match compile_route(name, index, route, &backends, settings) {
