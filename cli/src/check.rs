@@ -258,7 +258,38 @@ async fn check_proxy(
         ),
     };
     out.push(result(name("in sync"), ok, detail));
+    out.push(set_aside_check(
+        name("snapshot entries"),
+        &status["set_aside"],
+    ));
     out
+}
+
+/// Fails when the proxy set aside entries of its snapshot, naming each.
+fn set_aside_check(check: String, set_aside: &serde_json::Value) -> CheckResult {
+    let entries = set_aside.as_array().map(Vec::as_slice).unwrap_or_default();
+    if entries.is_empty() {
+        return result(check, true, "every entry of the snapshot in force is built");
+    }
+    let named = entries
+        .iter()
+        .map(|e| {
+            let field = |key: &str| e[key].as_str().unwrap_or_default().to_owned();
+            let entry = field("entry");
+            format!(
+                "{} {}{} set aside: {}",
+                field("kind"),
+                if entry.is_empty() {
+                    String::new()
+                } else {
+                    format!("{entry} of ")
+                },
+                field("service"),
+                field("reason")
+            )
+        })
+        .collect::<Vec<_>>();
+    result(check, false, named.join("; "))
 }
 
 /// The results as an aligned table.

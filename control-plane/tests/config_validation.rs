@@ -273,6 +273,15 @@ fn every_mistake_is_reported_with_its_exact_place_and_reason() {
             reason: "invalid regular expression",
         },
         Case {
+            name: "regex whose comment would swallow its anchor",
+            files: vec![("routes.yaml", route_with("matches: [{path: {type: RegularExpression, value: \"(?x)/a#\"}}]\n    backendRefs: [{name: web, port: 80}]"))],
+            file: "routes.yaml",
+            document: Some(1),
+            object: Some("HTTPRoute demo/split"),
+            field: "spec.rules[0].matches[0].path.value",
+            reason: "invalid regular expression \"(?x)/a#\": the x (ignore whitespace) flag is not allowed",
+        },
+        Case {
             name: "prefix without slash",
             files: vec![("routes.yaml", route_with("matches: [{path: {type: PathPrefix, value: api}}]\n    backendRefs: [{name: web, port: 80}]"))],
             file: "routes.yaml",

@@ -9,6 +9,8 @@
 //! assert_eq!(snapshot.version, "1");
 //! ```
 
+pub mod match_regex;
+
 /// Protocol-level types of the discovery API (`strait.discovery.v1`).
 pub mod discovery {
     /// Version 1.

@@ -123,6 +123,8 @@ pub struct Status {
     pub snapshot_version: String,
     /// Whether `/ready` would say ready.
     pub ready: bool,
+    /// Entries of the snapshot in force that could not be built and were set aside.
+    pub set_aside: Vec<crate::table::SetAside>,
 }
 
 impl Admin {
@@ -190,6 +192,7 @@ impl Admin {
                     discovery_connected: self.status.discovery.get(),
                     snapshot_version: self.table.load().snapshot.version.clone(),
                     ready: self.readiness.check().is_ok(),
+                    set_aside: self.table.load().set_aside().to_vec(),
                 };
                 match serde_json::to_string_pretty(&status) {
                     Ok(json) => {

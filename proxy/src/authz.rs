@@ -131,6 +131,20 @@ impl Rule {
         })
     }
 
+    /// What stands in for a rule of policy `policy` that could not be compiled: it covers the
+    /// whole port and admits nobody. This fails CLOSED: the port stays covered by policy, so
+    /// the mesh default (which may allow all) never decides in the broken rule's place, and
+    /// the callers the broken rule meant to admit are refused; the port's other rules still
+    /// admit their own callers, exactly as they would have with the rule intact, since a rule
+    /// only ever adds callers.
+    pub fn admitting_nobody(policy: &str) -> Self {
+        Self {
+            policy: policy.into(),
+            routes: Vec::new(),
+            principals: Vec::new(),
+        }
+    }
+
     fn covers(&self, head: Option<&Parts>) -> bool {
         self.routes.is_empty()
             || head.is_some_and(|head| self.routes.iter().any(|route| route.matches(head)))

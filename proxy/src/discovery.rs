@@ -1,6 +1,7 @@
 //! The discovery client: watches the control plane for this proxy's snapshot and applies each
-//! one atomically. When the control plane goes away the last good snapshot stays in force and
-//! the proxy reconnects with backoff and jitter.
+//! one atomically (entries the proxy cannot build are set aside, the rest applies; see
+//! [`crate::table::SetAside`]). When the control plane goes away the last snapshot stays in
+//! force and the proxy reconnects with backoff and jitter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,28 +74,23 @@ pub async fn run(
                         Ok(Some(snapshot)) => {
                             backoff.reset();
                             let version = snapshot.version.clone();
-                            match table.apply(snapshot) {
-                                Ok(()) => {
-                                    readiness.set_snapshot();
-                                    metrics::counter!("strait_discovery_updates_total", "result" => "applied").increment(1);
-                                    metrics::gauge!("strait_discovery_snapshot_version")
-                                        .set(version_number(&version));
-                                    metrics::gauge!(
-                                        "strait_discovery_last_update_timestamp_seconds"
-                                    )
-                                    .set(
-                                        SystemTime::now()
-                                            .duration_since(SystemTime::UNIX_EPOCH)
-                                            .map(|d| d.as_secs_f64())
-                                            .unwrap_or(0.0),
-                                    );
-                                    tracing::info!(%version, services = table.load().service_count(), "snapshot applied");
-                                }
-                                Err(error) => {
-                                    metrics::counter!("strait_discovery_updates_total", "result" => "rejected").increment(1);
-                                    tracing::error!(%version, %error, "snapshot rejected; the previous one stays in force");
-                                }
-                            }
+                            let set_aside = table.apply(snapshot);
+                            readiness.set_snapshot();
+                            metrics::counter!("strait_discovery_updates_total", "result" => "applied").increment(1);
+                            metrics::gauge!("strait_discovery_snapshot_version")
+                                .set(version_number(&version));
+                            metrics::gauge!("strait_discovery_last_update_timestamp_seconds").set(
+                                SystemTime::now()
+                                    .duration_since(SystemTime::UNIX_EPOCH)
+                                    .map(|d| d.as_secs_f64())
+                                    .unwrap_or(0.0),
+                            );
+                            tracing::info!(
+                                %version,
+                                services = table.load().service_count(),
+                                set_aside = set_aside.len(),
+                                "snapshot applied"
+                            );
                         }
                         Ok(None) => {
                             tracing::warn!("the control plane ended the discovery stream");

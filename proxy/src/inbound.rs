@@ -40,7 +40,7 @@ use crate::http::body::{Body, boxed};
 use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
 use crate::http::reserved::{self, WithoutClientIdTrailers};
 use crate::http::upstream::{SendError, Upstream};
-use crate::http::{HttpVersion, server, smuggling};
+use crate::http::{HttpVersion, path, server, smuggling};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::{original_dst, unmap};
@@ -530,8 +530,11 @@ impl AppConnection {
         let upgrade = head_takes_over_connection(&head.method, &head.headers, self.version);
         // Subscribed before the check, so a change between the two is not missed.
         let changes = upgrade.then(|| self.shared.table.subscribe());
-        let refused = match smuggling::check(&mut head) {
-            Err(error) => Some(ProxyError::BadRequest(error.to_string())),
+        let refused = match smuggling::check(&mut head)
+            .map_err(|e| e.to_string())
+            .and_then(|()| path::normalize_head(&mut head).map_err(|e| e.to_string()))
+        {
+            Err(error) => Some(ProxyError::BadRequest(error)),
             Ok(()) => upgrade
                 .then(|| {
                     admission::takeover_refusal(

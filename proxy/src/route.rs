@@ -56,9 +56,10 @@ fn error(field: &str, reason: impl std::fmt::Display) -> MatchError {
 }
 
 /// Compiles a regex anchored to the whole value, as the Gateway API's `RegularExpression`
-/// match type is implemented by its conformant meshes.
+/// match type is implemented by its conformant meshes, with the same function, anchoring and
+/// limits the control plane validated it with.
 fn full_regex(field: &str, pattern: &str) -> Result<Regex, MatchError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| error(field, e))
+    strait_proto::match_regex::compile(pattern).map_err(|e| error(field, e))
 }
 
 fn value_match(

@@ -1,8 +1,9 @@
 //! The static routing table: a discovery snapshot read from a JSON file (the protobuf JSON
 //! mapping of `strait.discovery.v1.Snapshot`), for running without a control plane.
 //!
-//! The file is re-read when it changes. A file that does not parse or compile is reported
-//! with its path and the reason, and the table in force stays in force.
+//! The file is re-read when it changes. A file that does not parse is reported with its path
+//! and the reason, and the table in force stays in force; entries of a parsed snapshot that
+//! cannot be built are set aside and the rest applies (see [`crate::table::SetAside`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -30,14 +31,6 @@ pub enum SnapshotFileError {
         /// Where and why parsing failed (line and column included).
         source: serde_json::Error,
     },
-    /// The snapshot parsed but does not compile into a routing table.
-    #[error("snapshot file {path}: {source}")]
-    Table {
-        /// The file.
-        path: PathBuf,
-        /// The compile error.
-        source: crate::table::TableError,
-    },
 }
 
 /// Reads, parses and applies the snapshot in `path`.
@@ -52,13 +45,8 @@ pub fn load(path: &Path, table: &TableHandle) -> Result<(), SnapshotFileError> {
             source,
         })?;
     let version = snapshot.version.clone();
-    table
-        .apply(snapshot)
-        .map_err(|source| SnapshotFileError::Table {
-            path: path.to_owned(),
-            source,
-        })?;
-    tracing::info!(path = %path.display(), %version, "routing table loaded from snapshot file");
+    let set_aside = table.apply(snapshot);
+    tracing::info!(path = %path.display(), %version, set_aside = set_aside.len(), "routing table loaded from snapshot file");
     Ok(())
 }
 

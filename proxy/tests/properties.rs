@@ -24,7 +24,7 @@ use strait_proxy::http::server::{ServerLimits, serve};
 use strait_proxy::http::smuggling::{self, SmugglingError, check};
 use strait_proxy::io::PrefixedIo;
 use strait_proxy::table::build::build;
-use strait_proxy::table::{EndpointSettings, Table};
+use strait_proxy::table::{EndpointSettings, SetAsideKind, Table};
 use strait_proxy::transport_header::{Header, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -790,12 +790,13 @@ proptest! {
     /// compiles or is refused with a typed error; nothing panics.
     #[test]
     fn arbitrary_snapshot_bytes_never_panic(bytes in vec(any::<u8>(), 0..1024)) {
-        let previous = build(realistic_snapshot(), &Table::empty(), &endpoint_settings()).unwrap();
+        let previous = build(realistic_snapshot(), &Table::empty(), &endpoint_settings());
         if let Ok(snapshot) = pb::Snapshot::decode(&bytes[..]) {
-            match build(snapshot.clone(), &previous, &endpoint_settings()) {
-                Ok(table) => exercise(&table, &snapshot),
-                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            let table = build(snapshot.clone(), &previous, &endpoint_settings());
+            for entry in table.set_aside() {
+                prop_assert!(!entry.reason.is_empty());
             }
+            exercise(&table, &snapshot);
         }
     }
 
@@ -808,42 +809,45 @@ proptest! {
             bytes[at % len] ^= xor;
         }
         if let Ok(snapshot) = pb::Snapshot::decode(&bytes[..]) {
-            match build(snapshot.clone(), &Table::empty(), &endpoint_settings()) {
-                Ok(table) => exercise(&table, &snapshot),
-                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            let table = build(snapshot.clone(), &Table::empty(), &endpoint_settings());
+            for entry in table.set_aside() {
+                prop_assert!(!entry.reason.is_empty());
             }
+            exercise(&table, &snapshot);
         }
     }
 
-    /// Snapshots with broken fields: a bad endpoint address is always refused with the
-    /// service and the field named, and whatever compiles answers requests.
+    /// Snapshots with broken fields: a bad endpoint address always sets its service aside
+    /// with the service and the field named, and whatever was built answers requests.
     #[test]
-    fn broken_snapshot_fields_are_refused_by_name(snapshot in structured_snapshot()) {
+    fn broken_snapshot_fields_are_set_aside_by_name(snapshot in structured_snapshot()) {
         let address = snapshot.services[0].backends[0].endpoints[0].address.clone();
-        match build(snapshot.clone(), &Table::empty(), &endpoint_settings()) {
-            Ok(table) => {
-                prop_assert!(address.parse::<std::net::SocketAddr>().is_ok(), "accepted address {:?}", address);
-                exercise(&table, &snapshot);
-            }
-            Err(error) => {
-                let error = error.to_string();
-                prop_assert!(
-                    error.starts_with("service demo/web:80: ") || error.starts_with("inbound port "),
-                    "{}", error
-                );
-                // Endpoints are the first thing a service's compilation parses.
-                if error.starts_with("service") && address.parse::<std::net::SocketAddr>().is_err() {
-                    prop_assert!(error.contains("address"), "{}", error);
-                }
-            }
+        let table = build(snapshot.clone(), &Table::empty(), &endpoint_settings());
+        let service_set_aside = table
+            .set_aside()
+            .iter()
+            .find(|e| e.kind == SetAsideKind::Service);
+        for entry in table.set_aside() {
+            prop_assert!(
+                entry.reason.starts_with("service demo/web:80: ") || entry.reason.starts_with("inbound port ") || entry.reason.starts_with("policy "),
+                "{:?}", entry
+            );
         }
+        if address.parse::<std::net::SocketAddr>().is_err() {
+            let entry = service_set_aside.expect("a bad address sets the service aside");
+            // Endpoints are the first thing of a service's backends that is parsed.
+            prop_assert!(entry.reason.contains("address"), "{:?}", entry);
+            prop_assert!(table.service_for_authority("web.demo").is_none());
+        }
+        exercise(&table, &snapshot);
     }
 }
 
 #[test]
 fn the_realistic_snapshot_compiles_and_routes() {
     let snapshot = realistic_snapshot();
-    let table = build(snapshot.clone(), &Table::empty(), &endpoint_settings()).unwrap();
+    let table = build(snapshot.clone(), &Table::empty(), &endpoint_settings());
+    assert!(table.set_aside().is_empty(), "{:?}", table.set_aside());
     let service = table.service_for_authority("web.demo").unwrap();
     let head = Request::get("/api/v1")
         .header("x-user", "fuzz")

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use strait_identity::SpiffeId;
+use strait_proto::match_regex;
 
 use super::duration;
 use super::error::{ConfigErrors, Location};
@@ -703,14 +704,10 @@ fn value_match(
     };
     match m.match_type.as_deref() {
         None | Some("Exact") => Some((name, ValueMatch::Exact(m.value.clone()))),
-        Some("RegularExpression") => match regex::Regex::new(&m.value) {
+        Some("RegularExpression") => match match_regex::compile(&m.value) {
             Ok(_) => Some((name, ValueMatch::Regex(m.value.clone()))),
             Err(e) => {
-                ctx.err(
-                    location,
-                    format!("{field}.value"),
-                    format!("invalid regular expression: {e}"),
-                );
+                ctx.err(location, format!("{field}.value"), e.to_string());
                 None
             }
         },
@@ -759,14 +756,10 @@ fn http_match(
                 }
                 None | Some("PathPrefix") => Some(PathMatch::Prefix(value)),
                 Some("Exact") => Some(PathMatch::Exact(value)),
-                Some("RegularExpression") => match regex::Regex::new(&value) {
+                Some("RegularExpression") => match match_regex::compile(&value) {
                     Ok(_) => Some(PathMatch::Regex(value)),
                     Err(e) => {
-                        ctx.err(
-                            location,
-                            format!("{field}.path.value"),
-                            format!("invalid regular expression: {e}"),
-                        );
+                        ctx.err(location, format!("{field}.path.value"), e.to_string());
                         None
                     }
                 },
@@ -1444,21 +1437,26 @@ fn grpc_path(
             }
         }
         Some("RegularExpression") => {
-            let s = if service.is_empty() {
-                "[^/]+".to_owned()
-            } else {
-                service
+            // Each part is checked on its own and spliced in as a group of its own, so neither
+            // can reach into the other's place or out of the path's anchors.
+            let mut part = |name: &str, pattern: String| {
+                if pattern.is_empty() {
+                    return Some("[^/]+".to_owned());
+                }
+                match match_regex::compile(&pattern) {
+                    Ok(_) => Some(format!("(?:{pattern})")),
+                    Err(e) => {
+                        ctx.err(location, format!("{field}.{name}"), e.to_string());
+                        None
+                    }
+                }
             };
-            let m = if method.is_empty() {
-                "[^/]+".to_owned()
-            } else {
-                method
-            };
-            let pattern = format!("/{s}/{m}");
-            match regex::Regex::new(&pattern) {
+            let (s, m) = (part("service", service), part("method", method));
+            let pattern = format!("/{}/{}", s?, m?);
+            match match_regex::compile(&pattern) {
                 Ok(_) => Some(PathMatch::Regex(pattern)),
                 Err(e) => {
-                    ctx.err(location, field, format!("invalid regular expression: {e}"));
+                    ctx.err(location, field, e.to_string());
                     None
                 }
             }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn_timers;
 pub mod forward;
 pub mod hop_by_hop;
+pub mod path;
 pub mod reserved;
 pub mod server;
 pub mod smuggling;

@@ -50,6 +50,9 @@ pub async fn send(
     let started = Instant::now();
     let grpc = is_grpc(&request);
     let (mut head, body) = request.into_parts();
+    if let Err(error) = crate::http::path::normalize_head(&mut head) {
+        return ProxyError::BadRequest(error.to_string()).into_response(grpc);
+    }
     let Some(route) = service.route(&head) else {
         return ProxyError::NoRoute {
             authority: service.name.clone(),

@@ -11,7 +11,9 @@ use strait_proto::discovery::v1 as pb;
 
 use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
 use super::endpoint::{Endpoint, EndpointHealth};
-use super::{EndpointSettings, Route, Service, Table, TableError, Timeouts};
+use super::{
+    EndpointSettings, Route, Service, SetAside, SetAsideKind, Table, TableError, Timeouts,
+};
 use crate::authz::{DefaultAuthorization, Rule};
 use crate::config::InboundMode;
 use crate::connect::Dest;
@@ -65,11 +67,11 @@ fn declared_protocol(value: i32) -> Option<Option<Protocol>> {
 }
 
 /// Compiles `snapshot`, reusing the endpoints and backend state of `previous` that remain.
-pub fn build(
-    snapshot: pb::Snapshot,
-    previous: &Table,
-    settings: &EndpointSettings,
-) -> Result<Table, TableError> {
+///
+/// An entry that cannot be built is set aside ([`Table::set_aside`]) and the rest applies:
+/// a route alone when only the route is wrong, else its whole service; an authorization rule
+/// is replaced by one admitting nobody (see [`Rule::admitting_nobody`]), so it fails closed.
+pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettings) -> Table {
     let mut table = Table::empty();
     table.configured = true;
     table.inbound_default_mode = snapshot
@@ -82,25 +84,36 @@ pub fn build(
         .map(|d| DefaultAuthorization::from_snapshot(d.authorization))
         .unwrap_or_default();
     for port in &snapshot.inbound_ports {
-        let number = u16::try_from(port.port).map_err(|_| TableError::Inbound {
-            port: port.port,
-            reason: "not a port number".into(),
-        })?;
-        table.inbound_modes.insert(number, inbound_mode(port.mode));
-        let protocol = declared_protocol(port.protocol).ok_or_else(|| TableError::Inbound {
-            port: port.port,
-            reason: format!("unknown protocol {}", port.protocol),
-        })?;
-        table.inbound_protocols.insert(number, protocol);
-        let rules = port
-            .authorizations
-            .iter()
-            .map(Rule::compile)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| TableError::Inbound {
+        let Ok(number) = u16::try_from(port.port) else {
+            let error = TableError::Inbound {
                 port: port.port,
+                reason: "not a port number".into(),
+            };
+            table.set_aside.push(SetAside {
+                kind: SetAsideKind::InboundPort,
+                service: format!("inbound port {}", port.port),
+                entry: String::new(),
                 reason: error.to_string(),
-            })?;
+            });
+            continue;
+        };
+        table.inbound_modes.insert(number, inbound_mode(port.mode));
+        // A protocol this proxy does not know (a newer control plane) is read as "detect":
+        // detection decides, and nothing is relayed unseen.
+        let protocol = declared_protocol(port.protocol).unwrap_or(None);
+        table.inbound_protocols.insert(number, protocol);
+        let mut rules = Vec::with_capacity(port.authorizations.len());
+        for rule in &port.authorizations {
+            rules.push(Rule::compile(rule).unwrap_or_else(|error| {
+                table.set_aside.push(SetAside {
+                    kind: SetAsideKind::Authorization,
+                    service: format!("inbound port {number}"),
+                    entry: rule.policy.clone(),
+                    reason: error.to_string(),
+                });
+                Rule::admitting_nobody(&rule.policy)
+            }));
+        }
         if !rules.is_empty() {
             table.inbound_rules.insert(number, rules);
         }
@@ -109,47 +122,79 @@ pub fn build(
             .insert(number, port.services.join(" "));
     }
     for service in &snapshot.services {
-        let compiled = Arc::new(compile_service(&mut table, service, previous, settings)?);
+        let name = service_name(service);
+        let compiled = match compile_service(&mut table, &name, service, previous, settings) {
+            Ok(compiled) => Arc::new(compiled),
+            Err(error) => {
+                table.set_aside.push(SetAside {
+                    kind: SetAsideKind::Service,
+                    service: name,
+                    entry: String::new(),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
         for authority in &service.authorities {
             let key = super::normalize_authority(authority).into_owned();
             table.by_authority.insert(key, compiled.clone());
         }
         for address in &service.addresses {
-            let addr: SocketAddr = address.parse().map_err(|e| {
-                service_error(&compiled.name, "addresses", format!("{address:?}: {e}"))
-            })?;
-            table.by_addr.insert(addr, compiled.clone());
+            // Checked by `compile_service`.
+            if let Ok(addr) = address.parse::<SocketAddr>() {
+                table.by_addr.insert(addr, compiled.clone());
+            }
         }
     }
     table.snapshot = Arc::new(snapshot);
-    Ok(table)
+    table
 }
 
+/// `namespace/name:port`, how services are named in errors, logs and metrics.
+fn service_name(service: &pb::OutboundService) -> String {
+    format!("{}/{}:{}", service.namespace, service.name, service.port)
+}
+
+/// Compiles a service; a route that cannot be built is set aside on its own, anything else
+/// wrong fails the whole service.
 fn compile_service(
     table: &mut Table,
+    name: &str,
     service: &pb::OutboundService,
     previous: &Table,
     settings: &EndpointSettings,
 ) -> Result<Service, TableError> {
-    let name = format!("{}/{}:{}", service.namespace, service.name, service.port);
     let mut backends = HashMap::new();
     for backend in &service.backends {
-        let compiled = compile_backend(table, &name, backend, previous, settings)?;
+        let compiled = compile_backend(table, name, backend, previous, settings)?;
         backends.insert(backend.name.clone(), Arc::new(compiled));
     }
-    let mut routes = Vec::with_capacity(service.routes.len());
-    for (index, route) in service.routes.iter().enumerate() {
-        routes.push(compile_route(&name, index, route, &backends, settings)?);
+    for address in &service.addresses {
+        address
+            .parse::<SocketAddr>()
+            .map_err(|e| service_error(name, "addresses", format!("{address:?}: {e}")))?;
     }
     let protocol = declared_protocol(service.protocol).ok_or_else(|| {
         service_error(
-            &name,
+            name,
             "protocol",
             format!("unknown protocol {}", service.protocol),
         )
     })?;
+    let mut routes = Vec::with_capacity(service.routes.len());
+    for (index, route) in service.routes.iter().enumerate() {
+        match compile_route(name, index, route, &backends, settings) {
+            Ok(compiled) => routes.push(compiled),
+            Err(error) => table.set_aside.push(SetAside {
+                kind: SetAsideKind::Route,
+                service: name.to_owned(),
+                entry: route.name.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
     Ok(Service {
-        name,
+        name: name.to_owned(),
         protocol,
         routes,
     })
@@ -457,7 +502,7 @@ mod tests {
 
     #[tokio::test]
     async fn services_are_found_by_any_authority_form_and_by_address() {
-        let table = build(snapshot(&["10.1.0.1:8080"]), &Table::empty(), &settings()).unwrap();
+        let table = build(snapshot(&["10.1.0.1:8080"]), &Table::empty(), &settings());
         for authority in ["web.demo.svc.cluster.local", "web.demo:80", "WEB.DEMO."] {
             assert!(
                 table.service_for_authority(authority).is_some(),
@@ -478,14 +523,12 @@ mod tests {
             snapshot(&["10.1.0.1:8080", "10.1.0.2:8080"]),
             &Table::empty(),
             &settings(),
-        )
-        .unwrap();
+        );
         let second = build(
             snapshot(&["10.1.0.2:8080", "10.1.0.3:8080"]),
             &first,
             &settings(),
-        )
-        .unwrap();
+        );
         let before = endpoint(&first, "10.1.0.2:8080").unwrap();
         let after = endpoint(&second, "10.1.0.2:8080").unwrap();
         assert!(Arc::ptr_eq(&before, &after));
@@ -502,18 +545,138 @@ mod tests {
         );
     }
 
+    /// A second service, `demo/api:80`, whose only route carries `path`'s regex.
+    fn with_api_route(mut snapshot: pb::Snapshot, regex: &str) -> pb::Snapshot {
+        let mut api = snapshot.services[0].clone();
+        api.name = "api".into();
+        api.authorities = vec!["api.demo:80".into()];
+        api.addresses = vec!["10.0.0.2:80".into()];
+        let mut regex_route = api.routes[0].clone();
+        regex_route.name = "demo/api/0".into();
+        regex_route.matches = vec![pb::RouteMatch {
+            path: Some(pb::PathMatch {
+                kind: Some(pb::path_match::Kind::Regex(regex.into())),
+            }),
+            ..Default::default()
+        }];
+        api.routes.insert(0, regex_route);
+        snapshot.services.push(api);
+        snapshot
+    }
+
+    fn get(path: &str) -> http::request::Parts {
+        http::Request::get(path).body(()).unwrap().into_parts().0
+    }
+
     #[tokio::test]
-    async fn a_bad_snapshot_names_the_service_and_field_and_leaves_the_table_alone() {
+    async fn a_route_that_cannot_be_built_is_set_aside_and_the_rest_applies() {
         let handle = super::super::TableHandle::new(settings());
-        handle.apply(snapshot(&["10.1.0.1:8080"])).unwrap();
-        let err = handle
-            .apply(snapshot(&["not-an-address"]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("demo/web:80"), "{err}");
-        assert!(err.contains("endpoints[0].address"), "{err}");
-        assert!(err.contains("not-an-address"), "{err}");
-        assert!(handle.load().service_for_authority("web.demo").is_some());
+        let set_aside = handle.apply(with_api_route(snapshot(&["10.1.0.1:8080"]), "(?x)/a#"));
+        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+        assert_eq!(set_aside[0].kind, SetAsideKind::Route);
+        assert_eq!(set_aside[0].service, "demo/api:80");
+        assert_eq!(set_aside[0].entry, "demo/api/0");
+        assert!(
+            set_aside[0].reason.contains("routes[0].matches")
+                && set_aside[0].reason.contains("(?x)/a#"),
+            "{}",
+            set_aside[0].reason
+        );
+        let table = handle.load();
+        assert!(table.service_for_authority("web.demo").is_some());
+        let api = table.service_for_authority("api.demo").unwrap();
+        assert_eq!(api.routes.len(), 1, "the default route remains");
+        assert_eq!(api.route(&get("/a")).unwrap().name, "default");
+
+        let fixed = handle.apply(with_api_route(snapshot(&["10.1.0.1:8080"]), "/a.*"));
+        assert!(fixed.is_empty(), "{fixed:?}");
+        let table = handle.load();
+        let api = table.service_for_authority("api.demo").unwrap();
+        assert_eq!(api.route(&get("/abc")).unwrap().name, "demo/api/0");
+    }
+
+    #[tokio::test]
+    async fn a_service_that_cannot_be_built_is_set_aside_and_the_others_apply() {
+        let handle = super::super::TableHandle::new(settings());
+        let mut broken = with_api_route(snapshot(&["10.1.0.1:8080"]), "/a");
+        broken.services[0].backends[0].endpoints[0].address = "not-an-address".into();
+        let set_aside = handle.apply(broken);
+        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+        assert_eq!(set_aside[0].kind, SetAsideKind::Service);
+        assert_eq!(set_aside[0].service, "demo/web:80");
+        let reason = &set_aside[0].reason;
+        assert!(
+            reason.contains("endpoints[0].address") && reason.contains("not-an-address"),
+            "{reason}"
+        );
+        let table = handle.load();
+        assert!(table.service_for_authority("web.demo").is_none());
+        assert!(
+            table
+                .service_for_addr("10.0.0.1:80".parse().unwrap())
+                .is_none()
+        );
+        assert!(table.service_for_authority("api.demo").is_some());
+    }
+
+    /// A rule the proxy cannot compile must never let the mesh default (here: allow all)
+    /// decide in its place; the port's other rules still admit their callers.
+    #[tokio::test]
+    async fn an_authorization_rule_that_cannot_be_built_admits_nobody() {
+        use crate::authz::DenyReason;
+        let rule = |policy: &str, regex: &str, principal| pb::AuthorizationRule {
+            policy: policy.into(),
+            routes: vec![pb::RouteMatch {
+                path: Some(pb::PathMatch {
+                    kind: Some(pb::path_match::Kind::Regex(regex.into())),
+                }),
+                ..Default::default()
+            }],
+            principals: vec![pb::Principal {
+                kind: Some(principal),
+            }],
+        };
+        let mut broken = snapshot(&["10.1.0.1:8080"]);
+        broken.inbound_ports = vec![pb::InboundPort {
+            port: 8080,
+            authorizations: vec![rule(
+                "demo/broken",
+                "(?x)/public#",
+                pb::principal::Kind::Unauthenticated(true),
+            )],
+            ..Default::default()
+        }];
+        let handle = super::super::TableHandle::new(settings());
+        let set_aside = handle.apply(broken.clone());
+        assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+        assert_eq!(set_aside[0].kind, SetAsideKind::Authorization);
+        assert_eq!(set_aside[0].entry, "demo/broken");
+        let table = handle.load();
+        for path in ["/public", "/", "/other"] {
+            let denial = table
+                .authorize(8080, "cluster.local", None, Some(&get(path)))
+                .unwrap_err();
+            assert_eq!(denial.reason, DenyReason::Unauthenticated, "{path}");
+        }
+        assert!(table.authorize(8080, "cluster.local", None, None).is_err());
+
+        broken.inbound_ports[0].authorizations.push(rule(
+            "demo/health",
+            "/health",
+            pb::principal::Kind::Unauthenticated(true),
+        ));
+        handle.apply(broken);
+        let table = handle.load();
+        assert!(
+            table
+                .authorize(8080, "cluster.local", None, Some(&get("/health")))
+                .is_ok()
+        );
+        assert!(
+            table
+                .authorize(8080, "cluster.local", None, Some(&get("/public")))
+                .is_err()
+        );
     }
 
     #[test]

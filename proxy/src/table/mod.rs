@@ -32,7 +32,7 @@ use crate::telemetry::http::RequestMetrics;
 pub use backend::Backend;
 pub use endpoint::Endpoint;
 
-/// Why a snapshot could not become a table. The table in force stays in force.
+/// Why an entry of a snapshot could not be built; the entry is set aside ([`SetAside`]).
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     /// A field of a service is invalid.
@@ -53,6 +53,48 @@ pub enum TableError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// What kind of snapshot entry was set aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetAsideKind {
+    /// One route of a service; the service's other routes apply.
+    Route,
+    /// A whole service (a backend, endpoint, address or protocol of it is invalid).
+    Service,
+    /// One authorization rule of an inbound port; it admits nobody in its place.
+    Authorization,
+    /// An inbound port entry whose number is not a port.
+    InboundPort,
+}
+
+impl SetAsideKind {
+    /// The stable name, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetAsideKind::Route => "route",
+            SetAsideKind::Service => "service",
+            SetAsideKind::Authorization => "authorization",
+            SetAsideKind::InboundPort => "inbound-port",
+        }
+    }
+}
+
+/// An entry of the snapshot in force that the proxy could not build and set aside, while
+/// the rest of the snapshot applies. One tenant's entry that this proxy cannot compile (from
+/// an older control plane, or a hand-written `--snapshot` file) must not stop every other
+/// update; shown in `/status`, counted in `strait_snapshot_set_aside`, logged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SetAside {
+    /// What kind of entry.
+    pub kind: SetAsideKind,
+    /// The service (`namespace/name:port`), or `inbound port N`.
+    pub service: String,
+    /// The route or policy name; empty for a whole service or port.
+    pub entry: String,
+    /// Why it could not be built.
+    pub reason: String,
 }
 
 /// Route timeouts; `None` is no limit.
@@ -156,12 +198,14 @@ pub struct Table {
     inbound_services: HashMap<u16, String>,
     inbound_rules: HashMap<u16, Vec<authz::Rule>>,
     default_authorization: DefaultAuthorization,
+    set_aside: Vec<SetAside>,
 }
 
 impl Table {
     /// A table that knows no services.
     pub fn empty() -> Self {
         Self {
+            set_aside: Vec::new(),
             snapshot: Arc::new(pb::Snapshot::default()),
             by_authority: HashMap::new(),
             by_addr: HashMap::new(),
@@ -250,6 +294,11 @@ impl Table {
             .get(normalize_authority(authority).as_ref())
     }
 
+    /// The snapshot's entries this table was built without.
+    pub fn set_aside(&self) -> &[SetAside] {
+        &self.set_aside
+    }
+
     /// Number of services (one per service port), for diagnostics.
     pub fn service_count(&self) -> usize {
         self.snapshot.services.len()
@@ -318,18 +367,56 @@ impl TableHandle {
         self.current.load()
     }
 
-    /// Compiles and installs `snapshot`; on error the table in force is kept.
-    pub fn apply(&self, snapshot: pb::Snapshot) -> Result<(), TableError> {
+    /// Compiles and installs `snapshot`. Entries that cannot be built are set aside (logged
+    /// when new, and shown by the `strait_snapshot_set_aside` gauge) and returned; the rest
+    /// applies.
+    pub fn apply(&self, snapshot: pb::Snapshot) -> Vec<SetAside> {
         let previous = self.current.load_full();
-        let table = build::build(snapshot, &previous, &self.settings)?;
+        let table = build::build(snapshot, &previous, &self.settings);
+        report_set_aside(previous.set_aside(), table.set_aside());
+        let set_aside = table.set_aside.clone();
         self.current.store(Arc::new(table));
         self.changes.send_modify(|generation| *generation += 1);
-        Ok(())
+        set_aside
     }
 
     /// A receiver that sees a change each time a new table is installed.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+/// Logs entries newly set aside and sets the gauge: 1 for each entry set aside now, 0 for
+/// each one set aside before and no longer.
+fn report_set_aside(before: &[SetAside], now: &[SetAside]) {
+    let gauge = |entry: &SetAside, value: f64| {
+        metrics::gauge!(
+            "strait_snapshot_set_aside",
+            "kind" => entry.kind.as_str(),
+            "service" => entry.service.clone(),
+            "entry" => entry.entry.clone(),
+        )
+        .set(value);
+    };
+    let same = |a: &SetAside, b: &SetAside| {
+        a.kind == b.kind && a.service == b.service && a.entry == b.entry
+    };
+    for entry in before {
+        if !now.iter().any(|n| same(n, entry)) {
+            gauge(entry, 0.0);
+        }
+    }
+    for entry in now {
+        gauge(entry, 1.0);
+        if !before.iter().any(|b| b == entry) {
+            tracing::warn!(
+                kind = entry.kind.as_str(),
+                service = %entry.service,
+                entry = %entry.entry,
+                reason = %entry.reason,
+                "snapshot entry set aside; the rest of the snapshot applies"
+            );
+        }
     }
 }
 

@@ -112,7 +112,11 @@ pub fn describe_all() {
     );
     describe_counter!(
         "strait_discovery_updates_total",
-        "Snapshots received, by result (applied, rejected)."
+        "Snapshots received and applied (result=applied)."
+    );
+    describe_gauge!(
+        "strait_snapshot_set_aside",
+        "1 for each entry of the snapshot in force the proxy could not build and set aside (kind: route, service, authorization, inbound-port); 0 once it is no longer set aside."
     );
     describe_counter!(
         "strait_snapshot_file_errors_total",
