@@ -6,8 +6,8 @@
 //! An endpoint address that belongs to a meshed pod of another namespace is refused: the
 //! slice is set aside and reported as an Event on it naming the address and the pod; no proxy's
 //! snapshot holds that pod's address without the pod's identity. The control plane runs on the
-//! stand-in Kubernetes API (`strait_tests::kube_api`); the snapshot is read from a real
-//! proxy's `/config`.
+//! stand-in Kubernetes API (`strait_tests::kube_api`), and in local mode on files; the
+//! snapshot is read from a real proxy's `/config`.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use strait_tests::backend::HttpBackend;
 use strait_tests::client::get;
 use strait_tests::control_plane::ControlPlane;
 use strait_tests::kube_api::{ENDPOINT_SLICES, FakeApi, KnownToken, PODS, SERVICES};
+use strait_tests::mesh::MeshBuilder;
 use strait_tests::ports::free_port;
 use strait_tests::process::Proxy;
 use strait_tests::snapshot::TempDir;
@@ -257,5 +258,56 @@ async fn an_endpoint_slice_in_another_namespace_cannot_take_a_pods_address() {
     assert!(
         !events.iter().any(|e| e["regarding"]["name"] == "web-5x2kq"),
         "demo's own slice is not reported: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_endpoint_slice_naming_another_namespaces_workload_is_refused_on_reload() {
+    let mesh = MeshBuilder::new()
+        .service("backend", &[("app", "backend")])
+        .workload("frontend-1", "frontend", &[("app", "frontend")])
+        .workload("backend-1", "backend", &[("app", "backend")])
+        .start();
+    let backend = mesh.workload("backend-1").app();
+    mesh.write_config(
+        "evil.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: grab, namespace: evil}}\n\
+             spec:\n  clusterIP: 10.96.66.6\n  ports: [{{name: http, port: 80}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: grab-manual, namespace: evil, labels: {{kubernetes.io/service-name: grab}}}}\n\
+             addressType: IPv4\nendpoints: [{{addresses: [\"{}\"]}}]\nports: [{{name: http, port: {}}}]\n",
+            backend.ip(),
+            backend.port()
+        ),
+    );
+    let proxy = mesh.proxy("frontend-1");
+    let refused = mesh
+        .control_plane
+        .process
+        .wait_logged("configuration change rejected", Duration::from_secs(5));
+    let snapshot: Value =
+        serde_json::from_str(&proxy.admin_get("/config").await.text()).expect("/config is JSON");
+    let stolen: Vec<String> = endpoints(&snapshot)
+        .into_iter()
+        .filter(|(_, address, identity)| {
+            *address == backend.to_string()
+                && identity != "spiffe://cluster.local/ns/demo/sa/backend"
+        })
+        .map(|(backend, address, identity)| format!("{backend}: {address} {identity:?}"))
+        .collect();
+    assert!(
+        stolen.is_empty(),
+        "the frontend reaches demo's backend without its identity:\n{}",
+        stolen.join("\n")
+    );
+    assert!(refused, "the control plane accepted the slice");
+    let logs = mesh.control_plane.process.logs().join("\n");
+    assert!(
+        logs.contains("EndpointSlice evil/grab-manual")
+            && logs.contains(&format!(
+                "{backend} belongs to meshed workload demo/backend-1 of namespace demo"
+            )),
+        "the refusal names the slice, the address and the workload:\n{logs}"
     );
 }
