@@ -4,7 +4,9 @@
 //!
 //! The proxy and the control plane run in a network namespace the test creates ("pod"),
 //! with their admin listeners on `0.0.0.0`, as in a cluster; a second namespace ("peer")
-//! reaches them over a veth pair from a non-loopback address. Needs root (CI runs it as root).
+//! reaches them over a veth pair from a non-loopback address. A second proxy's admin listens
+//! on `[::]`, where IPv4 callers appear as IPv4-mapped addresses: the peer is still refused and
+//! loopback still admitted. Needs root (CI runs it as root).
 
 use std::net::SocketAddr;
 
@@ -18,6 +20,7 @@ const POD_IP: &str = "10.79.0.2";
 const PEER_IP: &str = "10.79.0.1";
 const PROXY_ADMIN_PORT: u16 = 4191;
 const CONTROL_PLANE_ADMIN_PORT: u16 = 9990;
+const DUAL_STACK_ADMIN_PORT: u16 = 4192;
 
 /// Namespace `pod` (10.79.0.2) and namespace `peer` (10.79.0.1) joined by a veth pair.
 struct TwoHosts {
@@ -115,6 +118,12 @@ fn a_peer_on_the_pod_network_cannot_read_the_mesh_from_admin_endpoints() {
         .snapshot(&snapshot_file)
         .flag("--admin-addr", format!("0.0.0.0:{PROXY_ADMIN_PORT}"))
         .start();
+    // A dual-stack admin listener sees IPv4 callers as IPv4-mapped IPv6 addresses.
+    let _dual_stack = Proxy::builder()
+        .netns(hosts.pod.name())
+        .snapshot(&snapshot_file)
+        .flag("--admin-addr", format!("[::]:{DUAL_STACK_ADMIN_PORT}"))
+        .start();
     let config_dir = dir.path().join("config");
     minimal_config(&config_dir);
     let _control_plane = ControlPlane::start_in(
@@ -133,6 +142,10 @@ fn a_peer_on_the_pod_network_cannot_read_the_mesh_from_admin_endpoints() {
         .parse()
         .unwrap();
     let local_proxy: SocketAddr = format!("127.0.0.1:{PROXY_ADMIN_PORT}").parse().unwrap();
+    let remote_dual: SocketAddr = format!("{POD_IP}:{DUAL_STACK_ADMIN_PORT}").parse().unwrap();
+    let local_dual: SocketAddr = format!("127.0.0.1:{DUAL_STACK_ADMIN_PORT}")
+        .parse()
+        .unwrap();
     let local_cp: SocketAddr = format!("127.0.0.1:{CONTROL_PLANE_ADMIN_PORT}")
         .parse()
         .unwrap();
@@ -145,6 +158,7 @@ fn a_peer_on_the_pod_network_cannot_read_the_mesh_from_admin_endpoints() {
         (remote_proxy, Method::GET, "/status"),
         (remote_proxy, Method::GET, "/log-level"),
         (remote_proxy, Method::PUT, "/log-level"),
+        (remote_dual, Method::GET, "/config"),
         (remote_cp, Method::GET, "/proxies"),
     ] {
         let response = request(&hosts.peer, addr, method.clone(), path);
@@ -169,6 +183,7 @@ fn a_peer_on_the_pod_network_cannot_read_the_mesh_from_admin_endpoints() {
         (remote_proxy, "/metrics"),
         (remote_proxy, "/live"),
         (remote_proxy, "/ready"),
+        (remote_dual, "/metrics"),
         (remote_cp, "/metrics"),
         (remote_cp, "/live"),
         (remote_cp, "/ready"),
@@ -185,6 +200,8 @@ fn a_peer_on_the_pod_network_cannot_read_the_mesh_from_admin_endpoints() {
         "{}",
         config.text()
     );
+    let config = request(&hosts.pod, local_dual, Method::GET, "/config");
+    assert_eq!(config.status, 200, "through [::]: {}", config.text());
     let status = request(&hosts.pod, local_proxy, Method::GET, "/status");
     assert_eq!(status.status, 200, "{}", status.text());
     let level = request(&hosts.pod, local_proxy, Method::PUT, "/log-level");
