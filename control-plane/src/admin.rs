@@ -1,6 +1,12 @@
 //! The control plane's admin server: `/live`, `/ready`, `/metrics`, and `/proxies` (the
 //! proxies watching discovery and the snapshot version each was sent, as JSON). Read-only.
+//!
+//! In a cluster the admin port listens on the pod network for the kubelet's probes and
+//! Prometheus; those endpoints answer anyone. `/proxies` names every workload in the mesh, so
+//! it (and any path added later) answers loopback callers only: the control plane's own pod,
+//! or `kubectl port-forward`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,14 +30,14 @@ impl Admin {
     /// Serves until the process exits.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             let admin = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.handle(&request)) }
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(&request, peer)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -40,8 +46,26 @@ impl Admin {
         }
     }
 
-    fn handle<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
-        let (status, body, content_type) = match request.uri().path() {
+    fn handle<B>(&self, request: &Request<B>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let refused = refusal(request.uri().path(), peer.ip());
+        if refused.is_some() {
+            tracing::debug!(%peer, path = request.uri().path(), "admin request from a non-loopback caller refused");
+        }
+        let (status, body, content_type) = match (refused, request.uri().path()) {
+            (Some(reason), _) => (StatusCode::FORBIDDEN, reason, "text/plain"),
+            (None, path) => self.answer(path),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(content_type),
+        );
+        response
+    }
+
+    fn answer(&self, path: &str) -> (StatusCode, String, &'static str) {
+        match path {
             "/live" => (StatusCode::OK, "live\n".to_owned(), "text/plain"),
             "/ready" if self.ready.load(Ordering::Acquire) => {
                 (StatusCode::OK, "ready\n".to_owned(), "text/plain")
@@ -69,13 +93,56 @@ impl Admin {
                 format!("no admin endpoint {path:?}; try /live, /ready, /metrics or /proxies\n"),
                 "text/plain",
             ),
-        };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static(content_type),
-        );
-        response
+        }
+    }
+}
+
+/// The endpoints open to the network (probes and scraping); every other path is
+/// loopback-only.
+pub const OPEN_PATHS: [&str; 3] = ["/live", "/ready", "/metrics"];
+
+/// Why `peer` may not call `path`, or `None` when it may. An IPv4-mapped loopback address (a
+/// dual-stack listener's view of `127.0.0.1`) counts as loopback.
+pub fn refusal(path: &str, peer: IpAddr) -> Option<String> {
+    let peer = peer.to_canonical();
+    if OPEN_PATHS.contains(&path) || peer.is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "{path} is served only to callers on the loopback interface, not to {peer}: it lists \
+         every proxy in the mesh. Reach it from the control plane's pod, or with `kubectl \
+         port-forward`; only {} are open to the network\n",
+        OPEN_PATHS.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn probes_and_metrics_answer_the_network() {
+        for path in OPEN_PATHS {
+            assert_eq!(refusal(path, ip("10.1.2.3")), None);
+        }
+    }
+
+    #[test]
+    fn the_proxy_list_and_unknown_paths_answer_loopback_only() {
+        for path in ["/proxies", "/debug"] {
+            let reason = refusal(path, ip("10.1.2.3")).unwrap();
+            assert!(
+                reason.contains("loopback") && reason.contains("10.1.2.3"),
+                "{reason}"
+            );
+            assert!(refusal(path, ip("::ffff:10.1.2.3")).is_some());
+            for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+                assert_eq!(refusal(path, ip(local)), None, "{local}");
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Every refusal is a gRPC status whose message says what is wrong (never echoing the token),
 //! a log line, and an increment of `strait_identity_certificates_refused_total{reason}`.
+//! Identities reserved for the control plane ([`crate::reserved`]) are refused before the
+//! token is even checked, so no token source can vouch for them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,6 +16,7 @@ use strait_proto::identity::v1::{CertifyRequest, CertifyResponse};
 use tonic::{Request, Response, Status};
 
 use crate::ca::Ca;
+use crate::reserved::ReservedIdentities;
 use crate::tokens::TokenVerifier;
 
 /// Most bytes of a bootstrap token accepted (projected service-account tokens are a few KiB).
@@ -24,16 +27,23 @@ pub struct IdentityService {
     ca: Arc<ArcSwap<Ca>>,
     tokens: Arc<dyn TokenVerifier>,
     trust_domain: String,
+    reserved: ReservedIdentities,
 }
 
 impl IdentityService {
     /// A service signing with the CA in `ca` (swapped on rotation) for identities `tokens`
-    /// authenticates in `trust_domain`.
-    pub fn new(ca: Arc<ArcSwap<Ca>>, tokens: Arc<dyn TokenVerifier>, trust_domain: &str) -> Self {
+    /// authenticates in `trust_domain`, except the `reserved` ones.
+    pub fn new(
+        ca: Arc<ArcSwap<Ca>>,
+        tokens: Arc<dyn TokenVerifier>,
+        trust_domain: &str,
+        reserved: ReservedIdentities,
+    ) -> Self {
         Self {
             ca,
             tokens,
             trust_domain: trust_domain.to_owned(),
+            reserved,
         }
     }
 
@@ -59,6 +69,9 @@ impl IdentityService {
                     self.trust_domain
                 )),
             ));
+        }
+        if let Some(reason) = self.reserved.refusal(&claimed) {
+            return Err(("reserved-identity", Status::permission_denied(reason)));
         }
         if request.token.is_empty() {
             return Err((

@@ -4,7 +4,7 @@
 //! Start at [`run::run`]. The configuration flows [`config`] (YAML → validated model) →
 //! [`discovery`] (model → per-proxy snapshots → gRPC stream); identities flow [`ca`] and
 //! [`authority`] (the CA in force) → [`identity`] (`Certify`), with [`tokens`] deciding who a
-//! caller is. [`inject`] is the sidecar injector webhook.
+//! caller is and [`reserved`] what no caller may be. [`inject`] is the sidecar injector webhook.
 
 pub mod admin;
 pub mod authority;
@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod identity;
 pub mod inject;
 pub mod kubernetes;
+pub mod reserved;
 pub mod run;
 pub mod settings;
 pub mod tls_incoming;

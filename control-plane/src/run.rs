@@ -23,6 +23,7 @@ use crate::discovery::service::{DiscoveryService, ModelState};
 use crate::identity::IdentityService;
 use crate::kubernetes::source::Source;
 use crate::kubernetes::token_review::TokenReviewer;
+use crate::reserved::ReservedIdentities;
 use crate::settings::{ConfigSource, ControlPlaneConfig};
 use crate::tokens::{LocalTokens, TokenVerifier};
 
@@ -148,6 +149,7 @@ pub async fn run(
             authority.ca.clone(),
             tokens,
             &trust_domain,
+            ReservedIdentities::new(identity.clone()),
         )))
         .add_service(DiscoveryServer::new(DiscoveryService::new(
             models_rx,

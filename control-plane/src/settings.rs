@@ -52,7 +52,8 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "STRAIT_GRPC_ADDR", default_value = "127.0.0.1:8090")]
     pub grpc_addr: SocketAddr,
 
-    /// Admin listener (/metrics, /ready, /live).
+    /// Admin listener: /metrics, /ready and /live answer anyone; /proxies answers loopback
+    /// callers only.
     #[arg(long, env = "STRAIT_ADMIN_ADDR", default_value = "127.0.0.1:9990")]
     pub admin_addr: SocketAddr,
 

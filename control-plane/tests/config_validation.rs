@@ -386,6 +386,20 @@ fn every_mistake_is_reported_with_its_exact_place_and_reason() {
             field: "spec.circuitBreaker.maxEjectedPercent",
             reason: "150 is out of range (0-100)",
         },
+        Case {
+            name: "an EndpointSlice taking another namespace's workload address",
+            files: vec![(
+                "slices.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: grab, namespace: evil}\nspec:\n  ports: [{name: http, port: 80}]\n---\n\
+                 apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: grab-manual, namespace: evil, labels: {kubernetes.io/service-name: grab}}\n\
+                 addressType: IPv4\nendpoints: [{addresses: [127.0.0.1]}]\nports: [{name: http, port: 18081}]\n".into(),
+            )],
+            file: "slices.yaml",
+            document: Some(2),
+            object: Some("EndpointSlice evil/grab-manual"),
+            field: "endpoints[0].addresses[0]",
+            reason: "127.0.0.1:18081 belongs to meshed workload demo/web-1 of namespace demo; an EndpointSlice in namespace evil may not name another namespace's workload",
+        },
     ];
     assert!(cases.len() >= 15);
     for (i, case) in cases.iter().enumerate() {

@@ -199,6 +199,55 @@ fn endpoint_slices_give_ready_endpoints_with_the_identities_of_meshed_pods() {
 }
 
 #[test]
+fn an_endpoint_slice_naming_another_namespaces_meshed_pod_is_set_aside() {
+    let mut objects = dictionary(json!([endpoint("10.244.0.3", true)]));
+    // A tenant's own Service in `evil`, and a hand-written slice for it naming the meshed pod
+    // of `default`.
+    let mut service = json_fixture("core/k9s/svc.json");
+    service["metadata"]["namespace"] = json!("evil");
+    let mut slice = json_fixture("discovery/k9s/eps.json");
+    slice["metadata"] = json!({
+        "name": "dictionary1-manual",
+        "namespace": "evil",
+        "uid": "evil-slice-uid",
+        "labels": {"kubernetes.io/service-name": "dictionary1"},
+    });
+    slice["ports"] = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    slice["endpoints"] = json!([{"addresses": ["10.244.0.3"], "conditions": {"ready": true}}]);
+    objects.push((Kind::Service, service));
+    objects.push((Kind::EndpointSlice, slice));
+
+    let translation = run(&objects);
+    assert_eq!(translation.rejected.len(), 1, "{:?}", translation.rejected);
+    let rejected = &translation.rejected[0];
+    assert_eq!(rejected.reference.kind.as_deref(), Some("EndpointSlice"));
+    assert_eq!(rejected.reference.namespace.as_deref(), Some("evil"));
+    assert_eq!(rejected.reference.uid.as_deref(), Some("evil-slice-uid"));
+    let error = &rejected.errors[0];
+    assert_eq!(error.field, "endpoints[0].addresses[0]");
+    assert!(
+        error.reason.contains(
+            "10.244.0.3:8080 belongs to meshed workload default/coredns-589f44dc88-4fpns"
+        ),
+        "{error}"
+    );
+    // The tenant's Service stays, with nothing of the pod; the pod's own Service keeps it.
+    let evil = &translation.model.services[&ObjectKey::new("evil", "dictionary1")];
+    assert!(evil.port(4001).unwrap().endpoints.is_empty());
+    let own = &translation.model.services[&ObjectKey::new("default", "dictionary1")];
+    let endpoints = &own.port(4001).unwrap().endpoints;
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(
+        endpoints[0]
+            .identity
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("spiffe://cluster.local/ns/default/sa/coredns")
+    );
+}
+
+#[test]
 fn gamma_conformance_routes_attach_to_their_service() {
     let mut objects: Vec<(Kind, Value)> =
         yaml_fixture("core/gateway-api-conformance-mesh-manifests.yaml")

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use strait_control_plane::ca::Ca;
 use strait_control_plane::config::{ConfigErrors, load, validate};
 use strait_control_plane::identity::IdentityService;
+use strait_control_plane::reserved::ReservedIdentities;
 use strait_control_plane::tokens::LocalTokens;
 use strait_identity::SpiffeId;
 use strait_identity::leaf::{Usage, check};
@@ -240,6 +241,11 @@ impl Certify {
                 Arc::new(ArcSwap::from_pointee(ca)),
                 LocalTokens::from_model(&model),
                 "cluster.local",
+                ReservedIdentities::new(
+                    "spiffe://cluster.local/ns/strait-system/sa/strait-control-plane"
+                        .parse()
+                        .unwrap(),
+                ),
             ),
             token: token.trim().to_owned(),
             identity: "spiffe://cluster.local/ns/demo/sa/frontend"

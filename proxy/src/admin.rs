@@ -1,9 +1,10 @@
 //! The admin server: `/live`, `/ready`, `/metrics` (Prometheus text), `/config` (the routing
-//! snapshot in force, as JSON) and `/log-level` (GET, and PUT to change it).
+//! snapshot in force, as JSON), `/status` and `/log-level` (GET, and PUT to change it).
 //!
-//! Everything a remote peer can reach is read-only: the admin port is open to the pod network
-//! so Prometheus can scrape it, so requests that change something (`PUT /log-level`) are
-//! served only to clients on the loopback interface.
+//! The admin port is open to the pod network so the kubelet can probe it and Prometheus can
+//! scrape it; only those endpoints answer remote callers. Everything that reveals the mesh or
+//! changes the proxy is served to loopback callers only ([`crate::admin_access`] decides,
+//! before any state is read).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,8 +160,12 @@ impl Admin {
     }
 
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(reason) = crate::admin_access::refusal(request.uri().path(), peer.ip()) {
+            tracing::debug!(%peer, path = request.uri().path(), "admin request from a non-loopback caller refused");
+            return text(StatusCode::FORBIDDEN, reason);
+        }
         if request.uri().path() == "/log-level" {
-            return self.log_level(request, peer).await;
+            return self.log_level(request).await;
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return text(
@@ -243,7 +248,7 @@ impl Admin {
         }
     }
 
-    async fn log_level(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn log_level(&self, request: Request<Incoming>) -> Response<Body> {
         let Some(log_level) = &self.log_level else {
             return text(
                 StatusCode::NOT_FOUND,
@@ -254,13 +259,6 @@ impl Admin {
             Method::GET | Method::HEAD => {
                 text(StatusCode::OK, format!("{}\n", log_level.current()))
             }
-            Method::PUT if !peer.ip().is_loopback() => text(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "changing the log level is only allowed from localhost, not from {}\n",
-                    peer.ip()
-                ),
-            ),
             Method::PUT => {
                 use http_body_util::BodyExt;
                 let body = match http_body_util::Limited::new(request.into_body(), 4096)

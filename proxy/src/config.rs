@@ -52,8 +52,9 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_INBOUND_ADDR")]
     pub inbound_addr: Option<SocketAddr>,
 
-    /// Admin listener (/metrics, /ready, /live, /config). Default: 127.0.0.1:4191 in local
-    /// mode, 0.0.0.0:4191 in a pod.
+    /// Admin listener. /live, /ready and /metrics answer anyone; /config, /status and
+    /// /log-level answer loopback callers only. Default: 127.0.0.1:4191 in local mode,
+    /// 0.0.0.0:4191 in a pod.
     #[arg(long, env = "STRAIT_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
 

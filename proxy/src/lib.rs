@@ -7,6 +7,7 @@
 //! into a response. ARCHITECTURE.md at the repository root walks through it in more detail.
 
 pub mod admin;
+pub mod admin_access;
 pub mod authz;
 pub mod backoff;
 pub mod config;

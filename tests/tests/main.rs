@@ -3,6 +3,9 @@
 //! `cargo nextest run --workspace -E 'test(/^mtls::/)'`.
 
 mod attacks;
+mod attacks_admin;
+mod attacks_certify;
+mod attacks_endpoint_slices;
 mod attacks_identity;
 mod authorization;
 mod bad_input;

@@ -4,8 +4,11 @@
 //!
 //! A slice names its Service with the `kubernetes.io/service-name` label and its ports by the
 //! Service port's name; its port numbers are the target ports, already resolved. An endpoint
-//! whose address belongs to a meshed workload carries that workload's identity and proxy port;
-//! any other endpoint is reached directly, without mTLS.
+//! whose address belongs to a meshed workload of the slice's namespace carries that workload's
+//! identity and proxy port; an address no meshed workload owns is reached directly, without
+//! mTLS. An address owned by a meshed workload of *another* namespace is refused: anyone who
+//! may write EndpointSlices in one namespace must not make proxies reach another namespace's
+//! pod in plaintext, past its proxy and its authorization ([`resolve`] decides).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -88,14 +91,62 @@ impl SliceIndex {
     }
 }
 
+/// The meshed workloads by address, to find who owns an endpoint address.
+#[derive(Debug, Default)]
+pub struct Owners<'a> {
+    by_ip: HashMap<IpAddr, Vec<&'a Workload>>,
+}
+
+impl<'a> Owners<'a> {
+    /// Indexes `workloads` by their addresses.
+    pub fn new(workloads: impl IntoIterator<Item = &'a Workload>) -> Self {
+        let mut by_ip: HashMap<IpAddr, Vec<&'a Workload>> = HashMap::new();
+        for workload in workloads {
+            by_ip.entry(workload.address).or_default().push(workload);
+        }
+        Self { by_ip }
+    }
+
+    /// The workload that owns `addr`: the one workload at that IP (a pod's IP is its own, every
+    /// port of it), or, where several workloads share an IP (local mode's 127.0.0.1), the one
+    /// that declares that port as an application port or as its proxy's inbound port.
+    pub fn owner(&self, addr: SocketAddr) -> Option<&'a Workload> {
+        match self.by_ip.get(&addr.ip())?.as_slice() {
+            [only] => Some(only),
+            shared => shared.iter().copied().find(|w| {
+                w.proxy_inbound_port == addr.port() || w.ports.values().any(|p| *p == addr.port())
+            }),
+        }
+    }
+}
+
+/// What a slice endpoint becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution<'a> {
+    /// A meshed workload of the slice's namespace: reached through its proxy, with its identity.
+    Meshed(&'a Workload),
+    /// No meshed workload owns the address: reached directly.
+    Direct,
+    /// A meshed workload of another namespace owns the address: the slice may not name it.
+    Foreign(&'a Workload),
+}
+
+/// What the endpoint `addr` of a slice in `namespace` becomes.
+pub fn resolve<'a>(namespace: &str, addr: SocketAddr, owners: &Owners<'a>) -> Resolution<'a> {
+    match owners.owner(addr) {
+        Some(owner) if owner.key.namespace == namespace => Resolution::Meshed(owner),
+        Some(owner) => Resolution::Foreign(owner),
+        None => Resolution::Direct,
+    }
+}
+
 /// Reads every slice, resolving endpoint identities from `workloads`.
 pub fn index(
     slices: &[(&Location, &ObjectKey, &raw::EndpointSlice)],
     workloads: &BTreeMap<ObjectKey, Workload>,
     errors: &mut ConfigErrors,
 ) -> SliceIndex {
-    let by_address: HashMap<IpAddr, &Workload> =
-        workloads.values().map(|w| (w.address, w)).collect();
+    let owners = Owners::new(workloads.values());
     let mut index = SliceIndex::default();
     for (location, key, slice) in slices {
         let before = errors.0.len();
@@ -162,14 +213,27 @@ pub fn index(
                 );
                 continue;
             };
-            let workload = by_address
-                .get(&ip)
-                .filter(|w| w.key.namespace == key.namespace);
             for (name, number) in &ports {
+                let addr = SocketAddr::new(ip, *number);
+                let workload = match resolve(&key.namespace, addr, &owners) {
+                    Resolution::Meshed(workload) => Some(workload),
+                    Resolution::Direct => None,
+                    Resolution::Foreign(owner) => {
+                        errors.push(
+                            location,
+                            format!("endpoints[{i}].addresses[0]"),
+                            format!(
+                                "{addr} belongs to meshed workload {} of namespace {}; an EndpointSlice in namespace {} may not name another namespace's workload: its callers would reach that workload without its identity",
+                                owner.key, owner.key.namespace, key.namespace
+                            ),
+                        );
+                        break;
+                    }
+                };
                 endpoints.push(SlicedEndpoint {
                     port_name: name.clone(),
                     endpoint: Endpoint {
-                        addr: SocketAddr::new(ip, *number),
+                        addr,
                         identity: workload.map(|w| w.identity.clone()),
                         proxy_port: workload.map(|w| w.proxy_inbound_port),
                         workload: match (workload, &endpoint.target_ref) {
@@ -198,4 +262,131 @@ pub fn index(
             .extend(endpoints);
     }
     index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(namespace: &str, name: &str, address: &str, ports: &[u16], proxy: u16) -> Workload {
+        Workload {
+            key: ObjectKey::new(namespace, name),
+            identity: format!("spiffe://cluster.local/ns/{namespace}/sa/{name}")
+                .parse()
+                .unwrap(),
+            address: address.parse().unwrap(),
+            labels: BTreeMap::new(),
+            ports: ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("p{i}"), *p))
+                .collect(),
+            proxy_inbound_port: proxy,
+            proxy_admin_port: None,
+            proxy_outbound_port: None,
+            token_sha256: None,
+        }
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_pod_ip_belongs_to_its_pod_on_every_port() {
+        let web = workload("demo", "web-1", "10.0.0.5", &[8080], 4143);
+        let owners = Owners::new([&web]);
+        for port in ["8080", "9090", "4143"] {
+            assert_eq!(
+                owners.owner(addr(&format!("10.0.0.5:{port}"))),
+                Some(&web),
+                "{port}"
+            );
+        }
+        assert_eq!(owners.owner(addr("10.0.0.6:8080")), None);
+    }
+
+    #[test]
+    fn a_shared_ip_belongs_to_whoever_declares_the_port() {
+        let web = workload("demo", "web-1", "127.0.0.1", &[18081], 14081);
+        let billing = workload("finance", "billing-1", "127.0.0.1", &[18090], 14090);
+        let owners = Owners::new([&web, &billing]);
+        assert_eq!(owners.owner(addr("127.0.0.1:18081")), Some(&web));
+        assert_eq!(owners.owner(addr("127.0.0.1:14090")), Some(&billing));
+        assert_eq!(owners.owner(addr("127.0.0.1:18090")), Some(&billing));
+        assert_eq!(owners.owner(addr("127.0.0.1:5432")), None);
+    }
+
+    #[test]
+    fn a_slice_reaches_its_own_namespaces_workloads_with_their_identity() {
+        let web = workload("demo", "web-1", "10.0.0.5", &[8080], 4143);
+        let owners = Owners::new([&web]);
+        assert_eq!(
+            resolve("demo", addr("10.0.0.5:8080"), &owners),
+            Resolution::Meshed(&web)
+        );
+    }
+
+    #[test]
+    fn a_slice_may_not_name_another_namespaces_workload() {
+        let web = workload("demo", "web-1", "10.0.0.5", &[8080], 4143);
+        let billing = workload("finance", "billing-1", "127.0.0.1", &[18090], 14090);
+        let local = workload("demo", "web-2", "127.0.0.1", &[18081], 14081);
+        let owners = Owners::new([&web, &billing, &local]);
+        assert_eq!(
+            resolve("evil", addr("10.0.0.5:8080"), &owners),
+            Resolution::Foreign(&web)
+        );
+        assert_eq!(
+            resolve("demo", addr("127.0.0.1:18090"), &owners),
+            Resolution::Foreign(&billing)
+        );
+    }
+
+    #[test]
+    fn an_address_no_meshed_workload_owns_is_reached_directly() {
+        let web = workload("demo", "web-1", "10.0.0.5", &[8080], 4143);
+        let owners = Owners::new([&web]);
+        assert_eq!(
+            resolve("evil", addr("192.0.2.10:443"), &owners),
+            Resolution::Direct
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_the_slice_the_address_and_the_owner() {
+        let web = workload("demo", "web-1", "10.0.0.5", &[8080], 4143);
+        let workloads: BTreeMap<ObjectKey, Workload> = [(web.key.clone(), web)].into();
+        let slice: raw::EndpointSlice = serde_json::from_value(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "grab", "namespace": "evil",
+                         "labels": {SERVICE_NAME_LABEL: "grab"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["192.0.2.1"]}, {"addresses": ["10.0.0.5"]}],
+            "ports": [{"name": "http", "port": 8080}],
+        }))
+        .unwrap();
+        let location = Location {
+            file: "kubernetes".into(),
+            document: None,
+            object: Some("EndpointSlice evil/grab".into()),
+        };
+        let key = ObjectKey::new("evil", "grab");
+        let mut errors = ConfigErrors::default();
+        let index = index(&[(&location, &key, &slice)], &workloads, &mut errors);
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(error.location, location);
+        assert_eq!(error.field, "endpoints[1].addresses[0]");
+        assert!(
+            error
+                .reason
+                .contains("10.0.0.5:8080 belongs to meshed workload demo/web-1"),
+            "{}",
+            error.reason
+        );
+        // The whole slice is set aside, its harmless endpoint too.
+        assert!(index.endpoints(&key, Some("http")).is_empty());
+    }
 }

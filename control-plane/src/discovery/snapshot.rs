@@ -140,47 +140,67 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
 /// One entry per endpoint address no service claims, so a connection to a pod's own address
 /// (a headless service, a StatefulSet member, a client that resolved the pod) is still mTLS to
 /// that pod's proxy with its identity verified. Such a call goes to that endpoint only: the
-/// service's routes and splits are for calls to the service.
+/// service's routes and splits are for calls to the service. Where several services list the
+/// same address, an endpoint with an identity wins over one without, whatever the services'
+/// names: a meshed pod's address is never a plaintext destination.
 fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::OutboundService> {
     let mut claimed: std::collections::BTreeSet<String> = services
         .iter()
         .flat_map(|s| s.addresses.iter().cloned())
         .collect();
     let mut out = Vec::new();
-    for service in model.services.values() {
-        for port in &service.ports {
-            for endpoint in &port.endpoints {
-                let address = endpoint.addr.to_string();
-                if !claimed.insert(address.clone()) {
-                    continue;
+    for meshed in [true, false] {
+        for service in model.services.values() {
+            for port in &service.ports {
+                for endpoint in &port.endpoints {
+                    if endpoint.identity.is_some() == meshed
+                        && let Some(entry) =
+                            direct_entry(model, service, port, endpoint, &mut claimed)
+                    {
+                        out.push(entry);
+                    }
                 }
-                let key = &service.key;
-                let name = format!("{}/{}", backend_name(key, port.port), endpoint.workload);
-                out.push(pb::OutboundService {
-                    name: key.name.clone(),
-                    namespace: key.namespace.clone(),
-                    port: port.port.into(),
-                    authorities: Vec::new(),
-                    addresses: vec![address],
-                    protocol: protocol(port.protocol) as i32,
-                    routes: vec![pb::Route {
-                        name: "direct".into(),
-                        backends: vec![pb::WeightedBackend {
-                            backend: name.clone(),
-                            weight: 1,
-                        }],
-                        ..Default::default()
-                    }],
-                    backends: vec![pb::Backend {
-                        name,
-                        endpoints: vec![endpoint_message(endpoint)],
-                        policy: model.backend_policy(key, port.port).map(backend_policy),
-                    }],
-                });
             }
         }
     }
     out
+}
+
+/// The entry of `endpoint`'s address, unless another entry already claims it.
+fn direct_entry(
+    model: &Model,
+    service: &model::Service,
+    port: &model::ServicePort,
+    endpoint: &model::Endpoint,
+    claimed: &mut std::collections::BTreeSet<String>,
+) -> Option<pb::OutboundService> {
+    let address = endpoint.addr.to_string();
+    if !claimed.insert(address.clone()) {
+        return None;
+    }
+    let key = &service.key;
+    let name = format!("{}/{}", backend_name(key, port.port), endpoint.workload);
+    Some(pb::OutboundService {
+        name: key.name.clone(),
+        namespace: key.namespace.clone(),
+        port: port.port.into(),
+        authorities: Vec::new(),
+        addresses: vec![address],
+        protocol: protocol(port.protocol) as i32,
+        routes: vec![pb::Route {
+            name: "direct".into(),
+            backends: vec![pb::WeightedBackend {
+                backend: name.clone(),
+                weight: 1,
+            }],
+            ..Default::default()
+        }],
+        backends: vec![pb::Backend {
+            name,
+            endpoints: vec![endpoint_message(endpoint)],
+            policy: model.backend_policy(key, port.port).map(backend_policy),
+        }],
+    })
 }
 
 fn endpoint_message(e: &model::Endpoint) -> pb::Endpoint {
@@ -363,5 +383,56 @@ fn principal(p: &model::Principal) -> pb::Principal {
             model::Principal::Authenticated => Kind::AnyAuthenticated(true),
             model::Principal::Unauthenticated => Kind::Unauthenticated(true),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(namespace: &str, name: &str, endpoint: model::Endpoint) -> model::Service {
+        model::Service {
+            key: ObjectKey::new(namespace, name),
+            ports: vec![model::ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                protocol: model::Protocol::Detect,
+                endpoints: vec![endpoint],
+            }],
+            cluster_ip: None,
+        }
+    }
+
+    #[test]
+    fn a_pods_address_is_reached_with_its_identity_whichever_service_sorts_first() {
+        let meshed = model::Endpoint {
+            addr: "10.0.0.5:8080".parse().unwrap(),
+            identity: Some("spiffe://cluster.local/ns/demo/sa/web".parse().unwrap()),
+            proxy_port: Some(4143),
+            workload: "web-1".into(),
+        };
+        let plain = model::Endpoint {
+            identity: None,
+            proxy_port: None,
+            workload: "10.0.0.5".into(),
+            ..meshed.clone()
+        };
+        let mut model = Model::default();
+        // `aaa` sorts before `demo`: without the preference its plaintext entry would win.
+        for service in [
+            service("aaa", "grab", plain),
+            service("demo", "web", meshed),
+        ] {
+            model.services.insert(service.key.clone(), service);
+        }
+        let services = outbound_services(&model, "demo");
+        let direct: Vec<&pb::OutboundService> = services
+            .iter()
+            .filter(|s| s.addresses == ["10.0.0.5:8080"])
+            .collect();
+        assert_eq!(direct.len(), 1);
+        let endpoint = &direct[0].backends[0].endpoints[0];
+        assert_eq!(endpoint.identity, "spiffe://cluster.local/ns/demo/sa/web");
+        assert_eq!(endpoint.proxy_port, 4143);
     }
 }
