@@ -3,6 +3,7 @@
 //! `cargo nextest run --workspace -E 'test(/^mtls::/)'`.
 
 mod attacks;
+mod attacks_dual_stack;
 mod authorization;
 mod bad_input;
 mod chaos;
