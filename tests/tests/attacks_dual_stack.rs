@@ -534,3 +534,27 @@ fn an_ipv4_only_pod_gets_no_ipv6_rules_and_its_proxy_still_starts() {
     let (ok, answer) = try_exec(&ns, "curl", &["-sS", "-i", "http://127.0.0.1:4191/live"]);
     assert!(ok && answer.contains(" 200 "), "{answer}");
 }
+
+#[test]
+fn a_call_to_the_address_the_mesh_does_not_know_arrives_without_an_identity() {
+    if !require_root("a_call_to_the_address_the_mesh_does_not_know_arrives_without_an_identity") {
+        return;
+    }
+    // The mesh knows pod B by its IPv6 address only. A call to B's IPv4 address is still
+    // intercepted at both ends, but A's proxy has no identity to expect there, so it goes as
+    // plaintext and B's app learns no caller (in strict mode it is refused: see
+    // a_non_meshed_ipv6_client_is_refused_by_a_strict_pod).
+    let world = World::start("Permissive");
+    let (ok, answer) = curl(&world.net.a, &[], &format!("http://{B4}:8080/hello"));
+    assert!(ok && answer.contains(" 200 "), "{answer}");
+    assert!(answer.contains("client-id=\n"), "{answer}");
+    let metrics = world.b_metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strait_http_requests_total{")
+                && l.contains(r#"direction="inbound""#)
+                && l.contains(r#"tls="false""#)),
+        "B's proxy saw the call, as plaintext:\n{metrics}"
+    );
+}
