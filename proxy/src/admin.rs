@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::body;
@@ -130,7 +129,11 @@ pub struct Status {
 
 impl Admin {
     /// Serves admin requests on `listener` until `stop` fires.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: crate::listener::Listener,
+        stop: CancellationToken,
+    ) {
         loop {
             let (stream, peer) = tokio::select! {
                 () = stop.cancelled() => return,

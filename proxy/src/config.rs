@@ -3,7 +3,7 @@
 //!
 //! This module only parses and defaults; it never opens sockets or files.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ pub enum Mode {
     /// On a workstation: listeners on 127.0.0.1, apps address the outbound listener directly
     /// and HTTP is routed by authority.
     Local,
-    /// In a pod: listeners on all addresses, traffic redirected by iptables.
+    /// In a pod: traffic redirected by iptables; inbound and admin listeners on all addresses
+    /// of both IP families, the outbound listener on loopback only (IPv4 and IPv6).
     Pod,
 }
 
@@ -44,19 +45,21 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_MODE", value_enum, default_value = "local")]
     pub mode: Mode,
 
-    /// Outbound listener (app → mesh). Default: 127.0.0.1:4140 in local mode, 0.0.0.0:4140 in a pod.
-    #[arg(long, env = "STRAIT_OUTBOUND_ADDR")]
-    pub outbound_addr: Option<SocketAddr>,
+    /// Outbound listener (app → mesh), one or more comma-separated addresses. Default:
+    /// 127.0.0.1:4140 in local mode; 127.0.0.1:4140,[::1]:4140 in a pod, loopback only, since
+    /// iptables redirects the pod's own connections there and nothing else may reach it.
+    #[arg(long, env = "STRAIT_OUTBOUND_ADDR", value_delimiter = ',')]
+    pub outbound_addr: Vec<SocketAddr>,
 
-    /// Inbound listener (mesh → app). Default: 127.0.0.1:4143 in local mode, 0.0.0.0:4143 in a pod.
-    #[arg(long, env = "STRAIT_INBOUND_ADDR")]
-    pub inbound_addr: Option<SocketAddr>,
+    /// Inbound listener (mesh → app), one or more comma-separated addresses. Default:
+    /// 127.0.0.1:4143 in local mode, 0.0.0.0:4143,[::]:4143 in a pod.
+    #[arg(long, env = "STRAIT_INBOUND_ADDR", value_delimiter = ',')]
+    pub inbound_addr: Vec<SocketAddr>,
 
-    /// Admin listener. /live, /ready and /metrics answer anyone; /config, /status and
-    /// /log-level answer loopback callers only. Default: 127.0.0.1:4191 in local mode,
-    /// 0.0.0.0:4191 in a pod.
-    #[arg(long, env = "STRAIT_ADMIN_ADDR")]
-    pub admin_addr: Option<SocketAddr>,
+    /// Admin listener, one or more comma-separated addresses. /live, /ready and /metrics
+    /// answer anyone; /config, /status and /log-level answer loopback callers only. Default: 127.0.0.1:4191 in local mode, 0.0.0.0:4191,[::]:4191 in a pod.
+    #[arg(long, env = "STRAIT_ADMIN_ADDR", value_delimiter = ',')]
+    pub admin_addr: Vec<SocketAddr>,
 
     /// Static routing table: a discovery snapshot in the protobuf JSON mapping. Used when no
     /// control plane is configured; re-read when the file changes.
@@ -218,30 +221,85 @@ pub struct ProxyConfig {
     pub log_format: LogFormat,
 }
 
-impl ProxyConfig {
-    fn default_ip(&self) -> IpAddr {
-        match self.mode {
-            Mode::Local => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Mode::Pod => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+/// Which of the proxy's listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// App → mesh.
+    Outbound,
+    /// Mesh → app.
+    Inbound,
+    /// Metrics, health, configuration.
+    Admin,
+}
+
+impl Listener {
+    /// The listener's name in logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Outbound => "outbound",
+            Listener::Inbound => "inbound",
+            Listener::Admin => "admin",
         }
     }
 
-    /// The outbound listener's address, defaulted by mode.
+    fn default_port(self) -> u16 {
+        match self {
+            Listener::Outbound => 4140,
+            Listener::Inbound => 4143,
+            Listener::Admin => 4191,
+        }
+    }
+}
+
+/// A listener's default addresses in `mode`. In a pod, each listener has an IPv4 and an IPv6
+/// address, so a dual-stack pod's IPv6 traffic meets the proxy as its IPv4 traffic does (the
+/// IPv6 one is skipped where the pod has no IPv6); the outbound listener binds loopback only,
+/// because iptables redirects only the pod's own connections to it, and a listener reachable
+/// at the pod's address would let other pods send traffic out under this pod's identity.
+pub fn default_addrs(mode: Mode, listener: Listener) -> Vec<SocketAddr> {
+    let port = listener.default_port();
+    let ips: &[IpAddr] = match (mode, listener) {
+        (Mode::Local, _) => &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        (Mode::Pod, Listener::Outbound) => &[
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
+        (Mode::Pod, Listener::Inbound | Listener::Admin) => &[
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ],
+    };
+    ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+}
+
+impl ProxyConfig {
+    /// The addresses `listener` binds: the flag's, else the mode's defaults.
+    pub fn listen_addrs(&self, listener: Listener) -> Vec<SocketAddr> {
+        let given = match listener {
+            Listener::Outbound => &self.outbound_addr,
+            Listener::Inbound => &self.inbound_addr,
+            Listener::Admin => &self.admin_addr,
+        };
+        if given.is_empty() {
+            default_addrs(self.mode, listener)
+        } else {
+            given.clone()
+        }
+    }
+
+    /// The outbound listener's first address, defaulted by mode.
     pub fn outbound_addr(&self) -> SocketAddr {
-        self.outbound_addr
-            .unwrap_or(SocketAddr::new(self.default_ip(), 4140))
+        self.listen_addrs(Listener::Outbound)[0]
     }
 
-    /// The inbound listener's address, defaulted by mode.
+    /// The inbound listener's first address, defaulted by mode.
     pub fn inbound_addr(&self) -> SocketAddr {
-        self.inbound_addr
-            .unwrap_or(SocketAddr::new(self.default_ip(), 4143))
+        self.listen_addrs(Listener::Inbound)[0]
     }
 
-    /// The admin listener's address, defaulted by mode.
+    /// The admin listener's first address, defaulted by mode.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
-            .unwrap_or(SocketAddr::new(self.default_ip(), 4191))
+        self.listen_addrs(Listener::Admin)[0]
     }
 }
 
@@ -277,6 +335,44 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn in_a_pod_the_outbound_listener_is_on_loopback_of_both_families() {
+        assert_eq!(
+            default_addrs(Mode::Pod, Listener::Outbound),
+            addrs(&["127.0.0.1:4140", "[::1]:4140"])
+        );
+    }
+
+    #[test]
+    fn in_a_pod_inbound_and_admin_listen_on_every_address_of_both_families() {
+        assert_eq!(
+            default_addrs(Mode::Pod, Listener::Inbound),
+            addrs(&["0.0.0.0:4143", "[::]:4143"])
+        );
+        assert_eq!(
+            default_addrs(Mode::Pod, Listener::Admin),
+            addrs(&["0.0.0.0:4191", "[::]:4191"])
+        );
+    }
+
+    #[test]
+    fn local_mode_listens_on_ipv4_loopback_only() {
+        for (listener, port) in [
+            (Listener::Outbound, 4140),
+            (Listener::Inbound, 4143),
+            (Listener::Admin, 4191),
+        ] {
+            assert_eq!(
+                default_addrs(Mode::Local, listener),
+                [SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)]
+            );
+        }
+    }
 
     #[test]
     fn durations_parse_with_every_unit() {

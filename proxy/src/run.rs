@@ -17,8 +17,7 @@ use strait_identity::bundle::TrustBundle;
 use strait_identity::store::CertStore;
 
 use crate::admin::{Admin, Readiness, StatusSource};
-use crate::config::InboundMode;
-use crate::config::ProxyConfig;
+use crate::config::{InboundMode, Listener, ProxyConfig};
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
 use crate::http::server::ServerLimits;
@@ -136,9 +135,9 @@ pub async fn run(
         ));
     }
 
-    let outbound_listener = bind("outbound", config.outbound_addr()).await?;
-    let inbound_listener = bind("inbound", config.inbound_addr()).await?;
-    let admin_listener = bind("admin", config.admin_addr()).await?;
+    let outbound_listener = bind_listener(&config, Listener::Outbound).await?;
+    let inbound_listener = bind_listener(&config, Listener::Inbound).await?;
+    let admin_listener = bind_listener(&config, Listener::Admin).await?;
     let bound = Bound {
         outbound: outbound_listener.local_addr()?,
         inbound: inbound_listener.local_addr()?,
@@ -249,6 +248,18 @@ pub async fn run(
     stop_admin.cancel();
     tracing::info!("strait-proxy stopped");
     Ok(())
+}
+
+/// Binds `listener`'s addresses and logs each one (the "listening" line names the first).
+async fn bind_listener(
+    config: &ProxyConfig,
+    listener: Listener,
+) -> anyhow::Result<crate::listener::Listener> {
+    let bound = bind(listener.name(), &config.listen_addrs(listener)).await?;
+    for addr in bound.local_addrs()? {
+        tracing::info!(listener = listener.name(), %addr, "listener bound");
+    }
+    Ok(bound)
 }
 
 /// What a proxy with a control plane knows about its own identity.

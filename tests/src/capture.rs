@@ -1,12 +1,12 @@
 //! A packet capture inside a test's network namespace: an `AF_PACKET` socket that sees every
-//! frame crossing the namespace's interfaces, reduced to the TCP segments between IPv4
-//! addresses, so a test can check what really went over the wire (TLS, not HTTP).
+//! frame crossing the namespace's interfaces, reduced to the TCP segments over IPv4 or IPv6,
+//! so a test can check what really went over the wire (TLS, not HTTP).
 //!
 //! Written here rather than driving tcpdump: the test needs the segments' payloads as bytes,
-//! and parsing Ethernet, IPv4 and TCP headers is a few lines.
+//! and parsing Ethernet, IPv4, IPv6 and TCP headers is a few lines.
 
 use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,9 +22,9 @@ use crate::netns::NetNs;
 #[derive(Clone, Debug)]
 pub struct Segment {
     /// Source address and port.
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Destination address and port.
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// The TCP payload (empty for a bare ACK, SYN or FIN).
     pub payload: Vec<u8>,
 }
@@ -83,29 +83,50 @@ impl Capture {
     }
 }
 
-/// The TCP segment in an Ethernet frame carrying IPv4, if it holds one.
+/// The TCP segment in an Ethernet frame carrying IPv4 or IPv6, if it holds one.
 fn parse(frame: &[u8]) -> Option<Segment> {
     const ETHERNET: usize = 14;
-    if frame.get(12..14)? != [0x08, 0x00] {
-        return None;
-    }
     let ip = frame.get(ETHERNET..)?;
+    let (src, dst, tcp) = match frame.get(12..14)? {
+        [0x08, 0x00] => ipv4(ip)?,
+        [0x86, 0xdd] => ipv6(ip)?,
+        _ => return None,
+    };
+    let offset = usize::from(tcp.get(12)? >> 4) * 4;
+    let port =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*tcp.get(at)?, *tcp.get(at + 1)?])) };
+    Some(Segment {
+        src: SocketAddr::new(src, port(0)?),
+        dst: SocketAddr::new(dst, port(2)?),
+        payload: tcp.get(offset..)?.to_vec(),
+    })
+}
+
+/// Source, destination and TCP bytes of an IPv4 packet carrying TCP.
+fn ipv4(ip: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
     let header = usize::from(ip.first()? & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     if *ip.get(9)? != 6 || header < 20 || total < header || total > ip.len() {
         return None;
     }
-    let address = |at: usize| -> Option<Ipv4Addr> {
-        let b = ip.get(at..at + 4)?;
-        Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    let address = |at: usize| -> Option<IpAddr> {
+        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b).into())
     };
-    let tcp = ip.get(header..total)?;
-    let offset = usize::from(tcp.get(12)? >> 4) * 4;
-    let port =
-        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*tcp.get(at)?, *tcp.get(at + 1)?])) };
-    Some(Segment {
-        src: SocketAddrV4::new(address(12)?, port(0)?),
-        dst: SocketAddrV4::new(address(16)?, port(2)?),
-        payload: tcp.get(offset..)?.to_vec(),
-    })
+    Some((address(12)?, address(16)?, ip.get(header..total)?))
+}
+
+/// Source, destination and TCP bytes of an IPv6 packet whose next header is TCP (the tests'
+/// traffic has no extension headers).
+fn ipv6(ip: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+    const HEADER: usize = 40;
+    let payload = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
+    if *ip.get(6)? != 6 || HEADER + payload > ip.len() {
+        return None;
+    }
+    let address = |at: usize| -> Option<IpAddr> {
+        let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(b).into())
+    };
+    Some((address(8)?, address(24)?, ip.get(HEADER..HEADER + payload)?))
 }

@@ -476,6 +476,7 @@ impl<'a> Rendering<'a> {
             serde_json::to_value(config.inbound_mode).unwrap(),
             proxy["inboundMode"]
         );
+        assert_eq!(serde_json::to_value(config.ipv6).unwrap(), proxy["ipv6"]);
         assert_eq!(
             serde_json::to_value(&config.skip_inbound_ports).unwrap(),
             proxy["skipInboundPorts"]
@@ -1081,6 +1082,11 @@ fn invalid_values_are_refused_at_install_with_the_schemas_message() {
             "bad enum",
             "injector:\n  failurePolicy: Sometimes\n",
             &["/injector/failurePolicy", "must be one of 'Ignore', 'Fail'"][..],
+        ),
+        (
+            "ipv6 enum",
+            "proxy:\n  ipv6: \"on\"\n",
+            &["/proxy/ipv6", "'auto', 'enabled', 'disabled'"][..],
         ),
         (
             "port 0",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
-use strait_control_plane::inject::config::InjectorConfig;
+use strait_control_plane::inject::config::{InjectorConfig, Ipv6};
 use strait_control_plane::inject::{
     INIT_CONTAINER, INJECTED, PATH_NAMESPACE, PATH_POD, PROXIED, PROXY_CONTAINER,
     PROXY_INBOUND_PORT, TOKEN_DIR, TOKEN_VOLUME,
@@ -61,6 +61,11 @@ fn env_of(container: &Container) -> BTreeMap<String, Value> {
 
 /// Everything the injector must have added to `pod`, and nothing of the original lost.
 fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_pem: &str) {
+    // A listener's addresses: both families unless IPv6 interception is disabled.
+    let listen = |ipv4: &str, ipv6: &str, port| match config.ipv6 {
+        Ipv6::Disabled => format!("{ipv4}:{port}"),
+        Ipv6::Auto | Ipv6::Enabled => format!("{ipv4}:{port},[{ipv6}]:{port}"),
+    };
     let spec = pod.spec.as_ref().expect("a spec");
     let inits = spec.init_containers.clone().unwrap_or_default();
     let original_containers: Vec<Container> =
@@ -106,8 +111,13 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
     let init = &inits[0];
     assert_eq!(init.image.as_deref(), Some(config.image.as_str()));
     let args = init.args.clone().unwrap();
+    let init_ipv6 = match config.ipv6 {
+        Ipv6::Auto => "auto",
+        Ipv6::Enabled => "on",
+        Ipv6::Disabled => "off",
+    };
     assert_eq!(
-        args[..7],
+        args[..11],
         [
             "init",
             "--proxy-uid",
@@ -115,7 +125,11 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
             "--inbound-port",
             &config.ports.inbound.to_string(),
             "--outbound-port",
-            &config.ports.outbound.to_string()
+            &config.ports.outbound.to_string(),
+            "--admin-port",
+            &config.ports.admin.to_string(),
+            "--ipv6",
+            init_ipv6
         ]
     );
     let sc = init.security_context.as_ref().unwrap();
@@ -163,15 +177,15 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
         ),
         (
             "STRAIT_OUTBOUND_ADDR",
-            json!(format!("0.0.0.0:{}", config.ports.outbound)),
+            json!(listen("127.0.0.1", "::1", config.ports.outbound)),
         ),
         (
             "STRAIT_INBOUND_ADDR",
-            json!(format!("0.0.0.0:{}", config.ports.inbound)),
+            json!(listen("0.0.0.0", "::", config.ports.inbound)),
         ),
         (
             "STRAIT_ADMIN_ADDR",
-            json!(format!("0.0.0.0:{}", config.ports.admin)),
+            json!(listen("0.0.0.0", "::", config.ports.admin)),
         ),
     ]
     .into_iter()
@@ -368,7 +382,7 @@ async fn a_deployments_pod_annotated_for_injection_keeps_its_probes_and_containe
 
 #[tokio::test]
 async fn classic_mode_with_strict_inbound_and_custom_ports() {
-    let yaml = "nativeSidecar: false\ninboundMode: strict\nproxyUID: 3001\nports: {outbound: 5140, inbound: 5143, admin: 5191}\nskipInboundPorts: [9090]\nskipOutboundPorts: [5432]\nlogFormat: text\nresources: {requests: {cpu: 20m}, limits: {cpu: 500m, memory: 128Mi}}\ntokenAudience: mesh.example\ntokenExpirationSeconds: 3600\n";
+    let yaml = "nativeSidecar: false\ninboundMode: strict\nipv6: disabled\nproxyUID: 3001\nports: {outbound: 5140, inbound: 5143, admin: 5191}\nskipInboundPorts: [9090]\nskipOutboundPorts: [5432]\nlogFormat: text\nresources: {requests: {cpu: 20m}, limits: {cpu: 500m, memory: 128Mi}}\ntokenAudience: mesh.example\ntokenExpirationSeconds: 3600\n";
     let config = InjectorConfig::parse(yaml, "test").unwrap();
     let injector = Injector::start("inject-classic", yaml);
     let pod = linkerd_pod();
@@ -382,10 +396,10 @@ async fn classic_mode_with_strict_inbound_and_custom_ports() {
         spec.init_containers.as_ref().unwrap()[0]
             .args
             .as_ref()
-            .unwrap()[7..],
+            .unwrap()[11..],
         [
             "--skip-inbound-ports",
-            "5191,9090",
+            "9090",
             "--skip-outbound-ports",
             "5432"
         ]
@@ -463,10 +477,10 @@ async fn skip_port_annotations_are_honoured_and_bad_entries_become_warnings() {
         .as_ref()
         .unwrap()[0];
     assert_eq!(
-        init.args.as_ref().unwrap()[7..],
+        init.args.as_ref().unwrap()[11..],
         [
             "--skip-inbound-ports",
-            "4191,3333,8081",
+            "3333,8081",
             "--skip-outbound-ports",
             "5432"
         ]

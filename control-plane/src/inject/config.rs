@@ -53,6 +53,26 @@ pub enum InboundMode {
     Strict,
 }
 
+/// Whether injected pods' IPv6 traffic goes through the proxy (`strait-proxy init --ipv6` and
+/// the proxy's IPv6 listeners).
+///
+/// Kubernetes gives an admission webhook no per-pod IP families, so the default decides in the
+/// pod itself: `init` installs the IPv6 rules when the pod's network namespace has an IPv6
+/// address besides loopback, and the proxy's IPv6 listeners are skipped where the kernel has no
+/// IPv6. Dual-stack and IPv6 pods are then covered with no setting to keep in step with the
+/// cluster, and IPv4-only pods are unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipv6 {
+    /// IPv6 rules where the pod has IPv6 (the default).
+    Auto,
+    /// IPv6 rules in every pod; `init` fails where they cannot be installed.
+    Enabled,
+    /// No IPv6 rules or listeners: a dual-stack pod's IPv6 traffic bypasses the proxy, its
+    /// mTLS and its policy. Only for nodes whose ip6tables cannot work.
+    Disabled,
+}
+
 /// The proxy's listener ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -129,6 +149,8 @@ pub struct InjectorConfig {
     pub log_format: LogFormat,
     /// Inbound mode for ports the control plane says nothing about.
     pub inbound_mode: InboundMode,
+    /// Whether pods' IPv6 traffic is intercepted.
+    pub ipv6: Ipv6,
     /// Inbound ports never redirected to the proxy (the admin port always is skipped).
     pub skip_inbound_ports: Vec<NonZeroU16>,
     /// Outbound destination ports never redirected to the proxy.
@@ -160,6 +182,7 @@ impl Default for InjectorConfig {
             log_level: "info".into(),
             log_format: LogFormat::Json,
             inbound_mode: InboundMode::Permissive,
+            ipv6: Ipv6::Auto,
             skip_inbound_ports: Vec::new(),
             skip_outbound_ports: Vec::new(),
             native_sidecar: true,
@@ -342,7 +365,7 @@ mod tests {
     #[test]
     fn fields_are_read_in_camel_case() {
         let config = InjectorConfig::parse(
-            "proxyUID: 3000\nports: {admin: 5000}\nskipOutboundPorts: [5432, 6379]\nnativeSidecar: false\ninboundMode: strict\nresources: {requests: {cpu: 50m}}\n",
+            "proxyUID: 3000\nports: {admin: 5000}\nskipOutboundPorts: [5432, 6379]\nnativeSidecar: false\ninboundMode: strict\nipv6: disabled\nresources: {requests: {cpu: 50m}}\n",
             "proxy.yaml",
         )
         .unwrap();
@@ -363,6 +386,7 @@ mod tests {
         );
         assert!(!config.native_sidecar);
         assert_eq!(config.inbound_mode, InboundMode::Strict);
+        assert_eq!(config.ipv6, Ipv6::Disabled);
         assert_eq!(config.resources.requests["cpu"], "50m");
         assert!(config.resources.limits.is_empty());
     }
@@ -405,6 +429,8 @@ mod tests {
         assert!(e.contains("field tokenExpirationSeconds"), "{e}");
         let e = error("logLevel: \"strait=loud\"\n");
         assert!(e.contains("field logLevel"), "{e}");
+        let e = error("ipv6: on\n");
+        assert!(e.contains("field ipv6"), "{e}");
         let e = error("image: [unclosed\n");
         assert!(e.contains("invalid YAML"), "{e}");
     }

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use super::config::{InboundMode, InjectorConfig, LogFormat, PullPolicy};
+use super::config::{InboundMode, InjectorConfig, Ipv6, LogFormat, PullPolicy};
 use super::{
     ADMIN_PORT_NAME, INBOUND_PORT_NAME, INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER,
     PROXY_INBOUND_PORT, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TOKEN_DIR, TOKEN_VOLUME,
@@ -106,8 +106,8 @@ pub fn inject(
 
     let mut warnings = Vec::new();
     let annotation = |name: &str| meta.annotations.as_ref().and_then(|a| a.get(name));
-    let mut skip_inbound = vec![config.ports.admin];
-    skip_inbound.extend(&config.skip_inbound_ports);
+    // The admin port needs no entry: `init` never redirects it (`--admin-port`).
+    let mut skip_inbound = config.skip_inbound_ports.clone();
     skip_inbound.extend(parse_ports(
         SKIP_INBOUND_PORTS,
         annotation(SKIP_INBOUND_PORTS),
@@ -284,6 +284,10 @@ fn init_container(
         config.ports.inbound.to_string(),
         "--outbound-port".to_owned(),
         config.ports.outbound.to_string(),
+        "--admin-port".to_owned(),
+        config.ports.admin.to_string(),
+        "--ipv6".to_owned(),
+        init_ipv6(config.ipv6).to_owned(),
     ];
     for (flag, ports) in [
         ("--skip-inbound-ports", skip_inbound),
@@ -313,6 +317,25 @@ fn init_container(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// `strait-proxy init --ipv6` for the setting.
+fn init_ipv6(ipv6: Ipv6) -> &'static str {
+    match ipv6 {
+        Ipv6::Auto => "auto",
+        Ipv6::Enabled => "on",
+        Ipv6::Disabled => "off",
+    }
+}
+
+/// A listener's addresses: `ips` with `port`, in `STRAIT_*_ADDR` syntax. Without IPv6 the
+/// proxy binds only the IPv4 one; with it, both (the proxy skips the IPv6 one by itself where
+/// the pod's kernel has no IPv6).
+fn listen(ipv4: &str, ipv6: &str, port: NonZeroU16, family: Ipv6) -> String {
+    match family {
+        Ipv6::Disabled => format!("{ipv4}:{port}"),
+        Ipv6::Auto | Ipv6::Enabled => format!("{ipv4}:{port},[{ipv6}]:{port}"),
     }
 }
 
@@ -352,7 +375,11 @@ fn http_probe(path: &str, port: NonZeroU16) -> Probe {
 /// The proxy: a native sidecar (init container, `restartPolicy: Always`) or a plain container.
 fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
     let ports = &config.ports;
-    let listen = |port: NonZeroU16| format!("0.0.0.0:{port}");
+    // The outbound listener is on loopback only: iptables redirects the pod's own connections
+    // there, and one reachable at the pod's address would let other pods send traffic out
+    // under this pod's identity.
+    let loopback = |port| listen("127.0.0.1", "::1", port, config.ipv6);
+    let every_address = |port| listen("0.0.0.0", "::", port, config.ipv6);
     let inbound_mode = match config.inbound_mode {
         InboundMode::Permissive => "permissive",
         InboundMode::Strict => "strict",
@@ -377,9 +404,9 @@ fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
         env("STRAIT_INBOUND_MODE", inbound_mode),
         env("STRAIT_LOG", &config.log_level),
         env("STRAIT_LOG_FORMAT", log_format),
-        env("STRAIT_OUTBOUND_ADDR", listen(ports.outbound)),
-        env("STRAIT_INBOUND_ADDR", listen(ports.inbound)),
-        env("STRAIT_ADMIN_ADDR", listen(ports.admin)),
+        env("STRAIT_OUTBOUND_ADDR", loopback(ports.outbound)),
+        env("STRAIT_INBOUND_ADDR", every_address(ports.inbound)),
+        env("STRAIT_ADMIN_ADDR", every_address(ports.admin)),
     ];
     let container_port = |name: &str, port: NonZeroU16| ContainerPort {
         name: Some(name.to_owned()),
@@ -542,8 +569,10 @@ mod tests {
                 "4143",
                 "--outbound-port",
                 "4140",
-                "--skip-inbound-ports",
-                "4191"
+                "--admin-port",
+                "4191",
+                "--ipv6",
+                "auto"
             ]
         );
     }
@@ -592,13 +621,105 @@ mod tests {
         assert!(warnings[1].contains("\"70000\""), "{warnings:?}");
         let args = init_args(&patched(&original, &outcome));
         assert_eq!(
-            args[7..],
+            args[11..],
             [
                 "--skip-inbound-ports",
-                "4191,9000,8080",
+                "9000,8080",
                 "--skip-outbound-ports",
                 "5432,6379"
             ]
+        );
+    }
+
+    fn proxy_env(pod: &Pod) -> BTreeMap<String, String> {
+        let spec = pod.spec.as_ref().unwrap();
+        let proxy = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .find(|c| c.name == PROXY_CONTAINER)
+            .unwrap();
+        proxy
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect()
+    }
+
+    fn injected(config: &InjectorConfig) -> Pod {
+        let original = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        patched(
+            &original,
+            &inject(&original, false, config, ANCHORS).unwrap(),
+        )
+    }
+
+    #[test]
+    fn by_default_init_decides_ipv6_in_the_pod_and_the_proxy_listens_on_both_families() {
+        let pod = injected(&InjectorConfig::default());
+        let args = init_args(&pod);
+        let ipv6 = args.iter().position(|a| a == "--ipv6").unwrap();
+        assert_eq!(args[ipv6 + 1], "auto");
+        let env = proxy_env(&pod);
+        assert_eq!(env["STRAIT_OUTBOUND_ADDR"], "127.0.0.1:4140,[::1]:4140");
+        assert_eq!(env["STRAIT_INBOUND_ADDR"], "0.0.0.0:4143,[::]:4143");
+        assert_eq!(env["STRAIT_ADMIN_ADDR"], "0.0.0.0:4191,[::]:4191");
+    }
+
+    #[test]
+    fn ipv6_enabled_makes_init_require_the_ipv6_rules() {
+        let config = InjectorConfig {
+            ipv6: Ipv6::Enabled,
+            ..Default::default()
+        };
+        let args = init_args(&injected(&config));
+        assert!(args.windows(2).any(|w| w == ["--ipv6", "on"]), "{args:?}");
+    }
+
+    #[test]
+    fn ipv6_disabled_keeps_an_ipv4_only_pod_on_ipv4_with_the_outbound_on_loopback() {
+        let config = InjectorConfig {
+            ipv6: Ipv6::Disabled,
+            ..Default::default()
+        };
+        let pod = injected(&config);
+        let args = init_args(&pod);
+        assert!(args.windows(2).any(|w| w == ["--ipv6", "off"]), "{args:?}");
+        let env = proxy_env(&pod);
+        assert_eq!(env["STRAIT_OUTBOUND_ADDR"], "127.0.0.1:4140");
+        assert_eq!(env["STRAIT_INBOUND_ADDR"], "0.0.0.0:4143");
+        assert_eq!(env["STRAIT_ADMIN_ADDR"], "0.0.0.0:4191");
+    }
+
+    #[test]
+    fn the_proxys_own_ports_reach_init_with_the_configured_numbers() {
+        let port = |p| NonZeroU16::new(p).unwrap();
+        let config = InjectorConfig {
+            ports: super::super::config::Ports {
+                outbound: port(5140),
+                inbound: port(5143),
+                admin: port(5191),
+            },
+            ..Default::default()
+        };
+        let pod = injected(&config);
+        let args = init_args(&pod);
+        for (flag, value) in [
+            ("--outbound-port", "5140"),
+            ("--inbound-port", "5143"),
+            ("--admin-port", "5191"),
+        ] {
+            assert!(args.windows(2).any(|w| w == [flag, value]), "{args:?}");
+        }
+        assert!(
+            !args.contains(&"--skip-inbound-ports".to_owned()),
+            "{args:?}"
+        );
+        assert_eq!(
+            proxy_env(&pod)["STRAIT_OUTBOUND_ADDR"],
+            "127.0.0.1:5140,[::1]:5140"
         );
     }
 

@@ -5,7 +5,15 @@
 //! around it: read the table with `iptables-save`, apply the plan with
 //! `iptables-restore --noflush` (one atomic commit per table), print what it applied.
 //! It runs once per pod, before the app starts, as the injector's init container.
+//!
+//! IPv6 gets the same rules through `ip6tables` whenever the pod's network namespace has an
+//! IPv6 address other than loopback (`--ipv6 auto`, the default): Kubernetes tells an
+//! admission webhook nothing about a pod's IP families, but the namespace the init container
+//! runs in knows them for certain, so deciding here needs no setting to keep in step with the
+//! cluster, and an IPv4-only pod (no IPv6 in its kernel, or loopback only) is left exactly as
+//! before.
 
+pub mod family;
 pub mod rules;
 
 use std::io::Write as _;
@@ -13,6 +21,7 @@ use std::process::{Command, Stdio};
 
 use clap::Args;
 
+use family::Ipv6Rules;
 use rules::{PortRange, RedirectPlan};
 
 /// Settings of `strait-proxy init`.
@@ -27,12 +36,18 @@ pub struct InitConfig {
     pub inbound_port: u16,
 
     /// Port of the proxy's outbound listener, where the pod's own connections are redirected.
+    /// Incoming connections to this port are never redirected (they reach nothing: the
+    /// outbound listener is on loopback).
     #[arg(long, env = "STRAIT_INIT_OUTBOUND_PORT", default_value_t = 4140)]
     pub outbound_port: u16,
 
+    /// Port of the proxy's admin listener. Incoming connections to it are never redirected,
+    /// so probes and scrapes reach it directly, with their own source address.
+    #[arg(long, env = "STRAIT_INIT_ADMIN_PORT", default_value_t = 4191)]
+    pub admin_port: u16,
+
     /// Destination ports of incoming connections that go straight to the app, bypassing the
-    /// proxy (comma-separated ports or `first-last` ranges). Include the proxy's admin port,
-    /// so probes reach it directly.
+    /// proxy (comma-separated ports or `first-last` ranges).
     #[arg(long, env = "STRAIT_INIT_SKIP_INBOUND_PORTS", value_delimiter = ',')]
     pub skip_inbound_ports: Vec<PortRange>,
 
@@ -41,9 +56,19 @@ pub struct InitConfig {
     #[arg(long, env = "STRAIT_INIT_SKIP_OUTBOUND_PORTS", value_delimiter = ',')]
     pub skip_outbound_ports: Vec<PortRange>,
 
-    /// Also install the rules for IPv6 (with `ip6tables`), for dual-stack pods.
-    #[arg(long, env = "STRAIT_INIT_IPV6")]
-    pub ipv6: bool,
+    /// Whether to install the rules for IPv6 too (with `ip6tables`). `auto`: when this network
+    /// namespace has an IPv6 address besides loopback (a dual-stack or IPv6 pod), else skipped
+    /// with a line saying so. `on` (`--ipv6` alone): always. `off`: never, and the pod's IPv6
+    /// traffic bypasses the proxy.
+    #[arg(
+        long,
+        env = "STRAIT_INIT_IPV6",
+        value_enum,
+        default_value = "auto",
+        num_args = 0..=1,
+        default_missing_value = "on"
+    )]
+    pub ipv6: Ipv6Rules,
 
     /// The iptables command to use: `iptables`, `iptables-nft` or `iptables-legacy`; its
     /// `-save` and `-restore` siblings are used, and `ip6tables…` for IPv6.
@@ -88,16 +113,24 @@ impl InitConfig {
             proxy_uid: self.proxy_uid,
             inbound_port: self.inbound_port,
             outbound_port: self.outbound_port,
+            admin_port: self.admin_port,
             skip_inbound: self.skip_inbound_ports.clone(),
             skip_outbound: self.skip_outbound_ports.clone(),
         }
     }
 
-    /// The iptables command prefixes to apply the rules with: IPv4, and IPv6 when asked.
+    /// The iptables command prefixes to apply the rules with: IPv4, and IPv6 when wanted.
     fn families(&self) -> Vec<String> {
         let mut families = vec![self.iptables.clone()];
-        if self.ipv6 {
-            families.push(self.iptables.replacen("iptables", "ip6tables", 1));
+        let ip6tables = self.iptables.replacen("iptables", "ip6tables", 1);
+        let addresses = family::read_ipv6_addresses();
+        if family::wants_ipv6(self.ipv6, &addresses) {
+            families.push(ip6tables);
+        } else {
+            println!(
+                "# {ip6tables}: skipped ({})",
+                family::skip_reason(self.ipv6, &addresses)
+            );
         }
         families
     }

@@ -6,10 +6,22 @@
 //! (outbound):
 //!
 //! ```text
-//! PREROUTING -> STRAIT_INBOUND:  skip-inbound ports RETURN, else -> STRAIT_INBOUND_REDIRECT (to :4143)
+//! PREROUTING -> STRAIT_INBOUND:  the proxy's outbound and admin ports RETURN, skip-inbound ports
+//!                                RETURN, else -> STRAIT_INBOUND_REDIRECT (to :4143)
 //! OUTPUT     -> STRAIT_OUTBOUND: proxy UID RETURN, loopback RETURN, skip-outbound ports RETURN,
 //!                                else -> STRAIT_OUTBOUND_REDIRECT (to :4140)
 //! ```
+//!
+//! The proxy's own outbound and admin ports are never redirected inbound: redirected, the
+//! inbound proxy would hand such a connection to the proxy itself over loopback, where the
+//! outbound listener would send it on under this pod's identity and the admin server would
+//! take the caller for a local one (issue 14). Left alone, a connection to the outbound port
+//! reaches nothing (its listener is on loopback only) and the admin port answers kubelet
+//! probes and Prometheus scrapes directly, seeing their real source address.
+//!
+//! The same rules serve IPv4 (`iptables`) and IPv6 (`ip6tables`): `REDIRECT` sends locally
+//! generated connections to `127.0.0.1` or `::1`, and incoming ones to the address they
+//! arrived on, in both families.
 //!
 //! Declaring a chain in `iptables-restore --noflush` input creates it or empties it, so our
 //! chains are rewritten whole each time; the jumps from the built-in chains are added only when
@@ -110,6 +122,8 @@ pub struct RedirectPlan {
     pub inbound_port: u16,
     /// The proxy's outbound listener port.
     pub outbound_port: u16,
+    /// The proxy's admin listener port.
+    pub admin_port: u16,
     /// Destination ports of incoming connections that go straight to the app.
     pub skip_inbound: Vec<PortRange>,
     /// Destination ports of outgoing connections that bypass the proxy.
@@ -127,6 +141,11 @@ pub fn install(plan: &RedirectPlan, saved: &str) -> String {
         out,
         "-A {INBOUND_REDIRECT_CHAIN} -p tcp -j REDIRECT --to-ports {}",
         plan.inbound_port
+    );
+    let _ = writeln!(
+        out,
+        "-A {INBOUND_CHAIN} -p tcp -m multiport --dports {},{} -j RETURN",
+        plan.outbound_port, plan.admin_port
     );
     for ports in multiport_groups(&plan.skip_inbound) {
         let _ = writeln!(
@@ -234,7 +253,8 @@ mod tests {
             proxy_uid: 2102,
             inbound_port: 4143,
             outbound_port: 4140,
-            skip_inbound: vec!["4191".parse().unwrap()],
+            admin_port: 4191,
+            skip_inbound: vec!["9000".parse().unwrap()],
             skip_outbound: vec!["443".parse().unwrap(), "8000-8100".parse().unwrap()],
         }
     }
@@ -251,7 +271,8 @@ mod tests {
              :STRAIT_OUTBOUND - [0:0]\n\
              :STRAIT_OUTBOUND_REDIRECT - [0:0]\n\
              -A STRAIT_INBOUND_REDIRECT -p tcp -j REDIRECT --to-ports 4143\n\
-             -A STRAIT_INBOUND -p tcp -m multiport --dports 4191 -j RETURN\n\
+             -A STRAIT_INBOUND -p tcp -m multiport --dports 4140,4191 -j RETURN\n\
+             -A STRAIT_INBOUND -p tcp -m multiport --dports 9000 -j RETURN\n\
              -A STRAIT_INBOUND -p tcp -j STRAIT_INBOUND_REDIRECT\n\
              -A STRAIT_OUTBOUND_REDIRECT -p tcp -j REDIRECT --to-ports 4140\n\
              -A STRAIT_OUTBOUND -m owner --uid-owner 2102 -j RETURN\n\
@@ -278,13 +299,40 @@ mod tests {
     }
 
     #[test]
-    fn no_skip_ports_means_no_multiport_rules() {
+    fn no_skip_ports_leave_only_the_proxys_own_ports_unredirected() {
         let plan = RedirectPlan {
             skip_inbound: vec![],
             skip_outbound: vec![],
             ..plan()
         };
-        assert!(!install(&plan, EMPTY).contains("multiport"));
+        let script = install(&plan, EMPTY);
+        let multiport: Vec<_> = script.lines().filter(|l| l.contains("multiport")).collect();
+        assert_eq!(
+            multiport,
+            ["-A STRAIT_INBOUND -p tcp -m multiport --dports 4140,4191 -j RETURN"]
+        );
+    }
+
+    #[test]
+    fn the_outbound_and_admin_ports_return_before_any_inbound_redirect() {
+        let plan = RedirectPlan {
+            outbound_port: 5140,
+            admin_port: 5191,
+            ..plan()
+        };
+        let script = install(&plan, EMPTY);
+        let inbound: Vec<_> = script
+            .lines()
+            .filter(|l| l.starts_with("-A STRAIT_INBOUND "))
+            .collect();
+        assert_eq!(
+            inbound[0],
+            "-A STRAIT_INBOUND -p tcp -m multiport --dports 5140,5191 -j RETURN"
+        );
+        assert_eq!(
+            inbound.last().unwrap(),
+            &"-A STRAIT_INBOUND -p tcp -j STRAIT_INBOUND_REDIRECT"
+        );
     }
 
     #[test]
