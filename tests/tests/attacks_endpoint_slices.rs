@@ -172,18 +172,21 @@ async fn an_endpoint_slice_in_another_namespace_cannot_take_a_pods_address() {
             &client_token,
         ),
     );
-    let _web = start_proxy(
+    let web = start_proxy(
         &control_plane,
         &anchors,
         &dir,
         ("web-1", WEB_IP, "web", web_proxy_port, &web_token),
     );
+    // Both proxies: an inbound proxy admits nothing before its first snapshot.
     wait_for(
-        "the client proxy's snapshot",
+        "both proxies' certificates and snapshots",
         Duration::from_secs(20),
         || {
-            client.process.logged("snapshot applied")
-                && client.process.logged("certificate installed")
+            [&client, &web].iter().all(|proxy| {
+                proxy.process.logged("snapshot applied")
+                    && proxy.process.logged("certificate installed")
+            })
         },
     );
 
