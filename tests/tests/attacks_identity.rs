@@ -359,3 +359,71 @@ async fn before_its_first_snapshot_a_proxy_admits_nothing_inbound() {
     assert_eq!(app.requests(), 0);
     assert!(refused(&proxy, "no-configuration").await >= 1.0);
 }
+
+/// An echo server that answers each read at once (the harness's TCP echo waits for EOF).
+async fn start_streaming_echo(addr: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opaque_connection_is_closed_once_a_policy_change_no_longer_admits_the_caller() {
+    let mesh = mesh();
+    start_streaming_echo(mesh.workload("backend-1").app()).await;
+
+    let mut stream = tokio::net::TcpStream::connect(mesh.proxy("frontend-1").outbound)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"CONNECT backend.demo:80 HTTP/1.1\r\nHost: backend.demo:80\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "the tunnel opens");
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        rest.push(byte[0]);
+    }
+    // Not HTTP, so the destination relays it as opaque TCP.
+    stream.write_all(b"\x00before").await.unwrap();
+    let mut echoed = [0u8; 7];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"\x00before");
+
+    mesh.write_config(
+        "policy.yaml",
+        "apiVersion: strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: only-secret, namespace: demo}\nspec:\n  targetRef: {group: \"\", kind: Service, name: backend}\n  from: [{identity: spiffe://cluster.local/ns/demo/sa/secret}]\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut closed = false;
+    while Instant::now() < deadline {
+        if stream.write_all(b"\x00after!").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buffer = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(
+        closed,
+        "the opaque connection outlived the policy that admitted it"
+    );
+    let text = mesh.proxy("backend-1").admin_get("/metrics").await.text();
+    assert!(Metrics::parse(text).sum("strait_inbound_revoked_total", &[]) >= 1.0);
+}
