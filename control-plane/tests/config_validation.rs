@@ -463,3 +463,38 @@ fn all_errors_are_reported_in_one_pass() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Unset circuit-breaker fields take the defaults the proxy and docs/configuration.md state
+/// (1 s base, 60 s max ejection), so a lone `maxEjectionTime` shorter than the old wrong
+/// default base (5 s) is accepted.
+#[test]
+fn unset_circuit_breaker_fields_take_the_documented_defaults() {
+    let policy = |breaker: &str| {
+        format!(
+            "apiVersion: strait.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {{name: p, namespace: demo}}\nspec:\n  targetRef: {{kind: Service, name: web}}\n  circuitBreaker: {breaker}\n"
+        )
+    };
+    let web = config::model::ObjectKey::new("demo", "web");
+
+    let dir = scratch("breaker-defaults");
+    write_config(&dir, &[("policy.yaml", policy("{consecutiveFailures: 3}"))]);
+    let model = config::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let breaker = model
+        .backend_policy(&web, 80)
+        .and_then(|p| p.circuit_breaker.clone())
+        .expect("the policy's breaker");
+    assert_eq!(breaker.consecutive_failures, 3);
+    assert_eq!(breaker.base_ejection, std::time::Duration::from_secs(1));
+    assert_eq!(breaker.max_ejection, std::time::Duration::from_secs(60));
+    assert_eq!(breaker.max_ejected_percent, 50);
+
+    write_config(&dir, &[("policy.yaml", policy("{maxEjectionTime: 2s}"))]);
+    let model = config::load(&dir).unwrap_or_else(|e| panic!("a lone maxEjectionTime: {e}"));
+    let breaker = model
+        .backend_policy(&web, 80)
+        .and_then(|p| p.circuit_breaker.clone())
+        .expect("the policy's breaker");
+    assert_eq!(breaker.max_ejection, std::time::Duration::from_secs(2));
+    assert_eq!(breaker.base_ejection, std::time::Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

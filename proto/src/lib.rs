@@ -9,6 +9,7 @@
 //! assert_eq!(snapshot.version, "1");
 //! ```
 
+pub mod defaults;
 pub mod match_regex;
 
 /// Protocol-level types of the discovery API (`strait.discovery.v1`).

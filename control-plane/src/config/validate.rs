@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use strait_identity::SpiffeId;
-use strait_proto::match_regex;
+use strait_proto::{defaults, match_regex};
 
 use super::duration;
 use super::error::{ConfigErrors, Location};
@@ -1571,7 +1571,9 @@ fn backend_policy(
         ctx.err(location, "spec.connectTimeout", "must be longer than 0s");
     }
     if let Some(cb) = &spec.circuit_breaker {
-        let consecutive = cb.consecutive_failures.unwrap_or(7);
+        let consecutive = cb
+            .consecutive_failures
+            .unwrap_or(defaults::BREAKER_CONSECUTIVE_FAILURES.into());
         if !(1..=1000).contains(&consecutive) {
             ctx.err(
                 location,
@@ -1579,7 +1581,9 @@ fn backend_policy(
                 format!("{consecutive} is out of range (1-1000)"),
             );
         }
-        let percent = cb.max_ejected_percent.unwrap_or(50);
+        let percent = cb
+            .max_ejected_percent
+            .unwrap_or(defaults::BREAKER_MAX_EJECTED_PERCENT.into());
         if !(0..=100).contains(&percent) {
             ctx.err(
                 location,
@@ -1593,14 +1597,14 @@ fn backend_policy(
             "spec.circuitBreaker.baseEjectionTime",
             &cb.base_ejection_time,
         )
-        .unwrap_or(Duration::from_secs(5));
+        .unwrap_or(defaults::BREAKER_BASE_EJECTION);
         let max = parse_duration(
             ctx,
             location,
             "spec.circuitBreaker.maxEjectionTime",
             &cb.max_ejection_time,
         )
-        .unwrap_or(Duration::from_secs(300));
+        .unwrap_or(defaults::BREAKER_MAX_EJECTION);
         if max < base {
             ctx.err(
                 location,

@@ -21,12 +21,14 @@ pub struct BreakerPolicy {
 }
 
 impl Default for BreakerPolicy {
+    /// The API's defaults ([`strait_proto::defaults`]), which the control plane fills in too.
     fn default() -> Self {
+        use strait_proto::defaults::*;
         Self {
-            consecutive_failures: 7,
-            base_ejection: Duration::from_secs(1),
-            max_ejection: Duration::from_secs(60),
-            max_ejected_percent: 50,
+            consecutive_failures: BREAKER_CONSECUTIVE_FAILURES,
+            base_ejection: BREAKER_BASE_EJECTION,
+            max_ejection: BREAKER_MAX_EJECTION,
+            max_ejected_percent: BREAKER_MAX_EJECTED_PERCENT,
         }
     }
 }
