@@ -21,6 +21,7 @@ use crate::config::InboundMode;
 use crate::config::ProxyConfig;
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
+use crate::http::head_limits::HeadLimits;
 use crate::http::server::ServerLimits;
 use crate::identity::Certifier;
 use crate::inbound::Inbound;
@@ -106,6 +107,10 @@ pub async fn run(
         idle_timeout: config.pool_idle_timeout,
         connect_timeout: config.connect_timeout,
         mtls: tls.is_some(),
+        heads: HeadLimits {
+            max_bytes: config.max_header_bytes,
+            max_fields: config.max_headers,
+        },
     });
     if let Some(path) = &config.snapshot {
         snapshot_file::load(path, &table)?;
