@@ -18,6 +18,7 @@ use strait_proxy::detect::Protocol;
 use strait_proxy::transport_header::Header;
 use strait_tests::backend::HttpBackend;
 use strait_tests::client::{self, Body, Collected};
+use strait_tests::h2raw::{RawH2, frame, frame_type, request_block};
 use strait_tests::mesh::LocalMesh;
 use strait_tests::metrics::Metrics;
 use strait_tests::process::Proxy;
@@ -275,6 +276,62 @@ async fn a_request_line_over_the_limit_gets_414_on_both_versions_at_both_listene
         assert_eq!(answer.header("strait-proxy-error"), "request-line-too-long");
     }
     assert_eq!(backend.requests(), 0, "nothing reached the app");
+    assert_still_serving(&mesh).await;
+}
+
+/// HTTP/2 error code FLOW_CONTROL_ERROR (RFC 9113 §7).
+const FLOW_CONTROL_ERROR: u32 = 0x3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_sending_past_its_stream_window_is_reset_with_flow_control_error() {
+    let backend = HttpBackend::start("web").await;
+    let mesh = LocalMesh::start_with(
+        &[("web", backend.addr)],
+        |c| c.flag("--h2-stream-window", 65_535),
+        |s| s.flag("--h2-stream-window", 65_535),
+    );
+    let mut h2 = RawH2::connect(mesh.client.outbound).await;
+    // A POST to a path that never reads its body: what the proxy can pass on is bounded by
+    // the windows downstream (the server proxy's 64 KiB, the app's 1 MiB), so the proxy
+    // grants the client little beyond its own 64 KiB.
+    let mut block = request_block("web.demo:80", "/slow?ms=5000");
+    block[0] = 0x83; // :method POST (static table)
+    h2.send(&frame(frame_type::HEADERS, 0x4, 1, &block))
+        .await
+        .unwrap();
+    let chunk = vec![0u8; 16_384];
+    let mut sent = 0usize;
+    // 4 MiB without waiting for a single WINDOW_UPDATE.
+    for _ in 0..256 {
+        if h2
+            .send(&frame(frame_type::DATA, 0, 1, &chunk))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut refusal = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while refusal.is_none() && std::time::Instant::now() < deadline {
+        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(10), h2.next_frame()).await
+        else {
+            break;
+        };
+        match frame.kind {
+            frame_type::RST_STREAM if frame.stream == 1 => refusal = Some(frame),
+            frame_type::GOAWAY => refusal = Some(frame),
+            _ => {}
+        }
+    }
+    let refusal = refusal.unwrap_or_else(|| panic!("no reset after {sent} bytes"));
+    let code = match refusal.kind {
+        // GOAWAY: last stream id (4 bytes), then the error code.
+        frame_type::GOAWAY => u32::from_be_bytes(refusal.payload[4..8].try_into().unwrap()),
+        _ => refusal.error_code().unwrap(),
+    };
+    assert_eq!(code, FLOW_CONTROL_ERROR, "{refusal:?} after {sent} bytes");
     assert_still_serving(&mesh).await;
 }
 
