@@ -62,7 +62,8 @@ impl ServerLimits {
             .header_read_timeout(None)
             // The read buffer's size is only a soft bound on a head (a head arriving in large
             // reads fits in up to twice it); `max_header_size` is the exact one, and both
-            // answer 431. The buffer's floor is 8 KiB.
+            // answer 431. The buffer's floor is 8 KiB. (`max_header_size` bounds chunked
+            // trailers too, in place of hyper's 16 KiB default.)
             .max_buf_size(self.max_header_bytes.max(8192))
             .max_header_size(self.max_header_bytes)
             .max_headers(self.max_headers)

@@ -293,7 +293,8 @@ impl Upstream {
         self.within_limits(response).map_err(SendError::into_error)
     }
 
-    /// The HTTP/1 client settings: response heads bounded exactly as request heads are.
+    /// The HTTP/1 client settings: response heads (and chunked trailers) bounded exactly as
+    /// request heads are.
     fn http1(&self) -> http1::Builder {
         let mut builder = http1::Builder::new();
         builder
