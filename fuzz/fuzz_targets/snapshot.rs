@@ -42,6 +42,10 @@ fn world() -> &'static World {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             mtls: true,
+            heads: strait_proxy::http::head_limits::HeadLimits {
+                max_bytes: 65_536,
+                max_fields: 100,
+            },
         };
         let first = pb::Snapshot::decode(&valid[0][..]).expect("a real snapshot decodes");
         let previous = build(first, &Table::empty(), &settings);

@@ -148,11 +148,14 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_MAX_REQUEST_LINE_BYTES", default_value_t = 8192)]
     pub max_request_line_bytes: usize,
 
-    /// Largest request or response header block accepted, in bytes (HTTP/1 and HTTP/2).
+    /// Largest request or response head accepted, in bytes, start line included, HTTP/1 and
+    /// HTTP/2 alike: a larger request head gets 431, a larger response head from an app or a
+    /// peer proxy becomes 502 `response-head-too-large`.
     #[arg(long, env = "STRAIT_MAX_HEADER_BYTES", default_value_t = 65536)]
     pub max_header_bytes: usize,
 
-    /// Most header fields accepted in one HTTP/1 message.
+    /// Most header fields accepted in one request or response head, HTTP/1 and HTTP/2 alike:
+    /// more in a request gets 431, in a response 502 `response-head-too-large`.
     #[arg(long, env = "STRAIT_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,
 

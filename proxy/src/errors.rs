@@ -118,6 +118,22 @@ pub enum ProxyError {
         /// The limit.
         limit: usize,
     },
+    /// The request head is larger, or has more header fields, than the proxy accepts.
+    #[error("the request head is refused: {0}")]
+    RequestHeadTooLarge(crate::http::head_limits::HeadExcess),
+    /// The client's request body broke off or was malformed (a bad chunk size, a reset
+    /// stream) while the proxy was passing it on: the client's fault, never the upstream's.
+    #[error("the request body is malformed or was cut off by the client: {0}")]
+    ClientBody(String),
+    /// The upstream's response head is larger, or has more header fields, than the proxy
+    /// accepts.
+    #[error("upstream {addr} sent a response head the proxy refuses: {detail}")]
+    ResponseHeadTooLarge {
+        /// The upstream address.
+        addr: SocketAddr,
+        /// How it exceeds the limits.
+        detail: String,
+    },
     /// Authorization policy refuses the caller; the message names no policy.
     #[error("forbidden: {}", .0.explanation())]
     Forbidden(crate::authz::DenyReason),
@@ -141,6 +157,9 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::RequestLineTooLong { .. } => "request-line-too-long",
+            ProxyError::RequestHeadTooLarge(_) => "request-head-too-large",
+            ProxyError::ClientBody(_) => "client-body",
+            ProxyError::ResponseHeadTooLarge { .. } => "response-head-too-large",
         }
     }
 
@@ -148,7 +167,11 @@ impl ProxyError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::NoAuthority | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoAuthority | ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::RequestHeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::ResponseHeadTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Tls { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -167,7 +190,13 @@ impl ProxyError {
     pub fn grpc_code(&self) -> u32 {
         match self {
             ProxyError::NoRoute { .. } => grpc_code::NOT_FOUND,
-            ProxyError::NoAuthority | ProxyError::BadRequest(_) => grpc_code::INVALID_ARGUMENT,
+            ProxyError::NoAuthority | ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => {
+                grpc_code::INVALID_ARGUMENT
+            }
+            ProxyError::RequestHeadTooLarge(_) => grpc_code::RESOURCE_EXHAUSTED,
+            // The same upstream would send the same head again: not UNAVAILABLE, which
+            // invites a retry.
+            ProxyError::ResponseHeadTooLarge { .. } => grpc_code::INTERNAL,
             ProxyError::NoEndpoints { .. }
             | ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
@@ -208,7 +237,10 @@ impl ProxyError {
         };
         let headers = response.headers_mut();
         headers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind()));
-        if let ProxyError::BadRequest(_) | ProxyError::RequestLineTooLong { .. } = self {
+        if let ProxyError::BadRequest(_)
+        | ProxyError::RequestLineTooLong { .. }
+        | ProxyError::ClientBody(_) = self
+        {
             // Whatever follows a malformed request on this connection cannot be trusted to
             // be framed as the client meant it. (hyper drops the header on HTTP/2.)
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -219,7 +251,7 @@ impl ProxyError {
 
 /// Every kind [`ProxyError::kind`] can return, so a kind read back from a response header can
 /// be turned into a `&'static str` for metric labels.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 18] = [
     "no-route",
     "no-authority",
     "no-endpoints",
@@ -234,6 +266,9 @@ pub const KINDS: [&str; 15] = [
     "bad-request",
     "forbidden",
     "request-line-too-long",
+    "request-head-too-large",
+    "client-body",
+    "response-head-too-large",
     "other",
 ];
 
@@ -340,12 +375,42 @@ mod tests {
                 limit: 1,
             },
             ProxyError::BadRequest("x".into()),
+            ProxyError::RequestLineTooLong { limit: 1 },
+            ProxyError::RequestHeadTooLarge(crate::http::head_limits::HeadExcess::Fields {
+                count: 2,
+                limit: 1,
+            }),
+            ProxyError::ClientBody("x".into()),
+            ProxyError::ResponseHeadTooLarge {
+                addr: "127.0.0.1:9".parse().unwrap(),
+                detail: "x".into(),
+            },
         ];
         for error in errors {
             let kind = error.kind();
             assert!(KINDS.contains(&kind), "{kind}");
             assert_eq!(kind_of(&error.into_response(false)), kind);
         }
+    }
+
+    #[test]
+    fn head_limits_and_client_bodies_are_the_clients_fault_and_response_heads_the_upstreams() {
+        use crate::http::head_limits::HeadExcess;
+        let head = ProxyError::RequestHeadTooLarge(HeadExcess::Bytes { size: 2, limit: 1 });
+        assert_eq!(
+            head.http_status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let body = ProxyError::ClientBody("invalid chunk size".into());
+        assert_eq!(body.http_status(), StatusCode::BAD_REQUEST);
+        let response = body.into_response(false);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let upstream = ProxyError::ResponseHeadTooLarge {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            detail: "x".into(),
+        };
+        assert_eq!(upstream.http_status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(upstream.grpc_code(), grpc_code::INTERNAL);
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::http::body::{Body, boxed};
 use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
 use crate::http::reserved::{self, WithoutClientIdTrailers};
 use crate::http::upstream::{SendError, Upstream};
-use crate::http::{HttpVersion, path, server, smuggling};
+use crate::http::{HttpVersion, client_body, path, server, smuggling};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::{original_dst, unmap};
@@ -405,6 +405,7 @@ impl Inbound {
                     version,
                     self.shared.connector.clone(),
                     self.shared.settings.pool_idle_timeout,
+                    self.shared.settings.limits.heads(),
                 )
             })
             .clone()
@@ -569,6 +570,7 @@ impl AppConnection {
                 Some(head.clone()),
             )
         });
+        let (body, client_fault) = client_body::watch(body);
         let mut request = Request::from_parts(head, WithoutClientIdTrailers(body));
         if let Some(error) = refused {
             if let ProxyError::BadRequest(reason) = &error {
@@ -616,7 +618,11 @@ impl AppConnection {
             response
         });
         let response = response.unwrap_or_else(|error| {
-            let error = SendError::into_error(error);
+            // The client's own body breaking off is the client's fault, not the app's.
+            let error = match client_fault.reason() {
+                Some(reason) => ProxyError::ClientBody(reason.to_owned()),
+                None => SendError::into_error(error),
+            };
             tracing::info!(kind = error.kind(), %error, "inbound request failed");
             error.into_response(grpc)
         });

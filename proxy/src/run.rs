@@ -20,6 +20,7 @@ use crate::admin::{Admin, Readiness, StatusSource};
 use crate::config::{InboundMode, Listener, ProxyConfig};
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
+use crate::http::head_limits::HeadLimits;
 use crate::http::server::ServerLimits;
 use crate::identity::Certifier;
 use crate::inbound::Inbound;
@@ -105,6 +106,10 @@ pub async fn run(
         idle_timeout: config.pool_idle_timeout,
         connect_timeout: config.connect_timeout,
         mtls: tls.is_some(),
+        heads: HeadLimits {
+            max_bytes: config.max_header_bytes,
+            max_fields: config.max_headers,
+        },
     });
     if let Some(path) = &config.snapshot {
         snapshot_file::load(path, &table)?;

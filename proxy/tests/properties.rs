@@ -558,6 +558,10 @@ fn endpoint_settings() -> EndpointSettings {
         idle_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(1),
         mtls: true,
+        heads: strait_proxy::http::head_limits::HeadLimits {
+            max_bytes: 65_536,
+            max_fields: 100,
+        },
     }
 }
 

@@ -23,6 +23,7 @@ mod identity;
 mod injector;
 mod iptables_redirect;
 mod kubernetes_source;
+mod limits;
 mod mtls;
 mod pod_interception;
 mod rotation;

@@ -2,8 +2,10 @@
 //! pooled upstream connections, hop-by-hop headers, upgrades and the common body type.
 
 pub mod body;
+pub mod client_body;
 pub mod conn_timers;
 pub mod forward;
+pub mod head_limits;
 pub mod hop_by_hop;
 pub mod path;
 pub mod reserved;

@@ -2,9 +2,10 @@
 //! shuts it down gracefully when the proxy drains.
 //!
 //! The limits are hyper's and h2's own (header block size, header count, concurrent streams,
-//! flow-control windows, reset-stream floods) plus the request-line length and the two
-//! connection deadlines of [`conn_timers`]; this module sets them in one place so both
-//! listeners enforce the same ones.
+//! flow-control windows, reset-stream floods) plus the request-line length, the head limits
+//! of [`head_limits`] checked again on each parsed request (h2 has no field-count limit of its
+//! own) and the two connection deadlines of [`conn_timers`]; this module sets them in one
+//! place so both listeners enforce the same ones.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +21,7 @@ use crate::detect::Protocol;
 use crate::errors::{ProxyError, is_grpc};
 use crate::http::body::Body;
 use crate::http::conn_timers::{ConnTimers, Expired};
+use crate::http::head_limits::HeadLimits;
 use crate::io::BoxedIo;
 
 /// Protocol limits applied to every client connection.
@@ -37,21 +39,33 @@ pub struct ServerLimits {
     pub h2_connection_window: u32,
     /// Largest header block accepted, in bytes.
     pub max_header_bytes: usize,
-    /// Most header fields in one HTTP/1 message.
+    /// Most header fields in one message (HTTP/1 and HTTP/2).
     pub max_headers: usize,
     /// Most concurrent streams per HTTP/2 connection.
     pub h2_max_concurrent_streams: u32,
 }
 
 impl ServerLimits {
+    /// The head limits, for requests and for upstream responses alike.
+    pub fn heads(&self) -> HeadLimits {
+        HeadLimits {
+            max_bytes: self.max_header_bytes,
+            max_fields: self.max_headers,
+        }
+    }
+
     fn http1(&self) -> hyper::server::conn::http1::Builder {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             // conn_timers enforces it from the head's first byte instead (see there why).
             .header_read_timeout(None)
-            // hyper refuses a head larger than its read buffer with 431; its floor is 8 KiB.
+            // The read buffer's size is only a soft bound on a head (a head arriving in large
+            // reads fits in up to twice it); `max_header_size` is the exact one, and both
+            // answer 431. The buffer's floor is 8 KiB. (`max_header_size` bounds chunked
+            // trailers too, in place of hyper's 16 KiB default.)
             .max_buf_size(self.max_header_bytes.max(8192))
+            .max_header_size(self.max_header_bytes)
             .max_headers(self.max_headers)
             .half_close(false);
         builder
@@ -62,7 +76,9 @@ impl ServerLimits {
         builder
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.h2_max_concurrent_streams)
-            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            // Never stricter than the check on each request below, which answers with the
+            // proxy's own 431; beyond this h2 answers 431 itself and resets the stream.
+            .max_header_list_size(self.heads().h2_list_size())
             .initial_stream_window_size(self.h2_stream_window)
             .initial_connection_window_size(self.h2_connection_window)
             // Rapid Reset (CVE-2023-44487): bound streams the client resets before we accept them.
@@ -91,17 +107,24 @@ where
     let timers = ConnTimers::new();
     let in_service = timers.clone();
     let max_line = limits.max_request_line_bytes;
+    let heads = limits.heads();
     let service = service_fn(move |request: Request<Incoming>| {
         let timers = in_service.clone();
         timers.request_started();
         let grpc = is_grpc(&request);
         // Boxed: a request's future is large (routing, retries, pools), and hyper moves the
         // future it is given into its own storage on every request; moving a box is free.
-        let response = (request_line_len(&request) <= max_line).then(|| Box::pin(handle(request)));
+        let response = match refusal(&request, max_line, heads) {
+            None => Ok(Box::pin(handle(request))),
+            Some(error) => Err(error),
+        };
         async move {
             let response = match response {
-                Some(response) => response.await,
-                None => ProxyError::RequestLineTooLong { limit: max_line }.into_response(grpc),
+                Ok(response) => response.await,
+                Err(error) => {
+                    tracing::info!(kind = error.kind(), %error, "request refused");
+                    error.into_response(grpc)
+                }
             };
             timers.request_finished();
             Ok::<_, Infallible>(response)
@@ -141,6 +164,17 @@ where
     }
 }
 
+/// The error a request is refused with before it is handled, if any: its request line or its
+/// head exceeds the limits.
+fn refusal<B>(request: &Request<B>, max_line: usize, heads: HeadLimits) -> Option<ProxyError> {
+    if request_line_len(request) > max_line {
+        return Some(ProxyError::RequestLineTooLong { limit: max_line });
+    }
+    heads
+        .excess(start_line_len(request), request.headers())
+        .map(ProxyError::RequestHeadTooLarge)
+}
+
 /// The length of the request line as sent: method, target, version and separators. (For
 /// HTTP/2 the same quantities from the pseudo-headers, so both versions share one limit.)
 fn request_line_len<B>(request: &Request<B>) -> usize {
@@ -149,4 +183,80 @@ fn request_line_len<B>(request: &Request<B>) -> usize {
         .path_and_query()
         .map_or(1, |p| p.as_str().len());
     request.method().as_str().len() + target + " HTTP/1.1".len() + 1
+}
+
+/// The start line a head is measured with: the request line and its line ending, plus the
+/// scheme and authority an absolute-form target or HTTP/2's pseudo-headers carry.
+fn start_line_len<B>(request: &Request<B>) -> usize {
+    let uri = request.uri();
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
+    request_line_len(request) + scheme + authority + "\r\n".len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADS: HeadLimits = HeadLimits {
+        max_bytes: 200,
+        max_fields: 2,
+    };
+
+    #[test]
+    fn a_long_request_line_is_refused_before_the_head_is_measured() {
+        let request = Request::get(format!("/{}", "a".repeat(300)))
+            .body(())
+            .unwrap();
+        assert!(matches!(
+            refusal(&request, 100, HEADS),
+            Some(ProxyError::RequestLineTooLong { limit: 100 })
+        ));
+    }
+
+    #[test]
+    fn one_large_field_or_too_many_fields_refuse_the_head_on_either_version() {
+        for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
+            let big = Request::get("http://web.demo/")
+                .version(version)
+                .header("x-big", "b".repeat(200))
+                .body(())
+                .unwrap();
+            assert!(matches!(
+                refusal(&big, 8192, HEADS),
+                Some(ProxyError::RequestHeadTooLarge(
+                    crate::http::head_limits::HeadExcess::Bytes { .. }
+                ))
+            ));
+            let many = Request::get("http://web.demo/")
+                .version(version)
+                .header("a", "1")
+                .header("b", "2")
+                .header("c", "3")
+                .body(())
+                .unwrap();
+            assert!(matches!(
+                refusal(&many, 8192, HEADS),
+                Some(ProxyError::RequestHeadTooLarge(
+                    crate::http::head_limits::HeadExcess::Fields { count: 3, limit: 2 }
+                ))
+            ));
+            let fine = Request::get("http://web.demo/")
+                .version(version)
+                .header("a", "1")
+                .body(())
+                .unwrap();
+            assert!(refusal(&fine, 8192, HEADS).is_none());
+        }
+    }
+
+    #[test]
+    fn the_authority_of_an_http2_request_counts_toward_its_head() {
+        let long_authority = format!("{}.demo", "a".repeat(190));
+        let request = Request::get(format!("http://{long_authority}/"))
+            .version(http::Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert!(refusal(&request, 8192, HEADS).is_some());
+    }
 }

@@ -7,6 +7,11 @@
 //! retried here on a fresh connection, so a keep-alive connection the upstream closed while
 //! idle never surfaces as an error.
 //!
+//! Every response head is held to the proxy's head limits ([`HeadLimits`]), as request heads
+//! are: hyper and h2 are configured with them, and a head they let through is measured again.
+//! A head over the limits fails the request with `response-head-too-large` and the connection
+//! it came on leaves the pool.
+//!
 //! hyper-util's pooled `Client` is not used because it keys connections by the request URI and
 //! derives `:authority` from it; the proxy must pick the endpoint itself and keep the client's
 //! authority intact.
@@ -25,6 +30,7 @@ use crate::detect::Protocol;
 use crate::errors::ProxyError;
 use crate::http::HttpVersion;
 use crate::http::body::Body;
+use crate::http::head_limits::HeadLimits;
 use crate::resilience::retry::is_idempotent;
 
 /// A pooled HTTP/1 connection idle at least this long may have been closed by the upstream,
@@ -46,6 +52,26 @@ fn resendable_copy(request: &Request<Body>) -> Option<Request<Body>> {
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     Some(copy)
+}
+
+/// Whether hyper or h2 refused a response head while parsing it: hyper's HTTP/1 parser
+/// reports a head over `max_header_size` or `max_headers` as "too large"; h2 refuses a header
+/// list over its size setting by resetting the stream itself with PROTOCOL_ERROR, the reset it
+/// also uses for a malformed response head (both are heads the proxy refuses).
+fn head_refused_by_parser(error: &hyper::Error) -> bool {
+    if error.is_parse_too_large() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_library()
+                && h2.is_reset()
+                && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR);
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Whether a send failed because the connection closed (or was reset) before any byte of a
@@ -93,6 +119,7 @@ pub struct Upstream {
     version: HttpVersion,
     connector: Connector,
     idle_timeout: Duration,
+    heads: HeadLimits,
     // A plain mutex: held for a push or a short scan, never across an await, and far cheaper
     // uncontended than the connect it saves.
     state: Mutex<PoolState>,
@@ -113,18 +140,21 @@ struct Pooled<S> {
 }
 
 impl Upstream {
-    /// A pool for `dest`; nothing is connected until the first request.
+    /// A pool for `dest` whose responses are held to `heads`; nothing is connected until the
+    /// first request.
     pub fn new(
         dest: Dest,
         version: HttpVersion,
         connector: Connector,
         idle_timeout: Duration,
+        heads: HeadLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             dest,
             version,
             connector,
             idle_timeout,
+            heads,
             state: Mutex::new(PoolState::default()),
             h2_connecting: tokio::sync::Mutex::new(()),
         })
@@ -165,6 +195,9 @@ impl Upstream {
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
+                    // A refused head leaves its connection out of the pool: dropped here, it
+                    // closes once the response is dropped.
+                    let response = self.within_limits(response)?;
                     self.put_h1(sender);
                     return Ok(response);
                 }
@@ -207,7 +240,11 @@ impl Upstream {
                 Err(error) => return Err(SendError::NotSent(Box::new(request), error)),
             };
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    return self
+                        .within_limits(response)
+                        .inspect_err(|_| self.forget_h2());
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if attempt == 0 => {
                         self.drop_h2(&sender);
@@ -219,7 +256,13 @@ impl Upstream {
                             self.upstream_error(error.into_error()),
                         ));
                     }
-                    None => return Err(SendError::Failed(self.upstream_error(error.into_error()))),
+                    None => {
+                        let error = self.upstream_error(error.into_error());
+                        if let ProxyError::ResponseHeadTooLarge { .. } = error {
+                            self.forget_h2();
+                        }
+                        return Err(SendError::Failed(error));
+                    }
                 },
             }
         }
@@ -233,7 +276,8 @@ impl Upstream {
         request: Request<Body>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let io = self.connector.connect(&self.dest, Protocol::Http1).await?;
-        let (mut sender, connection) = http1::Builder::new()
+        let (mut sender, connection) = self
+            .http1()
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.upstream_error(e))?;
@@ -242,13 +286,41 @@ impl Upstream {
                 tracing::debug!(%error, "upgraded upstream connection ended with an error");
             }
         });
-        sender
+        let response = sender
             .send_request(request)
             .await
-            .map_err(|e| self.upstream_error(e))
+            .map_err(|e| self.upstream_error(e))?;
+        self.within_limits(response).map_err(SendError::into_error)
+    }
+
+    /// The HTTP/1 client settings: response heads (and chunked trailers) bounded exactly as
+    /// request heads are.
+    fn http1(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .max_header_size(self.heads.max_bytes)
+            .max_headers(self.heads.max_fields);
+        builder
+    }
+
+    /// `response`, or the error that refuses it when its head exceeds the limits.
+    fn within_limits(&self, response: Response<Incoming>) -> Result<Response<Incoming>, SendError> {
+        match self.heads.response_excess(response.headers()) {
+            None => Ok(response),
+            Some(excess) => Err(SendError::Failed(ProxyError::ResponseHeadTooLarge {
+                addr: self.dest.addr(),
+                detail: excess.to_string(),
+            })),
+        }
     }
 
     fn upstream_error(&self, source: hyper::Error) -> ProxyError {
+        if head_refused_by_parser(&source) {
+            return ProxyError::ResponseHeadTooLarge {
+                addr: self.dest.addr(),
+                detail: source.to_string(),
+            };
+        }
         ProxyError::Upstream {
             addr: self.dest.addr(),
             source,
@@ -279,7 +351,8 @@ impl Upstream {
 
     async fn connect_h1(&self) -> Result<http1::SendRequest<Body>, ProxyError> {
         let io = self.connector.connect(&self.dest, Protocol::Http1).await?;
-        let (sender, connection) = http1::Builder::new()
+        let (sender, connection) = self
+            .http1()
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.upstream_error(e))?;
@@ -305,6 +378,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
+            .max_header_list_size(self.heads.h2_list_size())
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.upstream_error(e))?;
@@ -346,6 +420,13 @@ impl Upstream {
         {
             state.h2 = None;
         }
+    }
+
+    /// Takes the pooled HTTP/2 connection out of the pool after one of its responses was
+    /// refused: the next request connects again, and this connection closes once the streams
+    /// still open on it end.
+    fn forget_h2(&self) {
+        self.state.lock().expect("pool lock poisoned").h2 = None;
     }
 
     /// Starts the task that closes idle connections, unless one runs already. The task holds

@@ -160,6 +160,7 @@ impl Outbound {
                     version,
                     self.shared.connector.clone(),
                     self.shared.settings.pool_idle_timeout,
+                    self.shared.settings.limits.heads(),
                 )
             })
             .clone()

@@ -5,7 +5,9 @@
 //! applies them: the request timeout over everything, a per-try timeout per attempt, retries
 //! when [`should_retry`] allows and the backend's budget has room (with backoff, to an
 //! endpoint not tried yet), the circuit breaker fed with every outcome, and the backend's
-//! pending-request limit enforced up front.
+//! pending-request limit enforced up front. An attempt that failed because the client's own
+//! body broke off is the client's fault: answered 400 `client-body`, never fed to the breaker
+//! and never retried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::backoff::full_jitter;
 use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::HttpVersion;
 use crate::http::body::{Body, boxed, with_guard};
+use crate::http::client_body;
 use crate::http::forward::{forward, takes_over_connection};
 use crate::http::upstream::SendError;
 use crate::resilience::replay::ReplayBody;
@@ -214,6 +217,7 @@ async fn retry_loop(
 ) -> Result<Response<Body>, ProxyError> {
     let (head, body) = request.into_parts();
     let idempotent = is_idempotent(&head.method, &head.headers);
+    let (body, client_fault) = client_body::watch(body);
     let first = ReplayBody::new(boxed(body), settings.retry_buffer);
     // A handle for replays; a fresh replay body is always replayable.
     let root = first.replay();
@@ -249,6 +253,9 @@ async fn retry_loop(
             }
         };
         let rtt = started.elapsed();
+        if let Some(error) = clients_fault(&result, client_fault.reason()) {
+            return finish(Err(error), outstanding);
+        }
         let (outcome, result) = match result {
             // An answer is judged by its status alone, whoever wrote it: a response header
             // claiming that the request never reached the app could come from the app (or a
@@ -332,10 +339,44 @@ async fn retry_loop(
     }
 }
 
+/// The error to answer with when an attempt failed because the client's body did: the
+/// attempt then says nothing about the endpoint, and sending the body again cannot help.
+fn clients_fault<T>(result: &Result<T, SendError>, body_fault: Option<&str>) -> Option<ProxyError> {
+    match (result, body_fault) {
+        (Err(_), Some(reason)) => Some(ProxyError::ClientBody(reason.to_owned())),
+        _ => None,
+    }
+}
+
 /// The response to return, counted outstanding on its endpoint until its body ends.
 fn finish(
     result: Result<Response<Body>, ProxyError>,
     outstanding: crate::table::endpoint::Outstanding,
 ) -> Result<Response<Body>, ProxyError> {
     result.map(|response| response.map(|body| with_guard(body, outstanding)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream_failure() -> Result<(), SendError> {
+        Err(SendError::Failed(ProxyError::BackendRequestTimeout(
+            Duration::from_secs(1),
+        )))
+    }
+
+    #[test]
+    fn a_failed_attempt_is_the_clients_fault_only_when_its_body_failed() {
+        assert!(matches!(
+            clients_fault(&upstream_failure(), Some("invalid chunk size line")),
+            Some(ProxyError::ClientBody(reason)) if reason == "invalid chunk size line"
+        ));
+        assert!(clients_fault(&upstream_failure(), None).is_none());
+    }
+
+    #[test]
+    fn an_answer_is_the_upstreams_even_when_the_body_failed_after_it() {
+        assert!(clients_fault(&Ok::<(), SendError>(()), Some("reset")).is_none());
+    }
 }

@@ -403,8 +403,15 @@ fn compile_backend(
                         HttpVersion::Http1,
                         connector.clone(),
                         idle_timeout,
+                        settings.heads,
                     ),
-                    http2: Upstream::new(dest.clone(), HttpVersion::Http2, connector, idle_timeout),
+                    http2: Upstream::new(
+                        dest.clone(),
+                        HttpVersion::Http2,
+                        connector,
+                        idle_timeout,
+                        settings.heads,
+                    ),
                     dest,
                     addr,
                     workload: endpoint.workload.clone(),
@@ -451,6 +458,10 @@ mod tests {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             mtls: false,
+            heads: crate::http::head_limits::HeadLimits {
+                max_bytes: 65_536,
+                max_fields: 100,
+            },
         }
     }
 

@@ -179,6 +179,8 @@ pub struct EndpointSettings {
     pub connect_timeout: Duration,
     /// Whether mesh hops are mTLS (for metric labels).
     pub mtls: bool,
+    /// Limits on the response heads endpoints send.
+    pub heads: crate::http::head_limits::HeadLimits,
 }
 
 /// The compiled routing table.
