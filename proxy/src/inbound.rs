@@ -21,36 +21,32 @@
 //! but the local app, so it cannot be used as a relay.
 
 pub mod admission;
+mod app_connection;
+mod policy;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
 
-use crate::authz;
 use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
-use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
-use crate::http::body::{Body, boxed};
-use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
-use crate::http::reserved::{self, WithoutClientIdTrailers};
-use crate::http::upstream::{SendError, Upstream};
-use crate::http::{HttpVersion, client_body, path, server, smuggling};
+use crate::http::upstream::Upstream;
+use crate::http::{HttpVersion, server};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::{original_dst, unmap};
 use crate::run::Shared;
-use crate::tcp::{self, Revoked};
+use crate::tcp;
 use crate::telemetry::http::{RequestLabels, RequestMetrics};
 use crate::telemetry::tcp::Direction;
-use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 use crate::transport_header::Header;
 use admission::{OwnPorts, PortKnowledge, Reading, Refusal};
+use app_connection::AppConnection;
+use policy::{authorize, revocation};
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -433,210 +429,4 @@ fn refused(client: SocketAddr, port: u16, peer: &Peer, refusal: Refusal) {
             Refusal::ProtocolMismatch => "the protocol contradicts the port's declared one",
         }
     );
-}
-
-/// A future that completes once what admitted a long-lived connection (opaque, upgraded) no
-/// longer does: each table change re-runs its authorization and, for plaintext callers, the
-/// port's inbound mode. `changes` must be taken before the first check.
-fn revocation(
-    shared: Arc<Shared>,
-    mut changes: tokio::sync::watch::Receiver<u64>,
-    port: u16,
-    client: SocketAddr,
-    peer: Peer,
-    head: Option<http::request::Parts>,
-) -> Revoked {
-    Box::pin(async move {
-        loop {
-            if changes.changed().await.is_err() {
-                // The table can no longer change: what admitted the connection stands.
-                return std::future::pending().await;
-            }
-            let plaintext_refused = !peer.tls
-                && shared
-                    .table
-                    .load()
-                    .inbound_mode(port, shared.settings.default_inbound_mode)
-                    == InboundMode::Strict;
-            if plaintext_refused || authorize(&shared, port, client, &peer, head.as_ref()).is_err()
-            {
-                tracing::info!(%client, port, "closing a connection that is no longer authorized");
-                metrics::counter!("strait_inbound_revoked_total").increment(1);
-                return;
-            }
-        }
-    })
-}
-
-/// Checks a connection (`head` is `None`) or a request against the port's authorization as
-/// it is now, so policy changes apply to the next request on a connection already open;
-/// counts and logs a refusal.
-fn authorize(
-    shared: &Shared,
-    port: u16,
-    client: SocketAddr,
-    peer: &Peer,
-    head: Option<&http::request::Parts>,
-) -> Result<(), authz::DenyReason> {
-    let table = shared.table.load();
-    let caller = peer.identity.as_ref();
-    let Err(denial) = table.authorize(port, &shared.settings.trust_domain, caller, head) else {
-        return Ok(());
-    };
-    // Denials are the rare path, so formatting labels here costs the data path nothing.
-    metrics::counter!(
-        "strait_inbound_denied_total",
-        "port" => port.to_string(),
-        "policy" => denial.policy.to_string(),
-        "reason" => denial.reason.as_str(),
-        "tls" => if peer.tls { "true" } else { "false" },
-    )
-    .increment(1);
-    tracing::info!(
-        %client,
-        port,
-        peer = caller.map(tracing::field::display),
-        policy = %denial.policy,
-        reason = denial.reason.as_str(),
-        method = head.map(|h| tracing::field::display(&h.method)),
-        // The path only: a query string may carry secrets.
-        path = head.map(|h| h.uri.path()),
-        "inbound {} denied by authorization policy",
-        if head.is_some() { "request" } else { "connection" },
-    );
-    Err(denial.reason)
-}
-
-/// One HTTP connection to be forwarded to the app.
-struct AppConnection {
-    upstream: Arc<Upstream>,
-    metrics: RequestMetrics,
-    tracer: Tracer,
-    service: String,
-    version: HttpVersion,
-    client_id: Option<http::HeaderValue>,
-    idle_timeout: std::time::Duration,
-    shared: Arc<Shared>,
-    port: u16,
-    client: SocketAddr,
-    peer: Peer,
-}
-
-impl AppConnection {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        let started = tokio::time::Instant::now();
-        self.metrics.request();
-        let grpc = is_grpc(&request);
-        let (mut head, body) = request.into_parts();
-        let upgrade = head_takes_over_connection(&head.method, &head.headers, self.version);
-        // Subscribed before the check, so a change between the two is not missed.
-        let changes = upgrade.then(|| self.shared.table.subscribe());
-        let refused = match smuggling::check(&mut head)
-            .map_err(|e| e.to_string())
-            .and_then(|()| path::normalize_head(&mut head).map_err(|e| e.to_string()))
-        {
-            Err(error) => Some(ProxyError::BadRequest(error)),
-            Ok(()) => upgrade
-                .then(|| {
-                    admission::takeover_refusal(
-                        // `None` for a CONNECT tunnel.
-                        (head.method != http::Method::CONNECT)
-                            .then(|| head.headers.get(http::header::UPGRADE))
-                            .flatten(),
-                        self.shared.table.load().has_route_rules(self.port),
-                    )
-                })
-                .flatten()
-                .map(|reason| ProxyError::BadRequest(reason.to_owned()))
-                .or_else(|| {
-                    authorize(
-                        &self.shared,
-                        self.port,
-                        self.client,
-                        &self.peer,
-                        Some(&head),
-                    )
-                    .err()
-                    .map(ProxyError::Forbidden)
-                }),
-        };
-        let revoked = changes.map(|changes| {
-            revocation(
-                self.shared.clone(),
-                changes,
-                self.port,
-                self.client,
-                self.peer.clone(),
-                Some(head.clone()),
-            )
-        });
-        let (body, client_fault) = client_body::watch(body);
-        let mut request = Request::from_parts(head, WithoutClientIdTrailers(body));
-        if let Some(error) = refused {
-            if let ProxyError::BadRequest(reason) = &error {
-                tracing::info!(client = %self.client, %reason, "inbound request refused");
-            }
-            let response = error.into_response(grpc);
-            self.metrics.response(
-                response.status().as_u16(),
-                grpc_status(&response),
-                kind_of(&response),
-                started.elapsed(),
-            );
-            return response;
-        }
-        reserved::remove_lookalikes(request.headers_mut(), &reserved::CLIENT_ID);
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let mut span = self
-            .tracer
-            .begin(Side::Server, method.as_str(), request.headers_mut());
-        if let Some(span) = &mut span {
-            span.set("http.request.method", method.as_str());
-            span.set("url.path", path);
-            span.set("strait.direction", "inbound");
-            span.set("strait.service", self.service.as_str());
-            if let Some(client_id) = self.client_id.as_ref().and_then(|v| v.to_str().ok()) {
-                span.set("strait.peer_identity", client_id);
-            }
-        }
-        let additions = Additions {
-            header: self.client_id.clone().map(|id| (reserved::CLIENT_ID, id)),
-            revoked,
-        };
-        let forwarded = forward_with(
-            &self.upstream,
-            request.map(boxed),
-            self.version,
-            self.idle_timeout,
-            additions,
-        )
-        .await;
-        let response = forwarded.map(|mut response| {
-            // Only this proxy names its failures; an app's claim would steer callers' retries.
-            reserved::remove_lookalikes(response.headers_mut(), &reserved::PROXY_ERROR);
-            response
-        });
-        let response = response.unwrap_or_else(|error| {
-            // The client's own body breaking off is the client's fault, not the app's.
-            let error = match client_fault.reason() {
-                Some(reason) => ProxyError::ClientBody(reason.to_owned()),
-                None => SendError::into_error(error),
-            };
-            tracing::info!(kind = error.kind(), %error, "inbound request failed");
-            error.into_response(grpc)
-        });
-        let status = response.status().as_u16();
-        self.metrics.response(
-            status,
-            grpc_status(&response),
-            kind_of(&response),
-            started.elapsed(),
-        );
-        match span {
-            Some(span) => response
-                .map(|body| crate::http::body::with_guard(body, FinishOnDrop::new(span, status))),
-            None => response,
-        }
-    }
 }
