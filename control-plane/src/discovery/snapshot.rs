@@ -142,7 +142,9 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
 /// that pod's proxy with its identity verified. Such a call goes to that endpoint only: the
 /// service's routes and splits are for calls to the service. Where several services list the
 /// same address, an endpoint with an identity wins over one without, whatever the services'
-/// names: a meshed pod's address is never a plaintext destination.
+/// names: a meshed pod's address is never a plaintext destination. A meshed endpoint's
+/// workload gets an entry on each of its addresses, so a call to a dual-stack pod's other
+/// family is mTLS with its identity too, whichever family its Services list.
 fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::OutboundService> {
     let mut claimed: std::collections::BTreeSet<String> = services
         .iter()
@@ -153,14 +155,43 @@ fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::
         for service in model.services.values() {
             for port in &service.ports {
                 for endpoint in &port.endpoints {
-                    if endpoint.identity.is_some() == meshed
-                        && let Some(entry) =
-                            direct_entry(model, service, port, endpoint, &mut claimed)
-                    {
-                        out.push(entry);
+                    if endpoint.identity.is_some() != meshed {
+                        continue;
+                    }
+                    for at in workload_addresses(model, service, endpoint) {
+                        if let Some(entry) = direct_entry(model, service, port, &at, &mut claimed) {
+                            out.push(entry);
+                        }
                     }
                 }
             }
+        }
+    }
+    out
+}
+
+/// `endpoint`, then the same endpoint on each other address of the meshed workload it is.
+fn workload_addresses(
+    model: &Model,
+    service: &model::Service,
+    endpoint: &model::Endpoint,
+) -> Vec<model::Endpoint> {
+    let workload = endpoint
+        .identity
+        .as_ref()
+        .and_then(|_| {
+            model
+                .workloads
+                .get(&ObjectKey::new(&service.key.namespace, &endpoint.workload))
+        })
+        .filter(|w| w.has_address(endpoint.addr.ip()));
+    let mut out = vec![endpoint.clone()];
+    for ip in workload.into_iter().flat_map(Workload::addresses) {
+        if ip != endpoint.addr.ip() {
+            out.push(model::Endpoint {
+                addr: std::net::SocketAddr::new(ip, endpoint.addr.port()),
+                ..endpoint.clone()
+            });
         }
     }
     out
@@ -346,7 +377,7 @@ fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
             let Some(endpoint) = port
                 .endpoints
                 .iter()
-                .find(|e| e.workload == workload.key.name && e.addr.ip() == workload.address)
+                .find(|e| e.workload == workload.key.name && workload.has_address(e.addr.ip()))
             else {
                 continue;
             };
