@@ -466,4 +466,73 @@ mod tests {
         assert_eq!(endpoint.identity, "spiffe://cluster.local/ns/demo/sa/web");
         assert_eq!(endpoint.proxy_port, 4143);
     }
+
+    /// `web-1`, primary IPv4 and other address IPv6, behind Service `demo/web` whose only
+    /// endpoint is on `endpoint_ip` (as an IPv6-only Service of a dual-stack pod has).
+    fn dual_stack_model(endpoint_ip: &str) -> Model {
+        let web = Workload {
+            key: ObjectKey::new("demo", "web-1"),
+            identity: "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap(),
+            address: "10.0.0.5".parse().unwrap(),
+            other_addresses: vec!["fd00::5".parse().unwrap()],
+            labels: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            proxy_inbound_port: 4143,
+            proxy_admin_port: None,
+            proxy_outbound_port: None,
+            token_sha256: None,
+        };
+        let endpoint = model::Endpoint {
+            addr: std::net::SocketAddr::new(endpoint_ip.parse().unwrap(), 8080),
+            identity: Some(web.identity.clone()),
+            proxy_port: Some(4143),
+            workload: "web-1".into(),
+        };
+        let mut model = Model::default();
+        let service = service("demo", "web", endpoint);
+        model.services.insert(service.key.clone(), service);
+        model.workloads.insert(web.key.clone(), web);
+        model
+    }
+
+    #[test]
+    fn every_address_of_a_meshed_workload_is_reached_with_its_identity() {
+        for listed in ["10.0.0.5", "fd00::5"] {
+            let model = dual_stack_model(listed);
+            let services = outbound_services(&model, "demo");
+            for address in ["10.0.0.5:8080", "[fd00::5]:8080"] {
+                let direct: Vec<&pb::OutboundService> = services
+                    .iter()
+                    .filter(|s| s.addresses == [address])
+                    .collect();
+                assert_eq!(direct.len(), 1, "{address} when {listed} is listed");
+                let endpoint = &direct[0].backends[0].endpoints[0];
+                assert_eq!(endpoint.address, address);
+                assert_eq!(endpoint.identity, "spiffe://cluster.local/ns/demo/sa/web");
+                assert_eq!(endpoint.proxy_port, 4143);
+            }
+        }
+    }
+
+    #[test]
+    fn a_workload_serves_the_ports_its_services_list_on_any_of_its_addresses() {
+        for listed in ["10.0.0.5", "fd00::5"] {
+            let model = dual_stack_model(listed);
+            let web = &model.workloads[&ObjectKey::new("demo", "web-1")];
+            let ports: Vec<u32> = inbound_ports(&model, web).iter().map(|p| p.port).collect();
+            assert_eq!(ports, [8080], "{listed}");
+        }
+    }
+
+    #[test]
+    fn a_plaintext_endpoint_gets_no_entries_beyond_its_own_address() {
+        let mut model = dual_stack_model("10.0.0.5");
+        let service = model.services.values_mut().next().unwrap();
+        let endpoint = &mut service.ports[0].endpoints[0];
+        endpoint.identity = None;
+        endpoint.proxy_port = None;
+        let services = outbound_services(&model, "demo");
+        assert!(services.iter().any(|s| s.addresses == ["10.0.0.5:8080"]));
+        assert!(!services.iter().any(|s| s.addresses == ["[fd00::5]:8080"]));
+    }
 }
