@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use strait_control_plane::config::model::{ObjectKey, PathMatch};
+use strait_control_plane::discovery::snapshot::snapshot_for;
 use strait_control_plane::kubernetes::kinds::Kind;
 use strait_control_plane::kubernetes::translate::{Translation, translate};
 
@@ -196,6 +197,164 @@ fn endpoint_slices_give_ready_endpoints_with_the_identities_of_meshed_pods() {
             ),
         ]
     );
+}
+
+const POD_V4: &str = "10.244.0.3";
+const POD_V6: &str = "fd00:10:244::3";
+
+/// `dictionary()` made dual-stack, as a dual-stack cluster publishes it: the recorded meshed
+/// pod with both families in `status.podIPs` (`podIP` stays the IPv4 one), the Service with
+/// both families, and the endpointslice controller's two slices, one per address family.
+fn dual_stack_dictionary() -> Vec<(Kind, Value)> {
+    let mut objects = dictionary(json!([endpoint(POD_V4, true)]));
+    for (kind, object) in &mut objects {
+        match kind {
+            Kind::Pod if object["status"]["podIP"] == POD_V4 => {
+                object["status"]["podIPs"] = json!([{"ip": POD_V4}, {"ip": POD_V6}]);
+            }
+            Kind::Service => {
+                object["spec"]["clusterIPs"] = json!(["10.47.248.116", "fd00:10:96::7a1c"]);
+                object["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
+                object["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+            }
+            _ => {}
+        }
+    }
+    let (_, v4_slice) = objects
+        .iter()
+        .find(|(kind, _)| *kind == Kind::EndpointSlice)
+        .unwrap();
+    let mut v6_slice = v4_slice.clone();
+    v6_slice["metadata"]["name"] = json!("dictionary1-6mq4w");
+    v6_slice["addressType"] = json!("IPv6");
+    v6_slice["endpoints"] = json!([endpoint(POD_V6, true)]);
+    objects.push((Kind::EndpointSlice, v6_slice));
+    objects
+}
+
+#[test]
+fn a_dual_stack_pod_is_known_by_both_addresses_and_both_slices_carry_its_identity() {
+    let translation = run(&dual_stack_dictionary());
+    assert!(
+        translation.rejected.is_empty(),
+        "{:?}",
+        translation.rejected
+    );
+    let pod = &translation.model.workloads[&ObjectKey::new("default", "coredns-589f44dc88-4fpns")];
+    assert_eq!(pod.address.to_string(), POD_V4);
+    let others: Vec<String> = pod
+        .other_addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(others, [POD_V6]);
+
+    // Both families' endpoints are the pod's: mTLS to its proxy, its identity expected.
+    let service = &translation.model.services[&ObjectKey::new("default", "dictionary1")];
+    let endpoints: Vec<(SocketAddr, Option<String>, Option<u16>)> = service
+        .port(4001)
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.addr,
+                e.identity.as_ref().map(ToString::to_string),
+                e.proxy_port,
+            )
+        })
+        .collect();
+    let coredns = Some("spiffe://cluster.local/ns/default/sa/coredns".to_owned());
+    assert_eq!(
+        endpoints,
+        [
+            (
+                format!("{POD_V4}:8080").parse().unwrap(),
+                coredns.clone(),
+                Some(4143)
+            ),
+            (
+                format!("[{POD_V6}]:8080").parse().unwrap(),
+                coredns.clone(),
+                Some(4143)
+            ),
+        ]
+    );
+
+    // A caller's snapshot sends either address to the pod's proxy with its identity, and the
+    // pod's own snapshot serves the port it is called on through either address.
+    let snapshot = snapshot_for(&translation.model, pod);
+    for address in [format!("{POD_V4}:8080"), format!("[{POD_V6}]:8080")] {
+        let direct = snapshot
+            .services
+            .iter()
+            .find(|s| s.addresses == [address.clone()])
+            .unwrap_or_else(|| panic!("no entry for {address}"));
+        let endpoint = &direct.backends[0].endpoints[0];
+        assert_eq!(endpoint.address, address);
+        assert_eq!(Some(endpoint.identity.clone()), coredns);
+        assert_eq!(endpoint.proxy_port, 4143);
+    }
+    let inbound: Vec<u32> = snapshot.inbound_ports.iter().map(|p| p.port).collect();
+    assert_eq!(inbound, [8080]);
+}
+
+#[test]
+fn a_pod_without_pod_ip_is_known_by_its_pod_ips() {
+    let mut objects = recorded_pods(Some("coredns-589f44dc88-4fpns"));
+    let (_, pod) = objects
+        .iter_mut()
+        .find(|(_, p)| p["metadata"]["name"] == "coredns-589f44dc88-4fpns")
+        .unwrap();
+    pod["status"].as_object_mut().unwrap().remove("podIP");
+    pod["status"]["podIPs"] = json!([{"ip": POD_V6}, {"ip": POD_V4}]);
+    let translation = run(&objects);
+    let pod = translation
+        .model
+        .workloads
+        .values()
+        .next()
+        .expect("a workload");
+    assert_eq!(pod.address.to_string(), POD_V6);
+    let others: Vec<String> = pod
+        .other_addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(others, [POD_V4]);
+}
+
+#[test]
+fn an_endpoint_slice_naming_another_namespaces_pod_by_its_ipv6_address_is_set_aside() {
+    let mut objects = dual_stack_dictionary();
+    let mut service = json_fixture("core/k9s/svc.json");
+    service["metadata"]["namespace"] = json!("evil");
+    let mut slice = json_fixture("discovery/k9s/eps.json");
+    slice["metadata"] = json!({
+        "name": "dictionary1-manual",
+        "namespace": "evil",
+        "uid": "evil-slice-uid",
+        "labels": {"kubernetes.io/service-name": "dictionary1"},
+    });
+    slice["addressType"] = json!("IPv6");
+    slice["ports"] = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    slice["endpoints"] = json!([{"addresses": [POD_V6], "conditions": {"ready": true}}]);
+    objects.push((Kind::Service, service));
+    objects.push((Kind::EndpointSlice, slice));
+
+    let translation = run(&objects);
+    assert_eq!(translation.rejected.len(), 1, "{:?}", translation.rejected);
+    let rejected = &translation.rejected[0];
+    assert_eq!(rejected.reference.uid.as_deref(), Some("evil-slice-uid"));
+    assert!(
+        rejected.errors[0].reason.contains(&format!(
+            "[{POD_V6}]:8080 belongs to meshed workload default/coredns-589f44dc88-4fpns"
+        )),
+        "{}",
+        rejected.errors[0]
+    );
+    let evil = &translation.model.services[&ObjectKey::new("evil", "dictionary1")];
+    assert!(evil.port(4001).unwrap().endpoints.is_empty());
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //! and the apps are unmodified (curl in pod A, a Python HTTP server in pod B). Needs root (CI
 //! runs it as root).
 //!
-//! The mesh knows pod B by its IPv6 address (an IPv6-primary pod), so a call to that address
-//! is a meshed call over IPv6 end to end.
+//! The mesh knows each pod by both its addresses: pod A IPv4-primary, pod B IPv6-primary
+//! (`spec.address`), each with its other family in `spec.addresses`, as the Kubernetes source
+//! knows a dual-stack pod from `status.podIPs`. A call to either address of pod B is a meshed
+//! call end to end, over that family.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -104,8 +106,9 @@ impl DualStackPods {
     }
 }
 
-/// The control plane's configuration: pod A (`client`) known by its IPv4 address, pod B
-/// (`server`, port 8080 behind Service `server`) by its IPv6 address.
+/// The control plane's configuration: pod A (`client`) known by its IPv4 address and its IPv6
+/// one, pod B (`server`, port 8080 behind Service `server`) by its IPv6 address and its IPv4
+/// one. The Service sends calls to each pod's primary address.
 fn mesh_config(dir: &Path, inbound_mode: &str) {
     std::fs::create_dir_all(dir.join("tokens")).unwrap();
     for (name, token) in [("pod-a", "token-a"), ("pod-b", "token-b")] {
@@ -119,9 +122,9 @@ fn mesh_config(dir: &Path, inbound_mode: &str) {
              ---\napiVersion: v1\nkind: Service\nmetadata: {{name: server, namespace: demo}}\n\
              spec:\n  selector: {{app: server}}\n  ports: [{{name: http, port: 8080, targetPort: http}}]\n\
              ---\napiVersion: strait.dev/v1alpha1\nkind: Workload\nmetadata: {{name: pod-a, namespace: demo, labels: {{app: client}}}}\n\
-             spec: {{serviceAccount: client, address: \"{A4}\", bootstrapToken: {{file: tokens/pod-a.token}}}}\n\
+             spec: {{serviceAccount: client, address: \"{A4}\", addresses: [\"{A6}\"], bootstrapToken: {{file: tokens/pod-a.token}}}}\n\
              ---\napiVersion: strait.dev/v1alpha1\nkind: Workload\nmetadata: {{name: pod-b, namespace: demo, labels: {{app: server}}}}\n\
-             spec: {{serviceAccount: server, address: \"{B6}\", ports: [{{name: http, port: 8080}}], bootstrapToken: {{file: tokens/pod-b.token}}}}\n"
+             spec: {{serviceAccount: server, address: \"{B6}\", addresses: [\"{B4}\"], ports: [{{name: http, port: 8080}}], bootstrapToken: {{file: tokens/pod-b.token}}}}\n"
         ),
     )
     .unwrap();
@@ -413,16 +416,18 @@ fn a_non_meshed_ipv6_client_is_refused_by_a_strict_pod() {
             .any(|l| l == "strait_inbound_plaintext_refused_total 2"),
         "{metrics}"
     );
-    // Pod B's IPv4 address is not the one the mesh knows it by, so A's proxy cannot call it
-    // over mTLS: the call arrives as plaintext from an unidentified caller, and is refused.
-    let (_, answer) = curl(&world.net.a, &[], &format!("http://{B4}:8080/hello"));
-    assert!(!answer.contains("client-id="), "{answer}");
-    // The same app over mTLS from the meshed pod still works: the refusal is policy.
-    let (ok, answer) = curl(&world.net.a, &[], &format!("http://[{B6}]:8080/hello"));
-    assert!(
-        ok && answer.contains(&format!("client-id={CLIENT_ID}\n")),
-        "{answer}"
-    );
+    // The same app over mTLS from the meshed pod still works, on either family: the refusal
+    // is policy.
+    for url in [
+        format!("http://[{B6}]:8080/hello"),
+        format!("http://{B4}:8080/hello"),
+    ] {
+        let (ok, answer) = curl(&world.net.a, &[], &url);
+        assert!(
+            ok && answer.contains(&format!("client-id={CLIENT_ID}\n")),
+            "{url}: {answer}"
+        );
+    }
 }
 
 #[test]
@@ -536,25 +541,68 @@ fn an_ipv4_only_pod_gets_no_ipv6_rules_and_its_proxy_still_starts() {
 }
 
 #[test]
-fn a_call_to_the_address_the_mesh_does_not_know_arrives_without_an_identity() {
-    if !require_root("a_call_to_the_address_the_mesh_does_not_know_arrives_without_an_identity") {
+fn a_call_to_either_address_of_a_dual_stack_pod_carries_the_callers_identity() {
+    if !require_root("a_call_to_either_address_of_a_dual_stack_pod_carries_the_callers_identity") {
         return;
     }
-    // The mesh knows pod B by its IPv6 address only. A call to B's IPv4 address is still
-    // intercepted at both ends, but A's proxy has no identity to expect there, so it goes as
-    // plaintext and B's app learns no caller (in strict mode it is refused: see
-    // a_non_meshed_ipv6_client_is_refused_by_a_strict_pod).
-    let world = World::start("Permissive");
-    let (ok, answer) = curl(&world.net.a, &[], &format!("http://{B4}:8080/hello"));
-    assert!(ok && answer.contains(" 200 "), "{answer}");
-    assert!(answer.contains("client-id=\n"), "{answer}");
-    let metrics = world.b_metrics();
+    // Strict: a call that reached B's proxy as plaintext, without an identity, would be
+    // refused, and one that bypassed it would reach the app without the header.
+    let world = World::start("Strict");
+    let capture = Capture::start(&world.net.router);
+    let mut answers = Vec::new();
+    for url in [
+        format!("http://{B4}:8080/hello"),
+        format!("http://[{B6}]:8080/hello"),
+    ] {
+        answers.push((url.clone(), curl(&world.net.a, &[], &url)));
+    }
+    let segments = capture.finish();
+
+    for (url, (ok, answer)) in &answers {
+        assert!(*ok && answer.contains(" 200 "), "{url}: {answer}");
+        assert!(
+            answer.contains(&format!("client-id={CLIENT_ID}\n")),
+            "B's app must get the caller's proven identity through {url}: {answer}"
+        );
+    }
+    // On the wire, on each family: TLS from A to B's inbound port, never the request.
+    for (from, to) in [(A4, B4), (A6, B6)] {
+        let from: std::net::IpAddr = from.parse().unwrap();
+        let to: std::net::IpAddr = to.parse().unwrap();
+        let between: Vec<_> = segments
+            .iter()
+            .filter(|s| s.src.ip() == from && s.dst.ip() == to && !s.payload.is_empty())
+            .collect();
+        assert!(
+            !between.is_empty(),
+            "the capture saw no payload from {from} to {to} ({} segments)",
+            segments.len()
+        );
+        assert!(between.iter().all(|s| s.dst.port() == 4143), "{between:?}");
+        assert_eq!(
+            &between[0].payload[..2],
+            &[0x16, 0x03],
+            "a TLS handshake record opens the hop from {from} to {to}"
+        );
+    }
+    for segment in &segments {
+        assert!(
+            !String::from_utf8_lossy(&segment.payload).contains("GET /hello"),
+            "plaintext HTTP on the wire: {segment:?}"
+        );
+    }
+    let line = world
+        .b_inbound_mtls_requests_from_the_client()
+        .expect("B's proxy counted no inbound mTLS request from the client");
     assert!(
-        metrics
+        line.ends_with(" 2"),
+        "both calls, over mTLS from the client: {line}"
+    );
+    assert!(
+        !world
+            .b_metrics()
             .lines()
-            .any(|l| l.starts_with("strait_http_requests_total{")
-                && l.contains(r#"direction="inbound""#)
-                && l.contains(r#"tls="false""#)),
-        "B's proxy saw the call, as plaintext:\n{metrics}"
+            .any(|l| l.starts_with("strait_inbound_plaintext_refused_total ") && !l.ends_with(" 0")),
+        "nothing reached B's proxy as plaintext"
     );
 }

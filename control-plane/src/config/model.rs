@@ -142,8 +142,13 @@ pub struct Workload {
     pub key: ObjectKey,
     /// Its identity (from its service account).
     pub identity: SpiffeId,
-    /// Its address.
+    /// Its primary address (a pod's `status.podIP`): where the Services a local-mode
+    /// configuration selects it by send their calls.
     pub address: IpAddr,
+    /// Its other addresses (a dual-stack pod's other family, from `status.podIPs`), distinct
+    /// from `address` and each other. The workload owns them as it owns `address`: a call to
+    /// any of them is a call to it, with its identity.
+    pub other_addresses: Vec<IpAddr>,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
     /// Its named ports.
@@ -156,6 +161,18 @@ pub struct Workload {
     pub proxy_outbound_port: Option<u16>,
     /// SHA-256 of its bootstrap token (local mode).
     pub token_sha256: Option<[u8; 32]>,
+}
+
+impl Workload {
+    /// Every address it has, the primary first.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.address).chain(self.other_addresses.iter().copied())
+    }
+
+    /// Whether `ip` is one of its addresses.
+    pub fn has_address(&self, ip: IpAddr) -> bool {
+        self.addresses().any(|own| own == ip)
+    }
 }
 
 /// A path match.

@@ -190,6 +190,9 @@ pub struct WorkloadSpec {
     #[serde(default)]
     pub service_account: Option<String>,
     pub address: String,
+    /// Its other addresses (a dual-stack workload's other family).
+    #[serde(default)]
+    pub addresses: Vec<String>,
     #[serde(default)]
     pub ports: Vec<WorkloadPort>,
     #[serde(default)]

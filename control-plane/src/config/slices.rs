@@ -98,11 +98,15 @@ pub struct Owners<'a> {
 }
 
 impl<'a> Owners<'a> {
-    /// Indexes `workloads` by their addresses.
+    /// Indexes `workloads` by every address each has.
     pub fn new(workloads: impl IntoIterator<Item = &'a Workload>) -> Self {
         let mut by_ip: HashMap<IpAddr, Vec<&'a Workload>> = HashMap::new();
         for workload in workloads {
-            by_ip.entry(workload.address).or_default().push(workload);
+            // Every address: a dual-stack pod's other family is as much its own, and
+            // Kubernetes lists it in that family's slice.
+            for ip in workload.addresses() {
+                by_ip.entry(ip).or_default().push(workload);
+            }
         }
         Self { by_ip }
     }
@@ -275,6 +279,7 @@ mod tests {
                 .parse()
                 .unwrap(),
             address: address.parse().unwrap(),
+            other_addresses: Vec::new(),
             labels: BTreeMap::new(),
             ports: ports
                 .iter()
@@ -340,6 +345,36 @@ mod tests {
         assert_eq!(
             resolve("demo", addr("127.0.0.1:18090"), &owners),
             Resolution::Foreign(&billing)
+        );
+    }
+
+    fn dual_stack(namespace: &str, name: &str, v4: &str, v6: &str) -> Workload {
+        Workload {
+            other_addresses: vec![v6.parse().unwrap()],
+            ..workload(namespace, name, v4, &[8080], 4143)
+        }
+    }
+
+    #[test]
+    fn a_dual_stack_pods_other_family_address_carries_its_identity() {
+        let web = dual_stack("demo", "web-1", "10.0.0.5", "fd00::5");
+        let owners = Owners::new([&web]);
+        for endpoint in ["10.0.0.5:8080", "[fd00::5]:8080"] {
+            assert_eq!(
+                resolve("demo", addr(endpoint), &owners),
+                Resolution::Meshed(&web),
+                "{endpoint}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slice_may_not_name_another_namespaces_pod_by_its_other_family_address() {
+        let web = dual_stack("demo", "web-1", "10.0.0.5", "fd00::5");
+        let owners = Owners::new([&web]);
+        assert_eq!(
+            resolve("evil", addr("[fd00::5]:8080"), &owners),
+            Resolution::Foreign(&web)
         );
     }
 

@@ -336,6 +336,7 @@ fn workload(
             None
         }
     };
+    let other_addresses = other_addresses(ctx, location, address, &spec.addresses);
     let mut ports = BTreeMap::new();
     for (i, p) in spec.ports.iter().enumerate() {
         let field = format!("spec.ports[{i}]");
@@ -387,6 +388,7 @@ fn workload(
         key: key.clone(),
         identity: identity?,
         address: address?,
+        other_addresses,
         labels: object.metadata.labels.clone(),
         ports,
         proxy_inbound_port,
@@ -394,6 +396,33 @@ fn workload(
         proxy_outbound_port,
         token_sha256,
     })
+}
+
+/// A workload's `spec.addresses`: each an IP address, none repeating `spec.address` or
+/// another entry (one workload cannot claim an address twice).
+fn other_addresses(
+    ctx: &mut Ctx,
+    location: &Location,
+    primary: Option<IpAddr>,
+    texts: &[String],
+) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let field = format!("spec.addresses[{i}]");
+        match text.parse::<IpAddr>() {
+            Err(_) => ctx.err(location, field, format!("{text:?} is not an IP address")),
+            Ok(ip) if Some(ip) == primary => ctx.err(
+                location,
+                field,
+                format!("{ip} is already the workload's spec.address"),
+            ),
+            Ok(ip) if out.contains(&ip) => {
+                ctx.err(location, field, format!("{ip} is listed twice"))
+            }
+            Ok(ip) => out.push(ip),
+        }
+    }
+    out
 }
 
 fn bootstrap_token(
@@ -469,16 +498,19 @@ fn check_workload_addresses(
             .map(|p| (*p, "an application port"))
             .collect();
         claims.push((workload.proxy_inbound_port, "its proxy's inbound port"));
-        for (port, what) in claims {
-            let addr = SocketAddr::new(workload.address, port);
-            match taken.get(&addr) {
-                Some((other, _)) if other != key => ctx.err(
-                    &item.location,
-                    "spec",
-                    format!("{addr} ({what}) is already used by Workload {other}"),
-                ),
-                _ => {
-                    taken.insert(addr, (key.clone(), what));
+        // Every address of it: its other family's address is as much its own.
+        for ip in workload.addresses() {
+            for &(port, what) in &claims {
+                let addr = SocketAddr::new(ip, port);
+                match taken.get(&addr) {
+                    Some((other, _)) if other != key => ctx.err(
+                        &item.location,
+                        "spec",
+                        format!("{addr} ({what}) is already used by Workload {other}"),
+                    ),
+                    _ => {
+                        taken.insert(addr, (key.clone(), what));
+                    }
                 }
             }
         }

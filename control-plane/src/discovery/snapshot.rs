@@ -142,7 +142,9 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
 /// that pod's proxy with its identity verified. Such a call goes to that endpoint only: the
 /// service's routes and splits are for calls to the service. Where several services list the
 /// same address, an endpoint with an identity wins over one without, whatever the services'
-/// names: a meshed pod's address is never a plaintext destination.
+/// names: a meshed pod's address is never a plaintext destination. A meshed endpoint's
+/// workload gets an entry on each of its addresses, so a call to a dual-stack pod's other
+/// family is mTLS with its identity too, whichever family its Services list.
 fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::OutboundService> {
     let mut claimed: std::collections::BTreeSet<String> = services
         .iter()
@@ -153,14 +155,43 @@ fn direct_endpoints(model: &Model, services: &[pb::OutboundService]) -> Vec<pb::
         for service in model.services.values() {
             for port in &service.ports {
                 for endpoint in &port.endpoints {
-                    if endpoint.identity.is_some() == meshed
-                        && let Some(entry) =
-                            direct_entry(model, service, port, endpoint, &mut claimed)
-                    {
-                        out.push(entry);
+                    if endpoint.identity.is_some() != meshed {
+                        continue;
+                    }
+                    for at in workload_addresses(model, service, endpoint) {
+                        if let Some(entry) = direct_entry(model, service, port, &at, &mut claimed) {
+                            out.push(entry);
+                        }
                     }
                 }
             }
+        }
+    }
+    out
+}
+
+/// `endpoint`, then the same endpoint on each other address of the meshed workload it is.
+fn workload_addresses(
+    model: &Model,
+    service: &model::Service,
+    endpoint: &model::Endpoint,
+) -> Vec<model::Endpoint> {
+    let workload = endpoint
+        .identity
+        .as_ref()
+        .and_then(|_| {
+            model
+                .workloads
+                .get(&ObjectKey::new(&service.key.namespace, &endpoint.workload))
+        })
+        .filter(|w| w.has_address(endpoint.addr.ip()));
+    let mut out = vec![endpoint.clone()];
+    for ip in workload.into_iter().flat_map(Workload::addresses) {
+        if ip != endpoint.addr.ip() {
+            out.push(model::Endpoint {
+                addr: std::net::SocketAddr::new(ip, endpoint.addr.port()),
+                ..endpoint.clone()
+            });
         }
     }
     out
@@ -346,7 +377,7 @@ fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
             let Some(endpoint) = port
                 .endpoints
                 .iter()
-                .find(|e| e.workload == workload.key.name && e.addr.ip() == workload.address)
+                .find(|e| e.workload == workload.key.name && workload.has_address(e.addr.ip()))
             else {
                 continue;
             };
@@ -434,5 +465,74 @@ mod tests {
         let endpoint = &direct[0].backends[0].endpoints[0];
         assert_eq!(endpoint.identity, "spiffe://cluster.local/ns/demo/sa/web");
         assert_eq!(endpoint.proxy_port, 4143);
+    }
+
+    /// `web-1`, primary IPv4 and other address IPv6, behind Service `demo/web` whose only
+    /// endpoint is on `endpoint_ip` (as an IPv6-only Service of a dual-stack pod has).
+    fn dual_stack_model(endpoint_ip: &str) -> Model {
+        let web = Workload {
+            key: ObjectKey::new("demo", "web-1"),
+            identity: "spiffe://cluster.local/ns/demo/sa/web".parse().unwrap(),
+            address: "10.0.0.5".parse().unwrap(),
+            other_addresses: vec!["fd00::5".parse().unwrap()],
+            labels: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            proxy_inbound_port: 4143,
+            proxy_admin_port: None,
+            proxy_outbound_port: None,
+            token_sha256: None,
+        };
+        let endpoint = model::Endpoint {
+            addr: std::net::SocketAddr::new(endpoint_ip.parse().unwrap(), 8080),
+            identity: Some(web.identity.clone()),
+            proxy_port: Some(4143),
+            workload: "web-1".into(),
+        };
+        let mut model = Model::default();
+        let service = service("demo", "web", endpoint);
+        model.services.insert(service.key.clone(), service);
+        model.workloads.insert(web.key.clone(), web);
+        model
+    }
+
+    #[test]
+    fn every_address_of_a_meshed_workload_is_reached_with_its_identity() {
+        for listed in ["10.0.0.5", "fd00::5"] {
+            let model = dual_stack_model(listed);
+            let services = outbound_services(&model, "demo");
+            for address in ["10.0.0.5:8080", "[fd00::5]:8080"] {
+                let direct: Vec<&pb::OutboundService> = services
+                    .iter()
+                    .filter(|s| s.addresses == [address])
+                    .collect();
+                assert_eq!(direct.len(), 1, "{address} when {listed} is listed");
+                let endpoint = &direct[0].backends[0].endpoints[0];
+                assert_eq!(endpoint.address, address);
+                assert_eq!(endpoint.identity, "spiffe://cluster.local/ns/demo/sa/web");
+                assert_eq!(endpoint.proxy_port, 4143);
+            }
+        }
+    }
+
+    #[test]
+    fn a_workload_serves_the_ports_its_services_list_on_any_of_its_addresses() {
+        for listed in ["10.0.0.5", "fd00::5"] {
+            let model = dual_stack_model(listed);
+            let web = &model.workloads[&ObjectKey::new("demo", "web-1")];
+            let ports: Vec<u32> = inbound_ports(&model, web).iter().map(|p| p.port).collect();
+            assert_eq!(ports, [8080], "{listed}");
+        }
+    }
+
+    #[test]
+    fn a_plaintext_endpoint_gets_no_entries_beyond_its_own_address() {
+        let mut model = dual_stack_model("10.0.0.5");
+        let service = model.services.values_mut().next().unwrap();
+        let endpoint = &mut service.ports[0].endpoints[0];
+        endpoint.identity = None;
+        endpoint.proxy_port = None;
+        let services = outbound_services(&model, "demo");
+        assert!(services.iter().any(|s| s.addresses == ["10.0.0.5:8080"]));
+        assert!(!services.iter().any(|s| s.addresses == ["[fd00::5]:8080"]));
     }
 }

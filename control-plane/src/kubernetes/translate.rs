@@ -287,7 +287,7 @@ fn pod(object: &Value) -> Option<Value> {
     if !meshed || finished || terminating || host_network {
         return None;
     }
-    let address = status["podIP"].as_str()?;
+    let (address, other_addresses) = pod_addresses(status)?;
     let mut ports = BTreeMap::new();
     for list in ["initContainers", "containers"] {
         for container in spec[list].as_array().into_iter().flatten() {
@@ -326,10 +326,31 @@ fn pod(object: &Value) -> Option<Value> {
         "spec": {
             "serviceAccount": spec["serviceAccountName"].as_str().unwrap_or("default"),
             "address": address,
+            "addresses": other_addresses,
             "ports": ports,
             "proxy": proxy,
         },
     }))
+}
+
+/// A pod's addresses from its status: `podIP` first (the primary), then the other entries of
+/// `podIPs` (a dual-stack pod's other family); `podIPs` alone when `podIP` is missing. `None`
+/// before the pod has an address.
+fn pod_addresses(status: &Value) -> Option<(String, Vec<String>)> {
+    let listed: Vec<&str> = status["podIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["ip"].as_str())
+        .collect();
+    let primary = status["podIP"].as_str().or(listed.first().copied())?;
+    let mut others: Vec<String> = Vec::new();
+    for ip in listed {
+        if ip != primary && !others.iter().any(|o| o == ip) {
+            others.push(ip.to_owned());
+        }
+    }
+    Some((primary.to_owned(), others))
 }
 
 /// A route with its Service parents only; `None` when it has none (it belongs to a Gateway).
