@@ -443,6 +443,33 @@ async fn opting_out_wins_over_the_namespace_and_other_kinds_are_let_through() {
 }
 
 #[tokio::test]
+async fn a_host_network_pod_is_admitted_unchanged_with_a_warning_saying_why() {
+    let injector = Injector::start("inject-host-network", "");
+    let mut pod = hello_pod();
+    pod["metadata"]["annotations"] = json!({"strait.dev/inject": "enabled"});
+    pod["spec"]["hostNetwork"] = json!(true);
+    for path in [PATH_POD, PATH_NAMESPACE] {
+        let (status, answer) = injector
+            .review(path, &pod_create_review(&pod, "hello", "host-network"))
+            .await;
+        let response = allowed(status, &answer, "host-network");
+        assert_eq!(
+            response.get("patch"),
+            None,
+            "{path}: a hostNetwork pod gets no patch"
+        );
+        let warnings: Vec<String> = serde_json::from_value(response["warnings"].clone()).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("hostNetwork"), "{warnings:?}");
+    }
+    let metrics = strait_tests::client::get(injector.control_plane.admin, "admin", "/metrics")
+        .await
+        .text();
+    let line = "strait_injector_requests_total{result=\"skipped-host-network\"} 2";
+    assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+}
+
+#[tokio::test]
 async fn skip_port_annotations_are_honoured_and_bad_entries_become_warnings() {
     let injector = Injector::start("inject-skip", "");
     let mut pod = hello_pod();

@@ -46,7 +46,14 @@ pub enum Outcome {
     NotRequested,
     /// The pod opted out with `strait.dev/inject: disabled`.
     OptedOut,
+    /// The pod asked for the mesh but shares the node's network namespace: its init
+    /// container would rewrite the node's own NAT table, so it is admitted unchanged with
+    /// [`HOST_NETWORK_WARNING`].
+    HostNetwork,
 }
+
+/// What a user is told when a `hostNetwork` pod asked for the mesh and is not injected.
+pub const HOST_NETWORK_WARNING: &str = "strait: not injected: the pod uses hostNetwork, so the proxy's init container would rewrite the node's own iptables rules; mesh this workload without hostNetwork or opt out with strait.dev/inject: disabled";
 
 impl Outcome {
     /// The `result` label of `strait_injector_requests_total`.
@@ -55,6 +62,7 @@ impl Outcome {
             Outcome::Injected { .. } => "injected",
             Outcome::AlreadyInjected => "already-injected",
             Outcome::NotRequested | Outcome::OptedOut => "skipped",
+            Outcome::HostNetwork => "skipped-host-network",
         }
     }
 }
@@ -102,6 +110,9 @@ pub fn inject(
     let has_proxy = |containers: &[Container]| containers.iter().any(|c| c.name == PROXY_CONTAINER);
     if has_proxy(&spec.containers) || spec.init_containers.as_deref().is_some_and(has_proxy) {
         return Ok(Outcome::AlreadyInjected);
+    }
+    if spec.host_network == Some(true) {
+        return Ok(Outcome::HostNetwork);
     }
 
     let mut warnings = Vec::new();
@@ -735,5 +746,23 @@ mod tests {
             inject(&once, false, &config, ANCHORS).unwrap(),
             Outcome::AlreadyInjected
         );
+    }
+
+    #[test]
+    fn a_host_network_pod_is_never_injected_even_when_asked() {
+        let config = InjectorConfig::default();
+        let mut pod = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        pod.spec.as_mut().unwrap().host_network = Some(true);
+        for namespace_enabled in [false, true] {
+            assert_eq!(
+                inject(&pod, namespace_enabled, &config, ANCHORS).unwrap(),
+                Outcome::HostNetwork
+            );
+        }
+        pod.spec.as_mut().unwrap().host_network = Some(false);
+        assert!(matches!(
+            inject(&pod, false, &config, ANCHORS).unwrap(),
+            Outcome::Injected { .. }
+        ));
     }
 }

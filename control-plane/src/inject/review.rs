@@ -13,7 +13,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde::Serialize;
 
 use super::config::InjectorConfig;
-use super::patch::{Outcome, inject};
+use super::patch::{HOST_NETWORK_WARNING, Outcome, inject};
 
 /// The only AdmissionReview version served (the chart's `admissionReviewVersions`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -118,6 +118,12 @@ pub fn review(
                 Err(error) => (None, warnings, "error", Some(error)),
             }
         }
+        Ok(Outcome::HostNetwork) => (
+            None,
+            vec![HOST_NETWORK_WARNING.to_owned()],
+            Outcome::HostNetwork.result(),
+            None,
+        ),
         Ok(other) => (None, Vec::new(), other.result(), None),
         Err(error) => (None, Vec::new(), "error", Some(error)),
     };
