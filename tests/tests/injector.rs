@@ -137,6 +137,10 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
     assert_eq!(sc.run_as_non_root, Some(false));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(
         caps.add.as_deref(),
@@ -242,6 +246,10 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.add, None);
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
