@@ -131,6 +131,19 @@ pub struct ProxyConfig {
     #[arg(long, env = "STRAIT_DETECT_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub detect_timeout: Duration,
 
+    /// Destination ports read as opaque TCP without detection when the control plane declares
+    /// no protocol for them: protocols where the server speaks first (SMTP 25 and 587, MySQL
+    /// 3306, Galera 4444) would otherwise stall for `--detect-timeout` at each proxy, and
+    /// common binary protocols (PostgreSQL 5432, Redis 6379, Elasticsearch transport 9300,
+    /// memcached 11211) gain nothing from detection. A Service's `appProtocol` overrides it.
+    #[arg(
+        long,
+        env = "STRAIT_OPAQUE_PORTS",
+        value_delimiter = ',',
+        default_value = "25,587,3306,4444,5432,6379,9300,11211"
+    )]
+    pub opaque_ports: Vec<u16>,
+
     /// Most bytes protocol detection reads before deciding.
     #[arg(long, env = "STRAIT_DETECT_MAX_BYTES", default_value_t = 8192)]
     pub detect_max_bytes: usize,

@@ -118,6 +118,11 @@ impl Inbound {
         }
     }
 
+    /// Whether `port` is one of the default opaque ports (`--opaque-ports`).
+    fn is_opaque_port(&self, port: u16) -> bool {
+        self.shared.settings.opaque_ports.contains(&port)
+    }
+
     /// Where the app is for a connection that was addressed to `destination`.
     fn app_addr(&self, destination: IpAddr, port: u16) -> SocketAddr {
         let ip = self
@@ -225,8 +230,13 @@ impl Inbound {
         peer: Peer,
     ) {
         let knowledge = self.knowledge(header.port);
-        let reading =
-            admission::mesh_connection(header.port, header.protocol, self.own_ports, knowledge);
+        let reading = admission::mesh_connection(
+            header.port,
+            header.protocol,
+            self.own_ports,
+            knowledge,
+            self.is_opaque_port(header.port),
+        );
         let (protocol, prefix) = match reading {
             Ok(Reading::As(protocol)) => (protocol, Default::default()),
             Ok(Reading::Detect) => match self.detect(&mut io, client, knowledge).await {
@@ -277,10 +287,12 @@ impl Inbound {
     ) {
         let port = destination.port();
         let knowledge = self.knowledge(port);
-        let reading = match admission::redirected_connection(port, self.own_ports, knowledge) {
-            Ok(reading) => reading,
-            Err(refusal) => return refused(client, port, &Peer::default(), refusal),
-        };
+        let opaque_port = self.is_opaque_port(port);
+        let reading =
+            match admission::redirected_connection(port, self.own_ports, knowledge, opaque_port) {
+                Ok(reading) => reading,
+                Err(refusal) => return refused(client, port, &Peer::default(), refusal),
+            };
         if !self.plaintext_allowed(port, client) {
             return;
         }

@@ -40,6 +40,8 @@ pub struct Settings {
     pub limits: ServerLimits,
     /// Protocol detection's byte limit.
     pub detect_max_bytes: usize,
+    /// Ports read as opaque TCP, without detection, unless the snapshot declares a protocol.
+    pub opaque_ports: Vec<u16>,
     /// Protocol detection's (and the transport header's) time limit.
     pub detect_timeout: Duration,
     /// Opaque and upgraded connections idle this long are closed.
@@ -162,6 +164,7 @@ pub async fn run(
                 h2_max_concurrent_streams: config.h2_max_concurrent_streams,
             },
             detect_max_bytes: config.detect_max_bytes,
+            opaque_ports: config.opaque_ports.clone(),
             detect_timeout: config.detect_timeout,
             tcp_idle_timeout: config.tcp_idle_timeout,
             pool_idle_timeout: config.pool_idle_timeout,

@@ -9,7 +9,9 @@
 //! - a mesh connection reaches only a port the control plane names for this workload;
 //! - the protocol the snapshot declares for a port wins over the one a caller claims, and a
 //!   claim of "opaque" on a port that declares nothing is checked by detecting the bytes,
-//!   because opaque bytes would carry a forged `strait-client-id` straight to an HTTP app;
+//!   because opaque bytes would carry a forged `strait-client-id` straight to an HTTP app
+//!   (except on the default opaque ports, `--opaque-ports`, where detection would only stall
+//!   server-speaks-first protocols);
 //! - before its first snapshot a proxy that has a configuration source admits nothing: it
 //!   knows neither its ports nor its policy yet (fail closed).
 
@@ -79,12 +81,14 @@ pub enum Reading {
     Detect,
 }
 
-/// The decision for a mesh connection whose transport header names `port` and `claimed`.
+/// The decision for a mesh connection whose transport header names `port` and `claimed`;
+/// `opaque_port` says `port` is one of the default opaque ports.
 pub fn mesh_connection(
     port: u16,
     claimed: Protocol,
     own: OwnPorts,
     knowledge: PortKnowledge,
+    opaque_port: bool,
 ) -> Result<Reading, Refusal> {
     if own.contains(port) {
         return Err(Refusal::OwnListener);
@@ -98,6 +102,7 @@ pub fn mesh_connection(
     match (declared, claimed) {
         (Some(Protocol::Opaque), _) => Ok(Reading::As(Protocol::Opaque)),
         (Some(_), Protocol::Opaque) => Err(Refusal::ProtocolMismatch),
+        (None, Protocol::Opaque) if opaque_port => Ok(Reading::As(Protocol::Opaque)),
         (_, Protocol::Opaque) => Ok(Reading::Detect),
         (_, http) => Ok(Reading::As(http)),
     }
@@ -105,11 +110,13 @@ pub fn mesh_connection(
 
 /// The decision for a connection redirected to the inbound listener by iptables (a client
 /// outside the mesh), addressed to `port`. Whether plaintext is allowed there is the inbound
-/// mode's business, decided separately.
+/// mode's business, decided separately. `opaque_port` says `port` is one of the default
+/// opaque ports.
 pub fn redirected_connection(
     port: u16,
     own: OwnPorts,
     knowledge: PortKnowledge,
+    opaque_port: bool,
 ) -> Result<Reading, Refusal> {
     if own.contains(port) {
         return Err(Refusal::OwnListener);
@@ -119,6 +126,10 @@ pub fn redirected_connection(
         PortKnowledge::Snapshot(AppPort::Listed {
             protocol: Some(Protocol::Opaque),
         }) => Ok(Reading::As(Protocol::Opaque)),
+        PortKnowledge::Snapshot(AppPort::Listed {
+            protocol: Some(Protocol::Http1 | Protocol::Http2),
+        }) => Ok(Reading::Detect),
+        _ if opaque_port => Ok(Reading::As(Protocol::Opaque)),
         // A client outside the mesh may reach any port the pod serves, as it could without
         // the mesh; the inbound mode and authorization decide whether it is admitted.
         _ => Ok(Reading::Detect),
@@ -195,11 +206,11 @@ mod tests {
         for port in [4140, 4143, 4191] {
             for knowledge in [PortKnowledge::Unconfigured, listed(None)] {
                 assert_eq!(
-                    mesh_connection(port, Protocol::Http1, OWN, knowledge),
+                    mesh_connection(port, Protocol::Http1, OWN, knowledge, false),
                     Err(Refusal::OwnListener)
                 );
                 assert_eq!(
-                    redirected_connection(port, OWN, knowledge),
+                    redirected_connection(port, OWN, knowledge, false),
                     Err(Refusal::OwnListener)
                 );
             }
@@ -213,12 +224,13 @@ mod tests {
                 8080,
                 Protocol::Http1,
                 OWN,
-                PortKnowledge::Snapshot(AppPort::Unlisted)
+                PortKnowledge::Snapshot(AppPort::Unlisted),
+                false
             ),
             Err(Refusal::NotAnAppPort)
         );
         assert_eq!(
-            mesh_connection(8080, Protocol::Http1, OWN, listed(None)),
+            mesh_connection(8080, Protocol::Http1, OWN, listed(None), false),
             Ok(Reading::As(Protocol::Http1))
         );
     }
@@ -226,11 +238,11 @@ mod tests {
     #[test]
     fn nothing_is_admitted_before_the_first_snapshot() {
         assert_eq!(
-            mesh_connection(8080, Protocol::Http1, OWN, PortKnowledge::Awaiting),
+            mesh_connection(8080, Protocol::Http1, OWN, PortKnowledge::Awaiting, false),
             Err(Refusal::NoConfiguration)
         );
         assert_eq!(
-            redirected_connection(8080, OWN, PortKnowledge::Awaiting),
+            redirected_connection(8080, OWN, PortKnowledge::Awaiting, false),
             Err(Refusal::NoConfiguration)
         );
     }
@@ -239,7 +251,7 @@ mod tests {
     fn a_caller_cannot_turn_a_declared_http_port_into_an_opaque_one() {
         for declared in [Protocol::Http1, Protocol::Http2] {
             assert_eq!(
-                mesh_connection(80, Protocol::Opaque, OWN, listed(Some(declared))),
+                mesh_connection(80, Protocol::Opaque, OWN, listed(Some(declared)), false),
                 Err(Refusal::ProtocolMismatch)
             );
             assert_eq!(
@@ -253,7 +265,7 @@ mod tests {
     fn an_opaque_claim_on_an_undeclared_port_is_checked_by_detection() {
         for knowledge in [listed(None), PortKnowledge::Unconfigured] {
             assert_eq!(
-                mesh_connection(80, Protocol::Opaque, OWN, knowledge),
+                mesh_connection(80, Protocol::Opaque, OWN, knowledge, false),
                 Ok(Reading::Detect)
             );
             assert_eq!(
@@ -267,13 +279,36 @@ mod tests {
     fn a_port_declared_opaque_is_relayed_whatever_the_caller_claims() {
         for claimed in [Protocol::Http1, Protocol::Http2, Protocol::Opaque] {
             assert_eq!(
-                mesh_connection(5432, claimed, OWN, listed(Some(Protocol::Opaque))),
+                mesh_connection(5432, claimed, OWN, listed(Some(Protocol::Opaque)), false),
                 Ok(Reading::As(Protocol::Opaque))
             );
         }
         assert_eq!(
-            redirected_connection(5432, OWN, listed(Some(Protocol::Opaque))),
+            redirected_connection(5432, OWN, listed(Some(Protocol::Opaque)), false),
             Ok(Reading::As(Protocol::Opaque))
+        );
+    }
+
+    #[test]
+    fn default_opaque_ports_skip_detection_unless_the_snapshot_declares_http() {
+        for knowledge in [listed(None), PortKnowledge::Unconfigured] {
+            assert_eq!(
+                mesh_connection(3306, Protocol::Opaque, OWN, knowledge, true),
+                Ok(Reading::As(Protocol::Opaque))
+            );
+            assert_eq!(
+                redirected_connection(3306, OWN, knowledge, true),
+                Ok(Reading::As(Protocol::Opaque))
+            );
+        }
+        let http = listed(Some(Protocol::Http1));
+        assert_eq!(
+            mesh_connection(3306, Protocol::Opaque, OWN, http, true),
+            Err(Refusal::ProtocolMismatch)
+        );
+        assert_eq!(
+            redirected_connection(3306, OWN, http, true),
+            Ok(Reading::Detect)
         );
     }
 

@@ -66,8 +66,11 @@ impl Outbound {
         let orig_dst = original_dst(&stream);
         let service =
             orig_dst.and_then(|dst| self.shared.table.load().service_for_addr(dst).cloned());
+        let opaque_port =
+            orig_dst.is_some_and(|dst| self.shared.settings.opaque_ports.contains(&dst.port()));
         let (protocol, prefix) = match service.as_ref().and_then(|s| s.protocol) {
             Some(protocol) => (protocol, Default::default()),
+            None if opaque_port => (Protocol::Opaque, Default::default()),
             None => {
                 let settings = &self.shared.settings;
                 match detect::detect(
