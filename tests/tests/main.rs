@@ -4,6 +4,7 @@
 
 mod attacks;
 mod attacks_admin;
+mod attacks_admin_flood;
 mod attacks_certify;
 mod attacks_certify_flood;
 mod attacks_dual_stack;
