@@ -2,14 +2,14 @@
 //! descriptors, shared with the data listeners, run out. The admin server holds at most 64
 //! connections (more are closed at accept and counted) and closes a connection that sends no
 //! complete request head within 10 s, so the port recovers by itself and the data path never
-//! notices.
+//! notices. The control plane's admin port holds the same limits.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use strait_tests::backend::HttpBackend;
 use strait_tests::client::get;
-use strait_tests::mesh::LocalMesh;
+use strait_tests::mesh::{LocalMesh, MeshBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -104,4 +104,53 @@ async fn idle_connections_to_the_admin_port_are_capped_and_timed_out_while_traff
     );
     let response = get(mesh.client.outbound, "web.demo", "/").await;
     assert_eq!(response.status, 200, "the data path after the flood");
+}
+
+/// Fills `admin` with idle connections beyond the cap; checks the excess is closed at once,
+/// the rest by the header-read timeout, and that `/metrics` answers again and counted them.
+async fn flood_and_recover(admin: SocketAddr) {
+    let mut idle = Vec::with_capacity(CAP + EXTRA);
+    for _ in 0..CAP + EXTRA {
+        idle.push(
+            TcpStream::connect(admin)
+                .await
+                .expect("connecting to admin"),
+        );
+    }
+    let mut beyond_closed = 0;
+    for stream in idle.iter_mut().skip(CAP) {
+        if closed_within(stream, Duration::from_secs(2)).await {
+            beyond_closed += 1;
+        }
+    }
+    assert_eq!(
+        beyond_closed, EXTRA,
+        "of {EXTRA} idle connections beyond the cap of {CAP}, only {beyond_closed} were closed"
+    );
+    for (i, stream) in idle.iter_mut().take(CAP).enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(20)).await,
+            "idle admin connection {i} never closed"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics_status(admin).await.as_deref() != Some("HTTP/1.1 200 OK") {
+        assert!(Instant::now() < deadline, "/metrics never answered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = get(admin, "admin", "/metrics").await;
+    assert!(
+        metrics
+            .text()
+            .contains("strait_admin_connections_refused_total"),
+        "the refusals are counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_to_the_control_planes_admin_port_are_capped_and_timed_out() {
+    let mesh = MeshBuilder::new()
+        .workload("frontend-1", "frontend", &[("app", "frontend")])
+        .start();
+    flood_and_recover(mesh.control_plane.admin).await;
 }
