@@ -5,16 +5,31 @@
 //! Prometheus; those endpoints answer anyone. `/proxies` names every workload in the mesh, so
 //! it (and any path added later) answers loopback callers only: the control plane's own pod,
 //! or `kubectl port-forward`.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are held (more are closed at accept and counted in
+//! `strait_admin_connections_refused_total`), and one that sends no complete request head
+//! within [`HEADER_READ_TIMEOUT`] (idle keep-alive included) is closed, so idle connections
+//! cannot take the process's descriptors.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioTimer;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Most admin connections open at once: probes and scrapes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a complete request head, counted from when the
+/// server starts waiting for one.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the admin endpoints read.
 pub struct Admin {
@@ -29,17 +44,27 @@ pub struct Admin {
 impl Admin {
     /// Serves until the process exits.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics::counter!("strait_admin_connections_refused_total").increment(1);
+                tracing::debug!(%peer, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
+                drop(stream);
+                continue;
+            };
             let admin = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |request| {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(&request, peer)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });

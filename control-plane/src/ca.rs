@@ -272,32 +272,12 @@ impl Ca {
     /// Signs `csr_der` for `identity`. Everything in the CSR but its key is ignored: the
     /// certificate carries exactly the identity, the mesh key usages and the CA's lifetime.
     pub fn sign(&self, csr_der: &[u8], identity: &SpiffeId) -> Result<Issued, CsrError> {
-        if csr_der.len() > MAX_CSR_BYTES {
-            return Err(CsrError::TooLarge(csr_der.len()));
-        }
-        let csr =
-            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
-                .map_err(|e| match e {
-                    rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
-                    rcgen::Error::UnsupportedExtension => CsrError::UnsupportedExtension,
-                    rcgen::Error::UnsupportedSignatureAlgorithm => {
-                        CsrError::UnsupportedKey("unsupported signature algorithm".into())
-                    }
-                    _ => CsrError::Malformed,
-                })?;
-        if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-            return Err(CsrError::UnsupportedKey(format!(
-                "{:?}",
-                csr.public_key.algorithm()
-            )));
-        }
-        // rcgen's algorithm above is the signature's, which for ECDSA names the hash only: a
-        // P-384 key signed with SHA-256 passes it, and would be issued a P-256 leaf that
-        // holds a P-384 point. The key's own declaration decides.
-        let key = key_type(csr_der);
-        if key != "ECDSA P-256" {
-            return Err(CsrError::UnsupportedKey(key));
-        }
+        self.sign_checked(check_csr(csr_der)?, identity)
+    }
+
+    /// Signs a CSR [`check_csr`] accepted for `identity`, as [`Ca::sign`].
+    pub fn sign_checked(&self, csr: CheckedCsr, identity: &SpiffeId) -> Result<Issued, CsrError> {
+        let csr = csr.0;
         let params = self
             .leaf_params(identity, &[])
             .map_err(|e| CsrError::Sign(e.to_string()))?;
@@ -376,6 +356,42 @@ impl Ca {
         params.serial_number = Some(random_serial());
         Ok(params)
     }
+}
+
+/// A CSR whose size, encoding, self-signature and key type [`check_csr`] accepted.
+pub struct CheckedCsr(CertificateSigningRequestParams);
+
+/// Checks everything about `csr_der` that needs no CA and no caller identity: its size, its
+/// DER, its self-signature and that its key is ECDSA P-256. Cheap and local, so callers run
+/// it before anything that costs a remote call (a TokenReview).
+pub fn check_csr(csr_der: &[u8]) -> Result<CheckedCsr, CsrError> {
+    if csr_der.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge(csr_der.len()));
+    }
+    let csr =
+        CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+            .map_err(|e| match e {
+                rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
+                rcgen::Error::UnsupportedExtension => CsrError::UnsupportedExtension,
+                rcgen::Error::UnsupportedSignatureAlgorithm => {
+                    CsrError::UnsupportedKey("unsupported signature algorithm".into())
+                }
+                _ => CsrError::Malformed,
+            })?;
+    if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+        return Err(CsrError::UnsupportedKey(format!(
+            "{:?}",
+            csr.public_key.algorithm()
+        )));
+    }
+    // rcgen's algorithm above is the signature's, which for ECDSA names the hash only: a
+    // P-384 key signed with SHA-256 passes it, and would be issued a P-256 leaf that
+    // holds a P-384 point. The key's own declaration decides.
+    let key = key_type(csr_der);
+    if key != "ECDSA P-256" {
+        return Err(CsrError::UnsupportedKey(key));
+    }
+    Ok(CheckedCsr(csr))
 }
 
 /// The key type a CSR's SubjectPublicKeyInfo declares, e.g. "ECDSA P-256".

@@ -20,7 +20,7 @@ use crate::authority::Authority;
 use crate::ca::{Ca, CaFiles};
 use crate::config::Model;
 use crate::discovery::service::{DiscoveryService, ModelState};
-use crate::identity::IdentityService;
+use crate::identity::{IdentityService, TokenReviewLimit};
 use crate::kubernetes::source::Source;
 use crate::kubernetes::token_review::TokenReviewer;
 use crate::reserved::ReservedIdentities;
@@ -150,6 +150,10 @@ pub async fn run(
             tokens,
             &trust_domain,
             ReservedIdentities::new(identity.clone()),
+            TokenReviewLimit::new(
+                config.max_concurrent_token_reviews as usize,
+                TokenReviewLimit::DEFAULT_WAIT,
+            ),
         )))
         .add_service(DiscoveryServer::new(DiscoveryService::new(
             models_rx,

@@ -48,6 +48,12 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "STRAIT_TOKEN_AUDIENCE", default_value = crate::kubernetes::token_review::DEFAULT_AUDIENCE)]
     pub token_audience: String,
 
+    /// Most bootstrap-token verifications (TokenReviews with `--config-source kubernetes`) in
+    /// flight at once; a Certify that finds them all busy for 1s is refused with
+    /// RESOURCE_EXHAUSTED and the proxy retries. CSRs are checked before any verification.
+    #[arg(long, env = "STRAIT_MAX_CONCURRENT_TOKEN_REVIEWS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_token_reviews: u32,
+
     /// gRPC listener (identity and discovery, TLS).
     #[arg(long, env = "STRAIT_GRPC_ADDR", default_value = "127.0.0.1:8090")]
     pub grpc_addr: SocketAddr,

@@ -16,7 +16,7 @@ use rcgen::{CertificateParams, KeyPair, KeyUsagePurpose, SanType};
 use serde_json::{Value, json};
 use strait_control_plane::ca::Ca;
 use strait_control_plane::config::{ConfigErrors, load, validate};
-use strait_control_plane::identity::IdentityService;
+use strait_control_plane::identity::{IdentityService, TokenReviewLimit};
 use strait_control_plane::reserved::ReservedIdentities;
 use strait_control_plane::tokens::LocalTokens;
 use strait_identity::SpiffeId;
@@ -246,6 +246,7 @@ impl Certify {
                         .parse()
                         .unwrap(),
                 ),
+                TokenReviewLimit::new(32, TokenReviewLimit::DEFAULT_WAIT),
             ),
             token: token.trim().to_owned(),
             identity: "spiffe://cluster.local/ns/demo/sa/frontend"
@@ -261,7 +262,9 @@ impl Certify {
             token: self.token.clone(),
             csr_der: csr,
         });
+        // With a timer: the service bounds its wait for a token-review slot.
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         runtime

@@ -5,19 +5,35 @@
 //! scrape it; only those endpoints answer remote callers. Everything that reveals the mesh or
 //! changes the proxy is served to loopback callers only ([`crate::admin_access`] decides,
 //! before any state is read).
+//!
+//! The port shares the process's descriptors with the data listeners, so it holds at most
+//! [`MAX_CONNECTIONS`] connections (more are closed at accept and counted in
+//! `strait_admin_connections_refused_total`) and closes a connection that has not sent a
+//! complete request head within [`HEADER_READ_TIMEOUT`], idle keep-alive ones included:
+//! probes and scrapes reconnect cheaply, and idle connections cannot hold the cap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioTimer;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::body;
 use crate::http::body::Body;
 use crate::table::TableHandle;
+
+/// Most admin connections open at once: probes and scrapes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a complete request head, counted from when the
+/// server starts waiting for one (so an idle keep-alive connection is closed after it too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The conditions `/ready` waits for. Each starts false and is set once.
 #[derive(Debug, Default)]
@@ -134,6 +150,7 @@ impl Admin {
         listener: crate::listener::Listener,
         stop: CancellationToken,
     ) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let (stream, peer) = tokio::select! {
                 () = stop.cancelled() => return,
@@ -145,14 +162,23 @@ impl Admin {
                     }
                 },
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics::counter!("strait_admin_connections_refused_total").increment(1);
+                tracing::debug!(%peer, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
+                drop(stream);
+                continue;
+            };
             let admin = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |request| {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(request, peer).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(io, service)
                     .await
                 {

@@ -4,7 +4,9 @@
 
 mod attacks;
 mod attacks_admin;
+mod attacks_admin_flood;
 mod attacks_certify;
+mod attacks_certify_flood;
 mod attacks_dual_stack;
 mod attacks_endpoint_slices;
 mod attacks_identity;
