@@ -207,8 +207,17 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
 
     /// Most client connections open at once per listener; further ones are closed at accept.
+    /// Lowered to what the memory limit holds (see `--memory-limit`).
     #[arg(long, env = "STRAIT_MAX_CONNECTIONS", default_value_t = 20000)]
     pub max_connections: usize,
+
+    /// The memory the proxy must stay within, e.g. `128Mi` (bytes, or a Kubernetes suffix).
+    /// Unset: the container's cgroup limit (`memory.max`, or v1's `memory.limit_in_bytes`);
+    /// with neither, no memory-derived caps. From it the proxy lowers `--max-connections`
+    /// and the HTTP/2 windows to what fits, and refuses new connections while its resident
+    /// memory is above 90 % of it (always admitting 16 per listener).
+    #[arg(long, env = "STRAIT_MEMORY_LIMIT", value_parser = crate::memory::parse_size)]
+    pub memory_limit: Option<u64>,
 
     /// OTLP/gRPC trace collector, e.g. `http://127.0.0.1:4317`. Unset: no tracing.
     #[arg(long, env = "STRAIT_TRACE_COLLECTOR")]

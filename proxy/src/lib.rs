@@ -21,6 +21,7 @@ pub mod identity;
 pub mod inbound;
 pub mod io;
 pub mod listener;
+pub mod memory;
 pub mod mesh_tls;
 pub mod original_dst;
 pub mod outbound;

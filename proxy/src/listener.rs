@@ -17,6 +17,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::memory::MemoryGuard;
+use crate::memory::budget::SHED_FLOOR;
+
 /// Linux's `EAFNOSUPPORT` (asm-generic/errno.h): the kernel has no IPv6 at all.
 const EAFNOSUPPORT: i32 = 97;
 /// Linux's `EADDRNOTAVAIL`: e.g. `::1` in a namespace where IPv6 is disabled.
@@ -125,11 +128,12 @@ fn ipv6_unavailable(addr: SocketAddr, error: &io::Error) -> bool {
 
 /// Accepts connections until `stop` fires, then drops the listener so further connection
 /// attempts are refused. Each connection runs `serve` on `tracker`; past `max_connections`
-/// open at once, new connections are closed at accept.
+/// open at once, or while `memory` is over budget, new connections are closed at accept.
 pub async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: Listener,
     max_connections: usize,
+    memory: Arc<MemoryGuard>,
     stop: CancellationToken,
     tracker: TaskTracker,
     serve: F,
@@ -152,6 +156,14 @@ pub async fn accept_loop<F, Fut>(
                 continue;
             }
         };
+        // Past the floor only: see `memory::budget` for why.
+        let open = max_connections - limit.available_permits();
+        if memory.over_budget() && open >= SHED_FLOOR {
+            metrics::counter!("strait_tcp_connections_refused_total", "listener" => name, "reason" => "memory")
+                .increment(1);
+            tracing::warn!(listener = name, %client, "connection refused: memory budget reached");
+            continue;
+        }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::counter!("strait_tcp_connections_refused_total", "listener" => name, "reason" => "max-connections")
                 .increment(1);

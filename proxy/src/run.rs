@@ -26,6 +26,8 @@ use crate::identity::Certifier;
 use crate::inbound::Inbound;
 use crate::inbound::admission::OwnPorts;
 use crate::listener::{accept_loop, bind};
+use crate::memory::budget::{self, Plan};
+use crate::memory::{LimitSource, MemoryGuard};
 use crate::mesh_tls::MeshTls;
 use crate::outbound::Outbound;
 use crate::table::{EndpointSettings, TableHandle};
@@ -151,14 +153,17 @@ pub async fn run(
         admin: admin_listener.local_addr()?,
     };
 
+    let budget = memory_plan(&config);
+    let memory = Arc::new(MemoryGuard::new(budget.shed_above));
+    tokio::spawn(memory.clone().sample());
     let shared = Arc::new(Shared {
         settings: Settings {
             limits: ServerLimits {
                 header_read_timeout: config.header_read_timeout,
                 idle_timeout: config.http_idle_timeout,
                 max_request_line_bytes: config.max_request_line_bytes,
-                h2_stream_window: config.h2_stream_window,
-                h2_connection_window: config.h2_connection_window,
+                h2_stream_window: budget.h2_stream_window,
+                h2_connection_window: budget.h2_connection_window,
                 max_header_bytes: config.max_header_bytes,
                 max_headers: config.max_headers,
                 h2_max_concurrent_streams: config.h2_max_concurrent_streams,
@@ -191,7 +196,8 @@ pub async fn run(
     let outbound_loop = tokio::spawn(accept_loop(
         "outbound",
         outbound_listener,
-        config.max_connections,
+        budget.max_connections,
+        memory.clone(),
         stop_accepting.clone(),
         tracker.clone(),
         move |stream, client| outbound.clone().serve(stream, client),
@@ -206,7 +212,8 @@ pub async fn run(
     let inbound_loop = tokio::spawn(accept_loop(
         "inbound",
         inbound_listener,
-        config.max_connections,
+        budget.max_connections,
+        memory.clone(),
         stop_accepting.clone(),
         tracker.clone(),
         move |stream, client| inbound.clone().serve(stream, client),
@@ -344,4 +351,35 @@ fn trace_resource(config: &ProxyConfig) -> Vec<(String, String)> {
         resource.push(("k8s.pod.name".into(), workload.clone()));
     }
     resource
+}
+
+/// The caps the memory limit in force (flag or container) allows, logged and exported as
+/// gauges so an operator can see what the proxy planned for.
+fn memory_plan(config: &ProxyConfig) -> Plan {
+    let limit = crate::memory::limit_in_force(config.memory_limit);
+    let plan = budget::plan(
+        limit.as_ref().map(|(bytes, _)| *bytes),
+        budget::Requested {
+            max_connections: config.max_connections,
+            h2_connection_window: config.h2_connection_window,
+            h2_stream_window: config.h2_stream_window,
+        },
+    );
+    let source = match &limit {
+        None => "none".to_string(),
+        Some((_, LimitSource::Flag)) => "--memory-limit".to_string(),
+        Some((_, LimitSource::Cgroup(dir))) => format!("cgroup {}", dir.display()),
+    };
+    tracing::info!(
+        limit = ?plan.limit,
+        source,
+        max_connections = plan.max_connections,
+        h2_connection_window = plan.h2_connection_window,
+        h2_stream_window = plan.h2_stream_window,
+        shed_above = ?plan.shed_above,
+        "memory budget"
+    );
+    metrics::gauge!("strait_memory_limit_bytes").set(plan.limit.unwrap_or(0) as f64);
+    metrics::gauge!("strait_max_connections").set(plan.max_connections as f64);
+    plan
 }

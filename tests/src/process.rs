@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -196,6 +196,7 @@ pub struct ProxyBuilder {
     env: Vec<(String, String)>,
     netns: Option<String>,
     uid: Option<u32>,
+    cgroup: Option<PathBuf>,
 }
 
 impl Proxy {
@@ -216,6 +217,7 @@ impl Proxy {
             env: Vec::new(),
             netns: None,
             uid: None,
+            cgroup: None,
         }
     }
 
@@ -262,10 +264,32 @@ impl ProxyBuilder {
         self
     }
 
+    /// Starts the proxy inside the cgroup directory `dir` (it joins through `cgroup.procs`
+    /// before the binary starts, so the proxy reads that cgroup's limits from its first line).
+    pub fn cgroup(mut self, dir: &Path) -> Self {
+        self.cgroup = Some(dir.to_owned());
+        self
+    }
+
     /// Starts the proxy and waits until it listens.
     pub fn start(self) -> Proxy {
         let binary = binaries::path("strait-proxy");
-        let mut command = in_netns(self.netns.as_deref(), self.uid, &binary);
+        let mut command = match &self.cgroup {
+            Some(dir) => {
+                assert!(
+                    self.netns.is_none() && self.uid.is_none(),
+                    "cgroup with netns or uid is not supported"
+                );
+                let mut command = Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg("echo $$ > \"$0\" && exec \"$@\"")
+                    .arg(dir.join("cgroup.procs"))
+                    .arg(&binary);
+                command
+            }
+            None => in_netns(self.netns.as_deref(), self.uid, &binary),
+        };
         command.arg("run");
         for (flag, value) in &self.flags {
             command.arg(flag).arg(value);

@@ -26,6 +26,7 @@ mod injector;
 mod iptables_redirect;
 mod kubernetes_source;
 mod limits;
+mod memory_budget;
 mod mtls;
 mod pod_interception;
 mod rotation;

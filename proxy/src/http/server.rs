@@ -81,6 +81,9 @@ impl ServerLimits {
             .max_header_list_size(self.heads().h2_list_size())
             .initial_stream_window_size(self.h2_stream_window)
             .initial_connection_window_size(self.h2_connection_window)
+            // Response bytes queued per stream for a slow client: no more than a stream may
+            // send us, so the memory budget's window arithmetic covers both directions.
+            .max_send_buf_size(self.h2_stream_window as usize)
             // Rapid Reset (CVE-2023-44487): bound streams the client resets before we accept them.
             .max_pending_accept_reset_streams(20)
             .max_local_error_reset_streams(1024)

@@ -122,6 +122,20 @@ pub fn describe_all() {
         "strait_snapshot_file_errors_total",
         "Changes to the static snapshot file that were rejected."
     );
+    describe_gauge!(
+        "strait_memory_limit_bytes",
+        Unit::Bytes,
+        "The memory limit the proxy plans for (--memory-limit or its cgroup's); 0 when none."
+    );
+    describe_gauge!(
+        "strait_max_connections",
+        "Most client connections per listener: --max-connections, lowered to what the memory limit holds."
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "The proxy's resident memory (VmRSS), sampled every 100 ms."
+    );
     describe_counter!(
         "strait_trace_spans_exported_total",
         "Spans exported to the trace collector."
