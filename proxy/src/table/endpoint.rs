@@ -10,6 +10,7 @@ use crate::connect::Dest;
 use crate::http::HttpVersion;
 use crate::http::upstream::Upstream;
 use crate::resilience::balance::{self, DEFAULT_RTT};
+use crate::resilience::breaker::EndpointBreaker;
 
 /// An endpoint and its state.
 pub struct Endpoint {
@@ -48,9 +49,8 @@ pub struct EndpointHealth {
     pending: AtomicU32,
     estimate_bits: AtomicU64,
     updated_ms: AtomicU64,
-    pub(super) failures: AtomicU32,
-    pub(super) ejections: AtomicU32,
-    pub(super) ejected_until_ms: AtomicU64,
+    /// The circuit breaker's state for this endpoint.
+    pub breaker: EndpointBreaker,
 }
 
 impl Default for EndpointHealth {
@@ -59,9 +59,7 @@ impl Default for EndpointHealth {
             pending: AtomicU32::new(0),
             estimate_bits: AtomicU64::new(DEFAULT_RTT.as_secs_f64().to_bits()),
             updated_ms: AtomicU64::new(0),
-            failures: AtomicU32::new(0),
-            ejections: AtomicU32::new(0),
-            ejected_until_ms: AtomicU64::new(0),
+            breaker: EndpointBreaker::default(),
         }
     }
 }
@@ -80,7 +78,7 @@ impl EndpointHealth {
 
     /// Whether the breaker has the endpoint out of rotation at `now_ms`.
     pub fn is_ejected(&self, now_ms: u64) -> bool {
-        self.ejected_until_ms.load(Ordering::Acquire) > now_ms
+        self.breaker.is_ejected(now_ms)
     }
 
     /// Folds a latency sample into the estimate.
