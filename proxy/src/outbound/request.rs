@@ -362,3 +362,7 @@ mod tests {
         assert!(clients_fault(&Ok::<(), SendError>(()), Some("reset")).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod loop_tests;

@@ -220,33 +220,21 @@ mod tests {
 
     use super::*;
     use crate::connect::{Connector, Dest};
-    use crate::http::HttpVersion;
     use crate::http::head_limits::HeadLimits;
-    use crate::http::upstream::Upstream;
-    use crate::table::endpoint::EndpointHealth;
 
     fn endpoint(port: u16) -> Arc<Endpoint> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let pool = |version| {
-            Upstream::new(
-                Dest::Direct(addr),
-                version,
-                Connector::new(Duration::from_secs(1), None),
-                Duration::from_secs(30),
-                HeadLimits {
-                    max_bytes: 16 * 1024,
-                    max_fields: 100,
-                },
-            )
-        };
-        Arc::new(Endpoint {
-            dest: Dest::Direct(addr),
+        Endpoint::new(
+            Dest::Direct(addr),
             addr,
-            workload: format!("app-{port}"),
-            http1: pool(HttpVersion::Http1),
-            http2: pool(HttpVersion::Http2),
-            health: EndpointHealth::default(),
-        })
+            format!("app-{port}"),
+            Connector::new(Duration::from_secs(1), None),
+            Duration::from_secs(30),
+            HeadLimits {
+                max_bytes: 16 * 1024,
+                max_fields: 100,
+            },
+        )
     }
 
     /// A round-robin backend of `n` endpoints whose breaker ejects after 3 failures in a

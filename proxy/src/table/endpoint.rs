@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::connect::Dest;
+use crate::connect::{Connector, Dest};
 use crate::http::HttpVersion;
+use crate::http::head_limits::HeadLimits;
 use crate::http::upstream::Upstream;
 use crate::resilience::balance::{self, DEFAULT_RTT};
 use crate::resilience::breaker::EndpointBreaker;
@@ -20,13 +21,43 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Workload or pod name, for diagnostics.
     pub workload: String,
-    pub(super) http1: Arc<Upstream>,
-    pub(super) http2: Arc<Upstream>,
+    http1: Arc<Upstream>,
+    http2: Arc<Upstream>,
     /// Load and health.
     pub health: EndpointHealth,
 }
 
 impl Endpoint {
+    /// The endpoint `workload` at `addr`, reached at `dest` through `connector`, with empty
+    /// connection pools (idle connections closed after `idle_timeout`, response heads held
+    /// to `heads`) and fresh health.
+    pub fn new(
+        dest: Dest,
+        addr: SocketAddr,
+        workload: String,
+        connector: Connector,
+        idle_timeout: Duration,
+        heads: HeadLimits,
+    ) -> Arc<Self> {
+        let pool = |version| {
+            Upstream::new(
+                dest.clone(),
+                version,
+                connector.clone(),
+                idle_timeout,
+                heads,
+            )
+        };
+        Arc::new(Self {
+            http1: pool(HttpVersion::Http1),
+            http2: pool(HttpVersion::Http2),
+            dest,
+            addr,
+            workload,
+            health: EndpointHealth::default(),
+        })
+    }
+
     /// Counts a request as outstanding until the guard drops.
     pub fn start(self: &Arc<Self>) -> Outstanding {
         self.health.pending.fetch_add(1, Ordering::Relaxed);
