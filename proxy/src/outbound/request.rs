@@ -262,12 +262,12 @@ async fn retry_loop(
             Err(SendError::NotSent(request, error)) => (Err(error), Some(request.into_body())),
             Err(SendError::Failed(error)) => (Err(error), None),
         };
-        let replayable = returned.is_some() || replayable();
+        let can_replay = returned.is_some() || replayable();
         // Take the next attempt's body only once a retry is decided: the old attempt may
         // still be sending and could yet outgrow the buffer.
         let next_body =
             || returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed));
-        match state.after(outcome, replayable, next_body, Instant::now()) {
+        match state.after(outcome, can_replay, next_body, Instant::now()) {
             Next::SendAgain { body: next, after } => {
                 body = next;
                 metrics.retry();
