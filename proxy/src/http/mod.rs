@@ -7,6 +7,7 @@ pub mod conn_timers;
 pub mod forward;
 pub mod head_limits;
 pub mod hop_by_hop;
+pub mod keepalive_race;
 pub mod path;
 pub mod reserved;
 pub mod server;

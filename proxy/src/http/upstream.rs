@@ -3,9 +3,11 @@
 //! HTTP/1 keeps a set of keep-alive connections, one request at a time each; HTTP/2 keeps one
 //! multiplexed connection. hyper's client connections do the protocol work; this module owns
 //! only reuse, idle expiry and the answer to "was the request sent?", which decides whether a
-//! failure may be retried: hyper hands back a request it never wrote, and that request is
-//! retried here on a fresh connection, so a keep-alive connection the upstream closed while
-//! idle never surfaces as an error.
+//! failure may be retried. The one re-send made here is the keep-alive race's
+//! ([`keepalive_race`](crate::http::keepalive_race), which documents when it applies): a
+//! pooled connection the upstream closed as idle as the request arrived never surfaces as an
+//! error, and each such re-send counts in `strait_upstream_keepalive_race_resends_total`.
+//! Every other retry is the request loop's ([`crate::resilience::attempts`]).
 //!
 //! Every response head is held to the proxy's head limits ([`HeadLimits`]), as request heads
 //! are: hyper and h2 are configured with them, and a head they let through is measured again.
@@ -23,6 +25,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use metrics::{Counter, counter};
 use tokio::time::Instant;
 
 use crate::connect::{Connector, Dest};
@@ -31,28 +34,10 @@ use crate::errors::ProxyError;
 use crate::http::HttpVersion;
 use crate::http::body::Body;
 use crate::http::head_limits::HeadLimits;
-use crate::resilience::retry::is_idempotent;
-
-/// A pooled HTTP/1 connection idle at least this long may have been closed by the upstream,
-/// so a request sent on it keeps a copy for resending. Under load connections are reused
-/// within microseconds and skip the copy, the defence's only cost; where connections sit
-/// idle, the load is light and the copy is cheap.
-const MAY_HAVE_BEEN_CLOSED_AFTER: Duration = Duration::from_millis(5);
-
-/// A copy of `request` to send again should the connection turn out closed, when that is
-/// safe: the request is idempotent and has no body (so nothing is lost by not replaying one).
-fn resendable_copy(request: &Request<Body>) -> Option<Request<Body>> {
-    use http_body::Body as _;
-    if !request.body().is_end_stream() || !is_idempotent(request.method(), request.headers()) {
-        return None;
-    }
-    let mut copy = Request::new(crate::http::body::empty());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
-}
+use crate::http::keepalive_race::{
+    AfterFailure, MAY_HAVE_BEEN_CLOSED_AFTER, closed_without_answer, resend_after_keepalive_race,
+    resendable_copy,
+};
 
 /// Whether hyper or h2 refused a response head while parsing it: hyper's HTTP/1 parser
 /// reports a head over `max_header_size` or `max_headers` as "too large"; h2 refuses a header
@@ -68,25 +53,6 @@ fn head_refused_by_parser(error: &hyper::Error) -> bool {
             return h2.is_library()
                 && h2.is_reset()
                 && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR);
-        }
-        cause = error.source();
-    }
-    false
-}
-
-/// Whether a send failed because the connection closed (or was reset) before any byte of a
-/// response arrived.
-fn closed_without_answer(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() {
-        return true;
-    }
-    let mut cause = std::error::Error::source(error);
-    while let Some(error) = cause {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
         }
         cause = error.source();
     }
@@ -120,6 +86,7 @@ pub struct Upstream {
     connector: Connector,
     idle_timeout: Duration,
     heads: HeadLimits,
+    keepalive_race_resends: Counter,
     // A plain mutex: held for a push or a short scan, never across an await, and far cheaper
     // uncontended than the connect it saves.
     state: Mutex<PoolState>,
@@ -155,6 +122,7 @@ impl Upstream {
             connector,
             idle_timeout,
             heads,
+            keepalive_race_resends: counter!("strait_upstream_keepalive_race_resends_total"),
             state: Mutex::new(PoolState::default()),
             h2_connecting: tokio::sync::Mutex::new(()),
         })
@@ -201,39 +169,40 @@ impl Upstream {
                     self.put_h1(sender);
                     return Ok(response);
                 }
-                Err(mut error) => match error.take_message() {
-                    // A reused connection closed under us before the request was written:
-                    // the keep-alive race. Try again on another connection.
-                    Some(unsent) if reused => request = unsent,
-                    Some(unsent) => {
-                        return Err(SendError::NotSent(
-                            Box::new(unsent),
-                            self.upstream_error(error.into_error()),
-                        ));
-                    }
-                    // Written, but the connection had sat idle and closed without a byte of
-                    // answer: the upstream closed it as idle while the request was on its
-                    // way, so it was never processed. Send the copy on another connection.
-                    None => match resend {
-                        Some(copy) if closed_without_answer(error.error()) => {
-                            tracing::debug!(addr = %self.dest.addr(), "idle upstream connection closed under a request; resending it");
-                            request = copy;
+                Err(mut error) => {
+                    let unsent = error.take_message();
+                    let closed = closed_without_answer(error.error());
+                    match resend_after_keepalive_race(unsent, reused, resend, closed) {
+                        AfterFailure::Resend(again) => request = self.keepalive_race_lost(again),
+                        AfterFailure::NotSent(unsent) => {
+                            return Err(SendError::NotSent(
+                                Box::new(unsent),
+                                self.upstream_error(error.into_error()),
+                            ));
                         }
-                        _ => {
+                        AfterFailure::Failed => {
                             return Err(SendError::Failed(self.upstream_error(error.into_error())));
                         }
-                    },
-                },
+                    }
+                }
             }
         }
+    }
+
+    /// Counts and logs a re-send after the keep-alive race, returning the request to send
+    /// again on another connection.
+    fn keepalive_race_lost(&self, request: Request<Body>) -> Request<Body> {
+        self.keepalive_race_resends.increment(1);
+        tracing::debug!(addr = %self.dest.addr(), method = %request.method(), "pooled upstream connection closed under a request (keep-alive race); resending it on another connection");
+        request
     }
 
     async fn send_h2(
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
-        // One retry covers a connection that closed (GOAWAY, idle close) between being
-        // pooled and being used.
+        // One re-send covers a connection that closed (GOAWAY, idle close) between being
+        // pooled and being used: the keep-alive race on HTTP/2.
         for attempt in 0..2 {
             let mut sender = match self.h2_sender().await {
                 Ok(sender) => sender,
@@ -248,7 +217,7 @@ impl Upstream {
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if attempt == 0 => {
                         self.drop_h2(&sender);
-                        request = unsent;
+                        request = self.keepalive_race_lost(unsent);
                     }
                     Some(unsent) => {
                         return Err(SendError::NotSent(
@@ -479,3 +448,7 @@ async fn sweep(pool: Weak<Upstream>, period: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod tests;

@@ -1,11 +1,11 @@
 //! One outbound HTTP request to a mesh service: its route, its backend by weight, and the
 //! attempts it takes to get an answer, each to an endpoint chosen by the balancer.
 //!
-//! The resilience rules live in [`crate::resilience`] as pure decisions; this is the loop that
-//! applies them: the request timeout over everything, a per-try timeout per attempt, retries
-//! when [`should_retry`] allows and the backend's budget has room (with backoff, to an
-//! endpoint not tried yet), the circuit breaker fed with every outcome, and the backend's
-//! pending-request limit enforced up front. An attempt that failed because the client's own
+//! The resilience rules live in [`crate::resilience`]; this is the loop that applies them:
+//! the request timeout over everything, a per-try timeout per attempt, each attempt's outcome
+//! classified once and fed to the circuit breaker and to the retry state machine
+//! ([`Attempts`], which owns policy, budget and backoff), another attempt to an endpoint not
+//! tried yet when it says so, and the backend's pending-request limit enforced up front. An attempt that failed because the client's own
 //! body broke off is the client's fault: answered 400 `client-body`, never fed to the breaker
 //! and never retried.
 
@@ -17,18 +17,20 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::backoff::full_jitter;
 use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
 use crate::http::HttpVersion;
 use crate::http::body::{Body, boxed, with_guard};
 use crate::http::client_body;
 use crate::http::forward::{forward, takes_over_connection};
 use crate::http::upstream::SendError;
+use crate::resilience::attempts::{Attempts, Next, RetryBackoff, classify};
+use crate::resilience::breaker::is_endpoint_failure;
 use crate::resilience::replay::ReplayBody;
-use crate::resilience::retry::{NoRetry, Outcome, RequestFacts, is_idempotent, should_retry};
+use crate::resilience::retry::{Outcome, is_idempotent};
 use crate::resilience::timeouts::request_timeout;
+use crate::table::endpoint::Endpoint;
 use crate::table::{Backend, Route, Service};
-use crate::telemetry::http::{RequestMetrics, SkipReason, TimeoutKind};
+use crate::telemetry::http::{RequestMetrics, TimeoutKind};
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
 /// Settings of the request path.
@@ -102,7 +104,14 @@ pub async fn send(
     let (result, retries) = if takes_over_connection(&request, version) {
         (single_attempt(backend, request, version, settings).await, 0)
     } else {
-        attempts(route, backend, metrics, request, version, settings).await
+        let call = Call {
+            route,
+            backend,
+            metrics,
+            version,
+            settings,
+        };
+        attempts(call, request).await
     };
     let response = result.unwrap_or_else(|error| {
         tracing::info!(kind = error.kind(), service = %service.name, route = %route.name, %error, "outbound request failed");
@@ -144,14 +153,27 @@ async fn single_attempt(
     .map_err(SendError::into_error)
 }
 
-async fn attempts(
-    route: &Route,
-    backend: &Arc<Backend>,
-    metrics: &RequestMetrics,
-    request: Request<Incoming>,
+/// Where one request's attempts go and what they count against.
+struct Call<'a> {
+    route: &'a Route,
+    backend: &'a Arc<Backend>,
+    metrics: &'a RequestMetrics,
     version: HttpVersion,
-    settings: &RequestSettings,
+    settings: &'a RequestSettings,
+}
+
+/// Sends `request` under the backend's pending limit and the request timeout, with retries;
+/// returns the result and the retries made.
+async fn attempts(
+    call: Call<'_>,
+    request: Request<Incoming>,
 ) -> (Result<Response<Body>, ProxyError>, u32) {
+    let Call {
+        route,
+        backend,
+        metrics,
+        ..
+    } = call;
     let Some(admitted) = backend.admit() else {
         let error = ProxyError::BreakerOpen {
             backend: backend.name.clone(),
@@ -160,10 +182,19 @@ async fn attempts(
         return (Err(error), 0);
     };
     let timeout = request_timeout(route.timeouts.request, request.headers());
-    let retries = std::sync::atomic::AtomicU32::new(0);
-    let work = retry_loop(
-        route, backend, metrics, request, version, settings, &retries,
+    let backoff = RetryBackoff {
+        base: route.backoff_base.unwrap_or(backend.settings.backoff_base),
+        max: backend.settings.backoff_max,
+    };
+    let idempotent = is_idempotent(request.method(), request.headers());
+    let mut state = Attempts::start(
+        &route.retry,
+        &backend.state.budget,
+        backoff,
+        idempotent,
+        Instant::now(),
     );
+    let work = retry_loop(&call, request, &mut state);
     let result = match timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -176,7 +207,7 @@ async fn attempts(
     };
     // The request stays admitted until its response has streamed to the end.
     let result = result.map(|response| response.map(|body| with_guard(body, admitted)));
-    (result, retries.into_inner())
+    (result, state.retries())
 }
 
 /// A request head rebuilt for another attempt (`Parts` is not `Clone`: its extensions are
@@ -190,41 +221,24 @@ fn attempt_request(head: &Parts, body: Body) -> Request<Body> {
     request
 }
 
-/// Whether a send error is HTTP/2 REFUSED_STREAM: the server guarantees it did not process
-/// the stream, so it is as safe to retry as a request never sent.
-fn refused_stream(error: &ProxyError) -> bool {
-    let ProxyError::Upstream { source, .. } = error else {
-        return false;
-    };
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
-    while let Some(error) = cause {
-        if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        cause = error.source();
-    }
-    false
-}
-
+/// The attempts: each goes to an endpoint not tried yet when there is one, its outcome feeds
+/// the breaker, and `state` decides whether another follows.
 async fn retry_loop(
-    route: &Route,
-    backend: &Arc<Backend>,
-    metrics: &RequestMetrics,
+    call: &Call<'_>,
     request: Request<Incoming>,
-    version: HttpVersion,
-    settings: &RequestSettings,
-    retries_made: &std::sync::atomic::AtomicU32,
+    state: &mut Attempts<'_>,
 ) -> Result<Response<Body>, ProxyError> {
+    let Call {
+        backend, metrics, ..
+    } = *call;
     let (head, body) = request.into_parts();
-    let idempotent = is_idempotent(&head.method, &head.headers);
     let (body, client_fault) = client_body::watch(body);
-    let first = ReplayBody::new(boxed(body), settings.retry_buffer);
+    let first = ReplayBody::new(boxed(body), call.settings.retry_buffer);
     // A handle for replays; a fresh replay body is always replayable.
     let root = first.replay();
+    let replayable = || root.as_ref().is_some_and(ReplayBody::is_replayable);
     let mut body: Body = boxed(first);
-    backend.state.budget.deposit(Instant::now());
     let mut tried: Vec<usize> = Vec::with_capacity(2);
-    let mut retries = 0u32;
     loop {
         let (index, endpoint) = backend
             .pick(&tried)
@@ -232,110 +246,78 @@ async fn retry_loop(
                 backend: backend.name.clone(),
             })?;
         tried.push(index);
-        let mut returned: Option<Body> = None;
         let outstanding = endpoint.start();
         let started = Instant::now();
-        let sent = forward(
-            endpoint.upstream(version),
-            attempt_request(&head, body),
-            version,
-            settings.idle_timeout,
-        );
-        let replayable = || root.as_ref().is_some_and(ReplayBody::is_replayable);
-        let result = match route.timeouts.backend_request {
-            None => sent.await,
-            Some(limit) => {
-                tokio::time::timeout(limit, sent)
-                    .await
-                    .unwrap_or(Err(SendError::Failed(ProxyError::BackendRequestTimeout(
-                        limit,
-                    ))))
-            }
-        };
+        let result = attempt(call, endpoint, attempt_request(&head, body)).await;
         let rtt = started.elapsed();
         if let Some(error) = clients_fault(&result, client_fault.reason()) {
             return finish(Err(error), outstanding);
         }
-        let (outcome, result) = match result {
-            // An answer is judged by its status alone, whoever wrote it: a response header
-            // claiming that the request never reached the app could come from the app (or a
-            // compromised peer) and would get a non-idempotent request sent twice. Only what
-            // this proxy itself observed can make an attempt "not sent".
-            Ok(response) => (
-                Outcome::Response {
-                    status: response.status().as_u16(),
-                    grpc: grpc_status(&response),
-                },
-                Ok(response),
-            ),
-            Err(SendError::NotSent(request, error)) => {
-                // The body came back untouched: the next attempt sends it as is.
-                returned = Some(request.into_body());
-                (Outcome::NotSent, Err(error))
-            }
-            Err(SendError::Failed(error)) if refused_stream(&error) && replayable() => {
-                (Outcome::NotSent, Err(error))
-            }
-            Err(SendError::Failed(error @ ProxyError::BackendRequestTimeout(_))) => {
-                metrics.timeout(TimeoutKind::BackendRequest);
-                (Outcome::TimedOut, Err(error))
-            }
-            Err(SendError::Failed(error)) => (Outcome::Failed, Err(error)),
+        let outcome = classify(&result, replayable());
+        count_timeouts(metrics, outcome, &result);
+        backend.record(index, is_endpoint_failure(outcome), rtt);
+        let (result, returned) = match result {
+            Ok(response) => (Ok(response), None),
+            // The body came back untouched: the next attempt sends it as is.
+            Err(SendError::NotSent(request, error)) => (Err(error), Some(request.into_body())),
+            Err(SendError::Failed(error)) => (Err(error), None),
         };
-        if let Err(ProxyError::ConnectTimeout { .. }) = &result {
-            metrics.timeout(TimeoutKind::Connect);
-        }
-        let failed = match outcome {
-            Outcome::Response { status, grpc } => {
-                status >= 500 || grpc == Some(crate::errors::grpc_code::UNAVAILABLE)
-            }
-            _ => true,
-        };
-        backend.record(index, failed, rtt);
-        let facts = RequestFacts {
-            idempotent,
-            replayable: returned.is_some() || replayable(),
-            retries,
-        };
-        match should_retry(facts, outcome, &route.retry) {
-            Ok(()) if backend.state.budget.withdraw(Instant::now()) => {
-                // Take the next attempt's body now: the old attempt may still be sending and
-                // could yet outgrow the buffer.
-                let Some(next) =
-                    returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed))
-                else {
-                    metrics.skipped(SkipReason::BodyTooLarge);
-                    return finish(result, outstanding);
-                };
+        let can_replay = returned.is_some() || replayable();
+        // Take the next attempt's body only once a retry is decided: the old attempt may
+        // still be sending and could yet outgrow the buffer.
+        let next_body =
+            || returned.or_else(|| root.as_ref().and_then(ReplayBody::replay).map(boxed));
+        match state.after(outcome, can_replay, next_body, Instant::now()) {
+            Next::SendAgain { body: next, after } => {
                 body = next;
-                retries += 1;
-                retries_made.store(retries, std::sync::atomic::Ordering::Relaxed);
                 metrics.retry();
-                tracing::debug!(backend = %backend.name, endpoint = %endpoint.addr, ?outcome, retries, "retrying");
+                tracing::debug!(backend = %backend.name, endpoint = %endpoint.addr, ?outcome, retries = state.retries(), "retrying");
                 drop(result);
-                let base = route.backoff_base.unwrap_or(backend.settings.backoff_base);
-                tokio::time::sleep(full_jitter(
-                    base,
-                    backend.settings.backoff_max,
-                    retries - 1,
-                    fastrand::f64(),
-                ))
-                .await;
+                tokio::time::sleep(after).await;
             }
-            Ok(()) => {
-                metrics.skipped(SkipReason::Budget);
-                return finish(result, outstanding);
-            }
-            Err(reason) => {
-                match reason {
-                    NoRetry::NotRetryable => {}
-                    NoRetry::NotIdempotent => metrics.skipped(SkipReason::NotIdempotent),
-                    NoRetry::BodyTooLarge => metrics.skipped(SkipReason::BodyTooLarge),
-                    NoRetry::Exhausted => metrics.skipped(SkipReason::AttemptsExhausted),
+            Next::Done { skipped } => {
+                if let Some(reason) = skipped {
+                    metrics.skipped(reason);
                 }
                 return finish(result, outstanding);
             }
         }
+    }
+}
+
+/// One attempt on `endpoint`, under the route's per-try timeout.
+async fn attempt(
+    call: &Call<'_>,
+    endpoint: &Arc<Endpoint>,
+    request: Request<Body>,
+) -> Result<Response<Body>, SendError> {
+    let sent = forward(
+        endpoint.upstream(call.version),
+        request,
+        call.version,
+        call.settings.idle_timeout,
+    );
+    match call.route.timeouts.backend_request {
+        None => sent.await,
+        Some(limit) => tokio::time::timeout(limit, sent)
+            .await
+            .unwrap_or(Err(SendError::Failed(ProxyError::BackendRequestTimeout(
+                limit,
+            )))),
+    }
+}
+
+/// Counts the timeouts an attempt ran into.
+fn count_timeouts<T>(metrics: &RequestMetrics, outcome: Outcome, result: &Result<T, SendError>) {
+    if outcome == Outcome::TimedOut {
+        metrics.timeout(TimeoutKind::BackendRequest);
+    }
+    if let Err(
+        SendError::NotSent(_, ProxyError::ConnectTimeout { .. })
+        | SendError::Failed(ProxyError::ConnectTimeout { .. }),
+    ) = result
+    {
+        metrics.timeout(TimeoutKind::Connect);
     }
 }
 
@@ -380,3 +362,7 @@ mod tests {
         assert!(clients_fault(&Ok::<(), SendError>(()), Some("reset")).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod loop_tests;

@@ -1,8 +1,10 @@
-//! The decisions that keep calls healthy: retries ([`retry`], [`budget`], [`replay`]),
-//! timeouts ([`timeouts`]), circuit breaking ([`breaker`]) and load balancing ([`balance`]).
+//! The decisions that keep calls healthy: retries ([`attempts`], the state machine of one
+//! request's attempts, built on [`retry`], [`budget`] and [`replay`]), timeouts
+//! ([`timeouts`]), circuit breaking ([`breaker`]) and load balancing ([`balance`]).
 //! Each is a pure function or a small lock-free state; the outbound request path
 //! ([`crate::outbound::request`]) calls them.
 
+pub mod attempts;
 pub mod balance;
 pub mod breaker;
 pub mod budget;

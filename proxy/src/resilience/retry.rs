@@ -1,6 +1,7 @@
 //! Whether a failed attempt is retried: a pure function of what is known about the request,
 //! what happened to the attempt, and the route's policy. The retry budget is asked only after
-//! this says yes, so a request that could never be retried spends nothing.
+//! this says yes, so a request that could never be retried spends nothing; the whole sequence
+//! (classification, this rule, budget, backoff) is [`crate::resilience::attempts`].
 //!
 //! Safe by default: an attempt that never reached the app (connect failure, refused stream)
 //! is always worth another try; an answer from the app is retried only when the route asks
@@ -65,18 +66,6 @@ pub enum NoRetry {
     BodyTooLarge,
     /// No retries left.
     Exhausted,
-}
-
-impl NoRetry {
-    /// The label for skipped-retry metrics, or `None` when nothing was skipped.
-    pub fn skipped_reason(self) -> Option<&'static str> {
-        match self {
-            NoRetry::NotRetryable => None,
-            NoRetry::NotIdempotent => Some("not-idempotent"),
-            NoRetry::BodyTooLarge => Some("body-too-large"),
-            NoRetry::Exhausted => Some("attempts-exhausted"),
-        }
-    }
 }
 
 /// The decision for one failed attempt: `Ok(())` to retry.

@@ -170,7 +170,7 @@ impl Backend {
     }
 
     /// Records the outcome of an attempt on endpoint `index`: its latency and whether the
-    /// endpoint failed, ejecting it when the breaker says so.
+    /// endpoint failed, ejecting it when its breaker says so and the backend can spare it.
     pub fn record(&self, index: usize, failed: bool, rtt: Duration) {
         let Some(endpoint) = self.endpoints.get(index) else {
             return;
@@ -179,42 +179,201 @@ impl Backend {
         let health = &endpoint.health;
         health.observe(rtt, now);
         if !failed {
-            health.failures.store(0, Ordering::Relaxed);
-            health.ejections.store(0, Ordering::Relaxed);
+            health.breaker.record_success();
             return;
         }
-        let consecutive = health.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let ejections = health.ejections.load(Ordering::Acquire);
-        let Some(duration) = breaker::ejection(consecutive, ejections, &self.settings.breaker)
+        let policy = &self.settings.breaker;
+        let Some(ejection) = health
+            .breaker
+            .record_failure(policy, now, || self.may_eject_another(now))
         else {
             return;
         };
-        if health.is_ejected(now) {
-            return;
-        }
+        self.state.metrics.ejections.increment(1);
+        tracing::info!(
+            backend = %self.name,
+            endpoint = %endpoint.addr,
+            consecutive_failures = ejection.consecutive_failures,
+            ejected_for = ?ejection.duration,
+            "endpoint ejected by the circuit breaker"
+        );
+    }
+
+    /// Whether one more endpoint may leave rotation at `now` under the breaker's cap.
+    fn may_eject_another(&self, now: u64) -> bool {
         let ejected = self
             .endpoints
             .iter()
             .filter(|e| e.health.is_ejected(now))
             .count();
-        if !breaker::may_eject(
+        breaker::may_eject(
             ejected,
             self.endpoints.len(),
             self.settings.breaker.max_ejected_percent,
-        ) {
-            return;
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::connect::{Connector, Dest};
+    use crate::http::head_limits::HeadLimits;
+
+    fn endpoint(port: u16) -> Arc<Endpoint> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Endpoint::new(
+            Dest::Direct(addr),
+            addr,
+            format!("app-{port}"),
+            Connector::new(Duration::from_secs(1), None),
+            Duration::from_secs(30),
+            HeadLimits {
+                max_bytes: 16 * 1024,
+                max_fields: 100,
+            },
+        )
+    }
+
+    /// A round-robin backend of `n` endpoints whose breaker ejects after 3 failures in a
+    /// row for 1 s, then 2 s, and may take out all but one of them.
+    fn backend(n: u16, max_pending: u32) -> Backend {
+        let settings = BackendSettings {
+            breaker: BreakerPolicy {
+                consecutive_failures: 3,
+                base_ejection: Duration::from_secs(1),
+                max_ejection: Duration::from_secs(60),
+                max_ejected_percent: 100,
+            },
+            max_pending,
+            load_balancer: LoadBalancer::RoundRobin,
+            ..BackendSettings::default()
+        };
+        Backend {
+            name: "demo/backend:80".into(),
+            endpoints: (0..n).map(|i| endpoint(8000 + i)).collect(),
+            identity: String::new(),
+            state: Arc::new(BackendState::new("demo/backend:80", &settings)),
+            settings,
         }
-        health
-            .ejected_until_ms
-            .store(now + duration.as_millis() as u64, Ordering::Release);
-        health.ejections.fetch_add(1, Ordering::AcqRel);
-        self.state.metrics.ejections.increment(1);
-        tracing::info!(
-            backend = %self.name,
-            endpoint = %endpoint.addr,
-            consecutive_failures = consecutive,
-            ejected_for = ?duration,
-            "endpoint ejected by the circuit breaker"
+    }
+
+    const RTT: Duration = Duration::from_millis(1);
+
+    /// Moves the paused clock past the process-wide base of [`now_ms`], which a test running
+    /// alongside may have set later than this test's clock reads: below it every reading is
+    /// 0 and ejection deadlines would not move.
+    async fn clock_past_base() {
+        for _ in 0..100_000 {
+            if now_ms() > 0 {
+                return;
+            }
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        panic!("the clock never passed the base of now_ms");
+    }
+
+    fn picks(backend: &Backend, tried: &[usize], count: usize) -> Vec<usize> {
+        (0..count)
+            .map(|_| backend.pick(tried).expect("an endpoint").0)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_failing_n_times_in_a_row_leaves_rotation_until_its_ejection_ends() {
+        clock_past_base().await;
+        let backend = backend(2, 100);
+        for _ in 0..2 {
+            backend.record(0, true, RTT);
+        }
+        assert!(picks(&backend, &[], 4).contains(&0), "two failures keep it");
+        backend.record(0, true, RTT);
+        assert_eq!(picks(&backend, &[], 4), [1, 1, 1, 1]);
+
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(picks(&backend, &[], 2), [1, 1], "still ejected");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            picks(&backend, &[], 4).contains(&0),
+            "readmitted once its ejection ends"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_fails_again_ejects_for_twice_as_long_and_a_success_resets_it() {
+        clock_past_base().await;
+        let backend = backend(2, 100);
+        for _ in 0..3 {
+            backend.record(0, true, RTT);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        backend.record(0, true, RTT);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert_eq!(
+            picks(&backend, &[], 2),
+            [1, 1],
+            "the second ejection lasts 2 s"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+
+        backend.record(0, false, RTT);
+        for _ in 0..2 {
+            backend.record(0, true, RTT);
+        }
+        assert!(
+            picks(&backend, &[], 4).contains(&0),
+            "a success restarted the count"
+        );
+        backend.record(0, true, RTT);
+        assert_eq!(picks(&backend, &[], 2), [1, 1]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            picks(&backend, &[], 4).contains(&0),
+            "and the next ejection is back to 1 s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_endpoint_in_rotation_is_never_ejected() {
+        clock_past_base().await;
+        let backend = backend(2, 100);
+        for index in [0, 1] {
+            for _ in 0..3 {
+                backend.record(index, true, RTT);
+            }
+        }
+        assert_eq!(picks(&backend, &[], 4), [1, 1, 1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_goes_to_an_endpoint_not_tried_yet_while_there_is_one() {
+        let backend = backend(3, 100);
+        for _ in 0..6 {
+            let index = backend.pick(&[1]).unwrap().0;
+            assert_ne!(index, 1);
+        }
+        assert_eq!(
+            picks(&backend, &[0, 1, 2], 3).len(),
+            3,
+            "all tried: any will do"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_past_the_pending_limit_fail_fast_until_one_finishes() {
+        let backend = backend(1, 2);
+        let first = backend.admit().expect("under the limit");
+        let _second = backend.admit().expect("at the limit");
+        assert!(backend.admit().is_none());
+        assert_eq!(backend.pending(), 2);
+        drop(first);
+        assert!(backend.admit().is_some());
+    }
+
+    #[test]
+    fn an_empty_backend_has_nothing_to_pick() {
+        assert!(backend(0, 1).pick(&[]).is_none());
     }
 }

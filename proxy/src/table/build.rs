@@ -10,7 +10,7 @@ use strait_identity::SpiffeId;
 use strait_proto::discovery::v1 as pb;
 
 use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
-use super::endpoint::{Endpoint, EndpointHealth};
+use super::endpoint::Endpoint;
 use super::{
     EndpointSettings, Route, Service, SetAside, SetAsideKind, Table, TableError, Timeouts,
 };
@@ -18,8 +18,6 @@ use crate::authz::{DefaultAuthorization, Rule};
 use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::Protocol;
-use crate::http::HttpVersion;
-use crate::http::upstream::Upstream;
 use crate::resilience::breaker::BreakerPolicy;
 use crate::resilience::budget::BudgetPolicy;
 use crate::resilience::retry::RetryPolicy;
@@ -396,27 +394,14 @@ fn compile_backend(
             .or_else(|| previous.endpoints.get(&key))
             .cloned()
             .unwrap_or_else(|| {
-                let connector = settings.connector.with_connect_timeout(connect_timeout);
-                Arc::new(Endpoint {
-                    http1: Upstream::new(
-                        dest.clone(),
-                        HttpVersion::Http1,
-                        connector.clone(),
-                        idle_timeout,
-                        settings.heads,
-                    ),
-                    http2: Upstream::new(
-                        dest.clone(),
-                        HttpVersion::Http2,
-                        connector,
-                        idle_timeout,
-                        settings.heads,
-                    ),
+                Endpoint::new(
                     dest,
                     addr,
-                    workload: endpoint.workload.clone(),
-                    health: EndpointHealth::default(),
-                })
+                    endpoint.workload.clone(),
+                    settings.connector.with_connect_timeout(connect_timeout),
+                    idle_timeout,
+                    settings.heads,
+                )
             });
         table.endpoints.insert(key, shared.clone());
         endpoints.push(shared);

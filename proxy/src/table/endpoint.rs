@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::connect::Dest;
+use crate::connect::{Connector, Dest};
 use crate::http::HttpVersion;
+use crate::http::head_limits::HeadLimits;
 use crate::http::upstream::Upstream;
 use crate::resilience::balance::{self, DEFAULT_RTT};
+use crate::resilience::breaker::EndpointBreaker;
 
 /// An endpoint and its state.
 pub struct Endpoint {
@@ -19,13 +21,43 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Workload or pod name, for diagnostics.
     pub workload: String,
-    pub(super) http1: Arc<Upstream>,
-    pub(super) http2: Arc<Upstream>,
+    http1: Arc<Upstream>,
+    http2: Arc<Upstream>,
     /// Load and health.
     pub health: EndpointHealth,
 }
 
 impl Endpoint {
+    /// The endpoint `workload` at `addr`, reached at `dest` through `connector`, with empty
+    /// connection pools (idle connections closed after `idle_timeout`, response heads held
+    /// to `heads`) and fresh health.
+    pub fn new(
+        dest: Dest,
+        addr: SocketAddr,
+        workload: String,
+        connector: Connector,
+        idle_timeout: Duration,
+        heads: HeadLimits,
+    ) -> Arc<Self> {
+        let pool = |version| {
+            Upstream::new(
+                dest.clone(),
+                version,
+                connector.clone(),
+                idle_timeout,
+                heads,
+            )
+        };
+        Arc::new(Self {
+            http1: pool(HttpVersion::Http1),
+            http2: pool(HttpVersion::Http2),
+            dest,
+            addr,
+            workload,
+            health: EndpointHealth::default(),
+        })
+    }
+
     /// Counts a request as outstanding until the guard drops.
     pub fn start(self: &Arc<Self>) -> Outstanding {
         self.health.pending.fetch_add(1, Ordering::Relaxed);
@@ -48,9 +80,8 @@ pub struct EndpointHealth {
     pending: AtomicU32,
     estimate_bits: AtomicU64,
     updated_ms: AtomicU64,
-    pub(super) failures: AtomicU32,
-    pub(super) ejections: AtomicU32,
-    pub(super) ejected_until_ms: AtomicU64,
+    /// The circuit breaker's state for this endpoint.
+    pub breaker: EndpointBreaker,
 }
 
 impl Default for EndpointHealth {
@@ -59,9 +90,7 @@ impl Default for EndpointHealth {
             pending: AtomicU32::new(0),
             estimate_bits: AtomicU64::new(DEFAULT_RTT.as_secs_f64().to_bits()),
             updated_ms: AtomicU64::new(0),
-            failures: AtomicU32::new(0),
-            ejections: AtomicU32::new(0),
-            ejected_until_ms: AtomicU64::new(0),
+            breaker: EndpointBreaker::default(),
         }
     }
 }
@@ -80,7 +109,7 @@ impl EndpointHealth {
 
     /// Whether the breaker has the endpoint out of rotation at `now_ms`.
     pub fn is_ejected(&self, now_ms: u64) -> bool {
-        self.ejected_until_ms.load(Ordering::Acquire) > now_ms
+        self.breaker.is_ejected(now_ms)
     }
 
     /// Folds a latency sample into the estimate.

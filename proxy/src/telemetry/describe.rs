@@ -77,6 +77,10 @@ pub fn describe_all() {
         "Endpoints ejected by the circuit breaker, by backend."
     );
     describe_counter!(
+        "strait_upstream_keepalive_race_resends_total",
+        "Requests the connection pool sent again because the upstream closed an idle keep-alive connection as the request arrived (not retries: no budget spent)."
+    );
+    describe_counter!(
         "strait_breaker_fast_fails_total",
         "Requests failed fast because a backend's pending-request limit was reached."
     );
