@@ -406,6 +406,9 @@ async fn anonymous_connections_held_idle_are_closed_after_their_lifetime() {
     let mesh = MeshBuilder::new()
         .service("web", &[("app", "web")])
         .workload("web", "web", &[("app", "web")])
+        // Renewal lands 36-42 s after issuance: after the proxy's own certificate connection,
+        // anonymous too, was closed at its 30 s lifetime.
+        .control_plane_flag("--cert-ttl", "60s")
         .start();
     let grpc = mesh.control_plane.grpc;
     let tls = anonymous_tls(&mesh);
@@ -434,14 +437,30 @@ async fn anonymous_connections_held_idle_are_closed_after_their_lifetime() {
          they were opened",
         opened.elapsed()
     );
-    // The proxy, whose certificate channel was closed the same way, still renews: its
-    // channel reconnects for the next call. Its discovery connection (with a certificate)
-    // was not touched.
+    // The proxy, whose certificate connection was closed the same way, renews on a new one
+    // without a failed attempt, and its discovery connection (with a certificate) was never
+    // touched.
+    let proxy = &mesh.proxy("web").process;
+    let renewed = wait_logged_more(
+        proxy,
+        "certificate installed",
+        1,
+        Duration::from_secs(60).saturating_sub(opened.elapsed()),
+    );
     assert!(
-        mesh.proxy("web")
-            .process
-            .count_logged("discovery watch refused or unreachable")
-            == 0,
+        renewed.is_some(),
+        "the proxy did not renew its 60 s certificate; its output:\n{}",
+        proxy.logs().join("\n")
+    );
+    assert_eq!(
+        proxy.count_logged("obtaining a certificate failed"),
+        0,
+        "a renewal failed after the control plane closed the proxy's idle anonymous connection:\n{}",
+        proxy.logs().join("\n")
+    );
+    assert_eq!(
+        proxy.count_logged("discovery watch refused or unreachable"),
+        0,
         "the proxy's discovery connection was disturbed"
     );
 }
