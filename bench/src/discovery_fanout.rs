@@ -115,6 +115,15 @@ async fn measure(args: &DiscoveryArgs, streams: usize) -> anyhow::Result<FanOut>
             ("--dev-ca", ca_dir.display().to_string()),
             // The shipped default, not the tests' faster one: this is what operators get.
             ("--reload-interval", "250ms".to_owned()),
+            // Every simulated proxy shares the `client` identity and connects from 127.0.0.1,
+            // as a Deployment of `streams` replicas behind one address would: raise the caps
+            // an operator would raise for it.
+            ("--max-grpc-connections", (streams + 1024).to_string()),
+            ("--max-connections-per-identity", streams.to_string()),
+            (
+                "--max-unproven-connections-per-source",
+                (2 * args.connect_concurrency).max(64).to_string(),
+            ),
         ],
     );
     let pid = control_plane.process.pid();

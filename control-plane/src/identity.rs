@@ -201,8 +201,9 @@ impl Identity for IdentityService {
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
         let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
+            .extensions()
+            .get::<crate::tls_incoming::PeerInfo>()
+            .map(|p| p.addr.to_string())
             .unwrap_or_default();
         let request = request.into_inner();
         match self.certify_inner(&request).await {

@@ -27,6 +27,14 @@ use crate::reserved::ReservedIdentities;
 use crate::settings::{ConfigSource, ControlPlaneConfig};
 use crate::tokens::{LocalTokens, TokenVerifier};
 
+/// Largest `Certify` request decoded: a CSR is a few hundred bytes to a few KiB and a
+/// projected service-account token a few KiB; anything near this is not a proxy.
+pub const MAX_CERTIFY_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest `Watch` request decoded: a workload name, a namespace and a version.
+pub const MAX_WATCH_REQUEST_BYTES: usize = 16 * 1024;
+/// How long a connection without a mesh certificate may finish its calls once asked to close.
+const UNPROVEN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the control plane until `shutdown` completes.
 pub async fn run(
     config: ControlPlaneConfig,
@@ -134,7 +142,12 @@ pub async fn run(
         ClientAuth::Optional,
         &[ALPN_H2],
     );
-    let incoming = crate::tls_incoming::incoming(grpc, tls, trust_domain.clone());
+    let slots = crate::connection_slots::SlotTable::new(crate::connection_slots::Limits {
+        total: config.max_grpc_connections as usize,
+        unproven_per_source: config.max_unproven_connections_per_source as usize,
+        per_identity: config.max_connections_per_identity as usize,
+    });
+    let incoming = crate::tls_incoming::incoming(grpc, tls, trust_domain.clone(), slots);
 
     let connections = crate::discovery::service::Connections::default();
     let admin = Arc::new(Admin {
@@ -144,8 +157,8 @@ pub async fn run(
     });
     tokio::spawn(admin.clone().serve(admin_listener));
 
-    let server = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(IdentityService::new(
+    let routes = tonic::service::Routes::new(
+        IdentityServer::new(IdentityService::new(
             authority.ca.clone(),
             tokens,
             &trust_domain,
@@ -154,12 +167,22 @@ pub async fn run(
                 config.max_concurrent_token_reviews as usize,
                 TokenReviewLimit::DEFAULT_WAIT,
             ),
-        )))
-        .add_service(DiscoveryServer::new(DiscoveryService::new(
-            models_rx,
-            connections,
-        )))
-        .serve_with_incoming_shutdown(incoming, shutdown);
+        ))
+        .max_decoding_message_size(MAX_CERTIFY_REQUEST_BYTES),
+    )
+    .add_service(
+        DiscoveryServer::new(DiscoveryService::new(models_rx, connections))
+            .max_decoding_message_size(MAX_WATCH_REQUEST_BYTES),
+    );
+    let server = crate::grpc_server::serve(
+        incoming,
+        routes,
+        crate::grpc_server::GrpcSettings {
+            unproven_lifetime: config.unproven_connection_lifetime,
+            unproven_grace: UNPROVEN_GRACE,
+        },
+        shutdown,
+    );
     admin.ready.store(true, Ordering::Release);
     tracing::info!(
         grpc = %grpc_addr,
@@ -168,7 +191,7 @@ pub async fn run(
         trust_domain = %trust_domain,
         "strait-control-plane listening"
     );
-    server.await.context("serving gRPC")?;
+    server.await;
     tracing::info!("strait-control-plane stopped");
     Ok(())
 }
@@ -255,6 +278,13 @@ fn describe_metrics() {
         "strait_ca_reloads_total",
         "Reloads of the CA files, by result."
     );
+    describe_counter!(
+        "strait_grpc_connections_refused_total",
+        "gRPC connections closed at accept or after the handshake for want of a slot, by reason."
+    );
+    for reason in ["max-connections", "unproven-per-source", "per-identity"] {
+        metrics::counter!("strait_grpc_connections_refused_total", "reason" => reason).absolute(0);
+    }
     describe_counter!(
         "strait_tls_handshakes_total",
         "TLS handshakes on the gRPC port, by result and reason."

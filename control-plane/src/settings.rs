@@ -58,6 +58,30 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "STRAIT_GRPC_ADDR", default_value = "127.0.0.1:8090")]
     pub grpc_addr: SocketAddr,
 
+    /// Most connections the gRPC port holds at once (each watching proxy holds one; a proxy
+    /// asking for a certificate briefly holds a second). More are closed at accept and counted
+    /// in `strait_grpc_connections_refused_total`. Size it with the memory limit: about 45 KiB
+    /// per connected proxy.
+    #[arg(long, env = "STRAIT_MAX_GRPC_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_grpc_connections: u32,
+
+    /// Most gRPC connections one source address may hold before proving a mesh identity
+    /// (while handshaking, or TLS without a client certificate: proxies asking for a
+    /// certificate). Keeps one client from taking the port.
+    #[arg(long, env = "STRAIT_MAX_UNPROVEN_CONNECTIONS_PER_SOURCE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_unproven_connections_per_source: u32,
+
+    /// Most gRPC connections with one proven mesh identity: every replica of a Deployment
+    /// shares its identity and holds one connection, so size it for the largest Deployment.
+    #[arg(long, env = "STRAIT_MAX_CONNECTIONS_PER_IDENTITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_identity: u32,
+
+    /// How long a gRPC connection without a mesh certificate is served (it exists to call
+    /// Certify) before it is asked to close; its calls get 10s more to finish. Proxies
+    /// reconnect for their next call.
+    #[arg(long, env = "STRAIT_UNPROVEN_CONNECTION_LIFETIME", value_parser = parse_duration, default_value = "30s")]
+    pub unproven_connection_lifetime: Duration,
+
     /// Admin listener: /metrics, /ready and /live answer anyone; /proxies answers loopback
     /// callers only.
     #[arg(long, env = "STRAIT_ADMIN_ADDR", default_value = "127.0.0.1:9990")]

@@ -3,7 +3,12 @@
 //! attached to every request as [`PeerInfo`].
 //!
 //! Handshakes run in their own tasks, so a slow or hostile client never delays others, and
-//! are bounded by a timeout. Failures are logged and counted with their reason.
+//! are bounded by [`HANDSHAKE_TIMEOUT`]. Failures are logged and counted with their reason.
+//!
+//! Every connection takes a [`Slot`] at accept, before any TLS work, and keeps it until it is
+//! dropped: one without a place (see [`crate::connection_slots`] for the caps) is closed at
+//! once and counted in `strait_grpc_connections_refused_total`. A client certificate that
+//! proves a mesh identity moves the slot from its source's unproven share to that identity's.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,7 +23,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::Connected;
+
+use crate::connection_slots::{Slot, SlotTable};
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who is calling the control plane.
 #[derive(Clone, Debug)]
@@ -29,17 +38,17 @@ pub struct PeerInfo {
     pub identity: Option<SpiffeId>,
 }
 
-/// A TLS connection with its peer.
+/// A TLS connection with its peer and its place among the port's connections.
 pub struct TlsConnection {
     stream: TlsStream<TcpStream>,
     peer: PeerInfo,
+    _slot: Slot,
 }
 
-impl Connected for TlsConnection {
-    type ConnectInfo = PeerInfo;
-
-    fn connect_info(&self) -> PeerInfo {
-        self.peer.clone()
+impl TlsConnection {
+    /// Who is at the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
     }
 }
 
@@ -71,13 +80,21 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// Accepts connections on `listener`, completes TLS handshakes with `config`, and yields the
-/// established connections.
+/// Counts and logs a connection refused for want of a slot.
+fn refused(addr: SocketAddr, refusal: crate::connection_slots::Refusal, slots: &SlotTable) {
+    metrics::counter!("strait_grpc_connections_refused_total", "reason" => refusal.reason())
+        .increment(1);
+    tracing::debug!(%addr, reason = refusal.reason(), limits = ?slots.limits(), "gRPC connection refused");
+}
+
+/// Accepts connections on `listener` while `slots` has room, completes TLS handshakes with
+/// `config`, and yields the established connections.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     trust_domain: String,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>> {
+    slots: Arc<SlotTable>,
+) -> tokio::sync::mpsc::Receiver<TlsConnection> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
@@ -93,13 +110,21 @@ pub fn incoming(
             if tx.is_closed() {
                 return;
             }
+            let mut slot = match slots.admit(addr.ip()) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    refused(addr, refusal, &slots);
+                    drop(tcp);
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
+            let slots = slots.clone();
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let trust_domain = trust_domain.clone();
             tokio::spawn(async move {
-                let handshake =
-                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
@@ -123,14 +148,21 @@ pub fn incoming(
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|cert| leaf::check(cert, &trust_domain, Usage::Client).ok());
+                if let Some(identity) = &identity
+                    && let Err(refusal) = slot.prove(&identity.to_string())
+                {
+                    refused(addr, refusal, &slots);
+                    return;
+                }
                 let _ = tx
-                    .send(Ok(TlsConnection {
+                    .send(TlsConnection {
                         stream,
                         peer: PeerInfo { addr, identity },
-                    }))
+                        _slot: slot,
+                    })
                     .await;
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    rx
 }

@@ -274,6 +274,19 @@ impl<'a> Rendering<'a> {
             flag(control_plane_flags_passed, "--token-audience"),
             values["identity"]["tokenAudience"]
         );
+        for (passed, value) in [
+            ("--max-grpc-connections", "maxGrpcConnections"),
+            (
+                "--max-connections-per-identity",
+                "maxConnectionsPerIdentity",
+            ),
+        ] {
+            assert_eq!(
+                flag(control_plane_flags_passed, passed),
+                values["controlPlane"][value].to_string(),
+                "{context}: {passed}"
+            );
+        }
         let dns: Vec<&str> = control_plane_flags_passed
             .iter()
             .filter(|(f, _)| f == "--dns-name")

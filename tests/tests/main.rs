@@ -7,6 +7,7 @@ mod attacks_admin;
 mod attacks_admin_flood;
 mod attacks_certify;
 mod attacks_certify_flood;
+mod attacks_control_plane_flood;
 mod attacks_dual_stack;
 mod attacks_endpoint_slices;
 mod attacks_identity;

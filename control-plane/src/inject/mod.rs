@@ -4,12 +4,13 @@
 //! [`patch::inject`] decides and computes the JSONPatch as a pure function of the pod, the
 //! configuration and the trust anchors; [`review`] turns an AdmissionReview body into the
 //! answer; [`server`] is the HTTPS shell around them, with its certificate from
-//! [`serving_cert`]. The injector never rejects a pod: whatever goes wrong on its side, the
+//! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. The injector never rejects a pod: whatever goes wrong on its side, the
 //! answer is "allowed, no patch", logged and counted.
 
 pub mod config;
 pub mod patch;
 pub mod review;
+pub mod review_permits;
 pub mod server;
 pub mod serving_cert;
 

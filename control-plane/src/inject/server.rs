@@ -5,6 +5,20 @@
 //!
 //! TLS uses rustls's defaults (the API server is the only client); the certificate comes from
 //! [`ServingCert`] and follows file changes.
+//!
+//! Limits, sized for the API server as the one legitimate client, and so that any other
+//! client that can reach the port cannot crowd it out or exhaust memory:
+//! - [`MAX_CONNECTIONS`] connections at once, [`MAX_CONNECTIONS_PER_SOURCE`] from one address
+//!   (the API server sends one review per connection at a time and its bursts are a few
+//!   hundred); more are closed at accept and counted in
+//!   `strait_injector_connections_refused_total`.
+//! - A TLS handshake, and then each request head (idle keep-alive included), must complete
+//!   within [`HEADER_READ_TIMEOUT`], or the connection is closed.
+//! - Reviews are read and answered at most [`MAX_REVIEWS`] at once, [`MAX_REVIEWS_PER_SOURCE`]
+//!   per address ([`ReviewPermits`]); a review waits up to [`REVIEW_WAIT`] for its turn, then
+//!   gets 503. Its body must arrive within [`BODY_READ_TIMEOUT`] (else 408) and be at most
+//!   [`MAX_BODY_BYTES`] (else 413), so bodies in memory are bounded by
+//!   `MAX_REVIEWS × MAX_BODY_BYTES`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,14 +37,30 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::InjectorConfig;
 use super::review::{self, ReviewError};
+use super::review_permits::ReviewPermits;
 use super::serving_cert::ServingCert;
 use super::{PATH_NAMESPACE, PATH_POD};
+use crate::connection_slots::{Limits, SlotTable};
 
-/// Largest review body read. The API server caps objects at 3 MiB; a review carries at most
-/// two of them.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// A client gets this long for the TLS handshake and, separately, for the request head.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest review body read. The webhooks see only pod CREATE, so a review carries one pod
+/// (`oldObject` is null). The API server refuses request bodies over 3 MiB and etcd stores
+/// objects up to 1.5 MiB, so the largest pod that can be created is under 3 MiB of JSON; 4 MiB
+/// leaves room for the review's envelope and fields defaulted before admission.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// A client gets this long for the TLS handshake and, separately, for each request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a review's body may take to arrive once its turn has come.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections held at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections held from one source address.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+/// Most reviews read and answered at once.
+pub const MAX_REVIEWS: usize = 16;
+/// Most reviews read and answered at once for one source address.
+pub const MAX_REVIEWS_PER_SOURCE: usize = 4;
+/// How long a review waits for its turn before it is answered 503.
+pub const REVIEW_WAIT: Duration = Duration::from_secs(5);
 
 /// What `start` needs: the flags of the injector.
 #[derive(Clone, Debug)]
@@ -52,6 +82,8 @@ struct Injector {
     config: InjectorConfig,
     /// The anchors in force, so a rotation reaches pods injected after it.
     bundle: Arc<TrustBundle>,
+    /// Turns to read and answer a review.
+    permits: Arc<ReviewPermits>,
 }
 
 /// Loads the configuration and certificate, binds, and serves in the background; returns the
@@ -66,6 +98,14 @@ pub async fn start(
     );
     for result in ["injected", "skipped", "already-injected", "error"] {
         metrics::counter!("strait_injector_requests_total", "result" => result).absolute(0);
+    }
+    metrics::describe_counter!(
+        "strait_injector_connections_refused_total",
+        "Injector connections closed at accept because the injector holds its cap, by reason."
+    );
+    for reason in ["max-connections", "unproven-per-source"] {
+        metrics::counter!("strait_injector_connections_refused_total", "reason" => reason)
+            .absolute(0);
     }
     let config = InjectorConfig::load(&settings.config)?;
     let cert = ServingCert::load(&settings.cert, &settings.key)?;
@@ -86,12 +126,22 @@ pub async fn start(
         native_sidecar = config.native_sidecar,
         "injector listening"
     );
-    let injector = Arc::new(Injector { config, bundle });
+    let injector = Arc::new(Injector {
+        config,
+        bundle,
+        permits: ReviewPermits::new(MAX_REVIEWS, MAX_REVIEWS_PER_SOURCE),
+    });
     tokio::spawn(serve(listener, TlsAcceptor::from(Arc::new(tls)), injector));
     Ok(addr)
 }
 
 async fn serve(listener: TcpListener, acceptor: TlsAcceptor, injector: Arc<Injector>) {
+    // The API server proves no identity here, so every connection counts as unproven.
+    let slots = SlotTable::new(Limits {
+        total: MAX_CONNECTIONS,
+        unproven_per_source: MAX_CONNECTIONS_PER_SOURCE,
+        per_identity: MAX_CONNECTIONS,
+    });
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -101,10 +151,21 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, injector: Arc<Injec
                 continue;
             }
         };
+        let slot = match slots.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                metrics::counter!("strait_injector_connections_refused_total", "reason" => refusal.reason())
+                    .increment(1);
+                tracing::debug!(%peer, reason = refusal.reason(), "injector connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let injector = injector.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "injector TLS handshake failed");
@@ -117,11 +178,11 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, injector: Arc<Injec
             };
             let service = hyper::service::service_fn(move |request| {
                 let injector = injector.clone();
-                async move { Ok::<_, std::convert::Infallible>(injector.handle(request).await) }
+                async move { Ok::<_, std::convert::Infallible>(injector.handle(request, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
         });
@@ -146,12 +207,26 @@ fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
     )
 }
 
+/// Whether a body of `declared` bytes (at least) is over `cap`.
+pub fn exceeds_body_cap(declared: u64, cap: usize) -> bool {
+    declared > cap as u64
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "an AdmissionReview body may be at most {MAX_BODY_BYTES} bytes (4 MiB): the API server accepts no pod larger than 3 MiB"
+        ),
+    )
+}
+
 fn count(result: &'static str) {
     metrics::counter!("strait_injector_requests_total", "result" => result).increment(1);
 }
 
 impl Injector {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let namespace_enabled = match request.uri().path() {
             PATH_POD => false,
             PATH_NAMESPACE => true,
@@ -174,17 +249,44 @@ impl Injector {
                 ),
             );
         }
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(error) => {
+        let declared = hyper::body::Body::size_hint(request.body()).lower();
+        if exceeds_body_cap(declared, MAX_BODY_BYTES) {
+            count("error");
+            tracing::warn!(%peer, declared, limit = MAX_BODY_BYTES, "refused an AdmissionReview body over the cap");
+            return too_large();
+        }
+        let _permit = match self.permits.acquire(peer.ip(), REVIEW_WAIT).await {
+            Ok(permit) => permit,
+            Err(busy) => {
                 count("error");
-                tracing::warn!(%error, "reading an AdmissionReview body failed");
+                tracing::warn!(%peer, %busy, "no turn for an AdmissionReview");
+                return text(StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
+            }
+        };
+        let read = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+        let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                count("error");
+                tracing::warn!(%peer, limit = MAX_BODY_BYTES, "refused an AdmissionReview body over the cap");
+                return too_large();
+            }
+            Ok(Err(error)) => {
+                count("error");
+                tracing::warn!(%peer, %error, "reading an AdmissionReview body failed");
                 return text(
                     StatusCode::BAD_REQUEST,
                     format!("reading the body (at most {MAX_BODY_BYTES} bytes): {error}"),
+                );
+            }
+            Err(_) => {
+                count("error");
+                tracing::warn!(%peer, timeout = ?BODY_READ_TIMEOUT, "an AdmissionReview body did not arrive in time");
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {BODY_READ_TIMEOUT:?}; send the whole AdmissionReview at once"
+                    ),
                 );
             }
         };
@@ -221,5 +323,26 @@ impl Injector {
                 text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_at_the_cap_fits_and_one_byte_more_does_not() {
+        assert!(!exceeds_body_cap(MAX_BODY_BYTES as u64, MAX_BODY_BYTES));
+        assert!(exceeds_body_cap(MAX_BODY_BYTES as u64 + 1, MAX_BODY_BYTES));
+        assert!(!exceeds_body_cap(0, MAX_BODY_BYTES));
+    }
+
+    #[test]
+    fn the_cap_holds_the_largest_pod_the_api_server_accepts() {
+        // The API server's request-body cap: 3 MiB.
+        assert!(!exceeds_body_cap(
+            3 * 1024 * 1024 + 64 * 1024,
+            MAX_BODY_BYTES
+        ));
     }
 }
