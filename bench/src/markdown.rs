@@ -151,19 +151,21 @@ fn mode_tables(out: &mut String, mode: &ModeResults, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "| scenario | idle | peak under load | with N client connections held | N (answered) |"
+        "| scenario | idle | peak under load | with N client connections held | N (answered) | KiB per idle client connection, HTTP/1.1 | KiB per idle client connection, HTTP/2 |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for memory in &mode.memory {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} ({}) |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} |",
             memory.scenario.label(),
             roles(&memory.idle_mib, 1),
             roles(&memory.load_peak_mib, 1),
             roles(&memory.many.rss_mib, 1),
             memory.many.connections,
-            memory.many.answered
+            memory.many.answered,
+            roles(&memory.idle_kib_http1, 1),
+            roles(&memory.idle_kib_http2, 1)
         );
     }
 

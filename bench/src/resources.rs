@@ -142,3 +142,41 @@ pub async fn many_connections(
         rss_mib,
     })
 }
+
+/// What one idle client connection costs each proxy, in KiB: the growth of each proxy's RSS
+/// with `n` connections open, each having carried one request and then gone quiet, divided
+/// by `n`. Requests go 50 at a time, so the proxies' upstream connections stay few and the
+/// figure is the client side's (issue 15's budget: ≤ 10 KiB).
+pub async fn idle_connection_kib(
+    proxies: &[ProxyProcess],
+    target: &Target,
+    protocol: Protocol,
+    n: usize,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    const BATCH: usize = 50;
+    let before = rss_mib(proxies)?;
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n {
+        let batch = BATCH.min(n - conns.len());
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| Conn::open(protocol, target))).await;
+        let mut batch: Vec<Conn> = opened
+            .into_iter()
+            .collect::<anyhow::Result<_>>()
+            .context("opening idle connections")?;
+        for result in futures_util::future::join_all(batch.iter_mut().map(Conn::call)).await {
+            result.context("a request on a connection about to idle")?;
+        }
+        conns.extend(batch);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_mib(proxies)?;
+    drop(conns);
+    Ok(after
+        .into_iter()
+        .map(|(role, mib)| {
+            let grown = mib - before.get(&role).copied().unwrap_or(mib);
+            (role, grown * 1024.0 / n as f64)
+        })
+        .collect())
+}

@@ -80,6 +80,10 @@ pub struct Memory {
     pub load_peak_mib: BTreeMap<String, f64>,
     /// RSS with many client connections open.
     pub many: ManyConnections,
+    /// KiB per idle HTTP/1.1 client connection, by role.
+    pub idle_kib_http1: BTreeMap<String, f64>,
+    /// KiB per idle HTTP/2 client connection, by role.
+    pub idle_kib_http2: BTreeMap<String, f64>,
 }
 
 /// New connections per second through one scenario.

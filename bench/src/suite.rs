@@ -157,11 +157,30 @@ async fn mode(
             )
             .await
             .with_context(|| format!("holding connections through {}", scenario.label()))?;
+            let mut idle_kib = Vec::new();
+            for protocol in [Protocol::Http1, Protocol::Http2] {
+                idle_kib.push(
+                    resources::idle_connection_kib(
+                        &world.proxies,
+                        &world.target(protocol),
+                        protocol,
+                        settings.held_connections,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("idle {protocol:?} connections through {}", scenario.label())
+                    })?,
+                );
+            }
+            let idle_kib_http2 = idle_kib.pop().unwrap_or_default();
+            let idle_kib_http1 = idle_kib.pop().unwrap_or_default();
             results.memory.push(Memory {
                 scenario,
                 idle_mib,
                 load_peak_mib,
                 many,
+                idle_kib_http1,
+                idle_kib_http2,
             });
         }
     }

@@ -117,9 +117,10 @@ impl Default for Resources {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
+        // Sized from the benchmark: see the chart's `proxy.resources` (values.yaml) for how.
         Self {
-            requests: map(&[("cpu", "10m"), ("memory", "16Mi")]),
-            limits: map(&[("memory", "64Mi")]),
+            requests: map(&[("cpu", "10m"), ("memory", "32Mi")]),
+            limits: map(&[("memory", "128Mi")]),
         }
     }
 }
