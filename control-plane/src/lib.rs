@@ -10,6 +10,7 @@ pub mod admin;
 pub mod authority;
 pub mod ca;
 pub mod config;
+pub mod digest;
 pub mod discovery;
 pub mod identity;
 pub mod inject;

@@ -13,3 +13,11 @@ pub const BREAKER_BASE_EJECTION: Duration = Duration::from_secs(1);
 pub const BREAKER_MAX_EJECTION: Duration = Duration::from_secs(60);
 /// Circuit breaker: most endpoints of a backend ejected at once, in percent.
 pub const BREAKER_MAX_EJECTED_PERCENT: u32 = 50;
+
+/// The proxy's outbound listener port.
+pub const PROXY_OUTBOUND_PORT: u16 = 4140;
+/// The proxy's inbound listener port: where meshed endpoints are reached unless a Workload
+/// (`spec.proxy.inboundPort`) or a pod annotation says otherwise.
+pub const PROXY_INBOUND_PORT: u16 = 4143;
+/// The proxy's admin listener port.
+pub const PROXY_ADMIN_PORT: u16 = 4191;

@@ -319,33 +319,17 @@ impl ProxyConfig {
     }
 }
 
-/// Parses durations written as a number with a unit: `250ms`, `5s`, `2m`, `1h`.
+/// Parses a duration flag in Strait's one duration grammar ([`strait_proto::duration`]: the
+/// Gateway API's, with decimals): `250ms`, `1.5s`, `1m30s`, `2h`.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(strait_proxy::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(strait_proxy::config::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert!(strait_proxy::config::parse_duration("5").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?} does not start with a number"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration {text:?}: {e}"))
+    strait_proto::duration::parse(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -396,6 +380,12 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_take_the_gateway_api_forms_yaml_takes() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
     }
 
     #[test]

@@ -19,9 +19,15 @@ pub struct Loaded {
     pub location: Location,
     /// The document.
     pub document: Document,
-    /// The directory the file is in, for paths relative to it (token files).
-    pub dir: PathBuf,
+    /// For a Workload whose `spec.bootstrapToken` names a `file` (and no `sha256`): what that
+    /// file (relative to the configuration directory) holds, read here so that validation
+    /// does no I/O.
+    pub bootstrap_token_file: Option<TokenFile>,
 }
+
+/// A bootstrap token file as loading found it: the token's SHA-256 digest, or why it cannot be
+/// used (unreadable, empty), naming the path.
+pub type TokenFile = Result<[u8; 32], String>;
 
 /// The files a configuration directory holds, in a stable order.
 pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -134,9 +140,9 @@ pub fn document(
     location.object = Some(describe(&meta));
     match parse_document(&meta, value) {
         Ok(document) => Ok(Loaded {
+            bootstrap_token_file: read_token_file(&document, dir),
             location,
             document,
-            dir: dir.to_owned(),
         }),
         Err((field, reason)) => Err(ConfigError {
             location,
@@ -144,6 +150,24 @@ pub fn document(
             reason,
         }),
     }
+}
+
+/// Reads the token file a Workload names (only when it names no digest instead: a document
+/// that sets both is refused by validation without reading anything).
+fn read_token_file(document: &Document, dir: &Path) -> Option<TokenFile> {
+    let Document::Workload(workload) = document else {
+        return None;
+    };
+    let token = workload.spec.bootstrap_token.as_ref()?;
+    let (Some(file), None) = (&token.file, &token.sha256) else {
+        return None;
+    };
+    let path = dir.join(file);
+    Some(match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(crate::digest::sha256(text.trim().as_bytes())),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    })
 }
 
 /// `Kind namespace/name` as far as the document says.

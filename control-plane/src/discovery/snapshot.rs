@@ -41,7 +41,7 @@ pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
 pub fn version_of(snapshot: &pb::Snapshot) -> String {
     let mut content = snapshot.clone();
     content.version.clear();
-    let digest = crate::tokens::sha256(&content.encode_to_vec());
+    let digest = crate::digest::sha256(&content.encode_to_vec());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
