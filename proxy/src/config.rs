@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use strait_proto::defaults;
 
 /// Where the proxy runs, which decides the listeners' default addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,7 +117,7 @@ pub struct ProxyConfig {
         long,
         env = "STRAIT_INBOUND_MODE",
         value_enum,
-        default_value = "permissive"
+        default_value = defaults::INBOUND_MODE
     )]
     pub inbound_mode: InboundMode,
 
@@ -186,20 +187,20 @@ pub struct ProxyConfig {
     pub h2_connection_window: u32,
 
     /// Timeout for establishing an upstream TCP connection, unless a backend policy says otherwise.
-    #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = defaults::CONNECT_TIMEOUT)]
     pub connect_timeout: Duration,
 
     /// Request bodies up to this many bytes are kept so the request can be retried; larger
     /// ones are never retried once sent.
-    #[arg(long, env = "STRAIT_RETRY_BUFFER_BYTES", default_value_t = 65536)]
+    #[arg(long, env = "STRAIT_RETRY_BUFFER_BYTES", default_value_t = defaults::RETRY_BUFFER_BYTES)]
     pub retry_buffer_bytes: usize,
 
     /// Pooled upstream HTTP connections idle this long are closed.
-    #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = defaults::POOL_IDLE_TIMEOUT)]
     pub pool_idle_timeout: Duration,
 
     /// Opaque TCP connections with no bytes in either direction this long are closed.
-    #[arg(long, env = "STRAIT_TCP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, env = "STRAIT_TCP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = defaults::TCP_IDLE_TIMEOUT)]
     pub tcp_idle_timeout: Duration,
 
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the proxy exits.
@@ -260,9 +261,9 @@ impl Listener {
 
     fn default_port(self) -> u16 {
         match self {
-            Listener::Outbound => 4140,
-            Listener::Inbound => 4143,
-            Listener::Admin => 4191,
+            Listener::Outbound => defaults::PROXY_OUTBOUND_PORT,
+            Listener::Inbound => defaults::PROXY_INBOUND_PORT,
+            Listener::Admin => defaults::PROXY_ADMIN_PORT,
         }
     }
 }

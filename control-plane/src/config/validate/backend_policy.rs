@@ -98,7 +98,9 @@ pub(super) fn backend_policy(
         }
     }
     if let Some(budget) = &spec.retry_budget {
-        let percent = budget.percent.unwrap_or(20);
+        let percent = budget
+            .percent
+            .unwrap_or(defaults::RETRY_BUDGET_PERCENT.into());
         if !(0..=1000).contains(&percent) {
             ctx.err(
                 location,
@@ -106,7 +108,9 @@ pub(super) fn backend_policy(
                 format!("{percent} is out of range (0-1000)"),
             );
         }
-        let min = budget.min_retries_per_second.unwrap_or(10);
+        let min = budget
+            .min_retries_per_second
+            .unwrap_or(defaults::RETRY_BUDGET_MIN_PER_SECOND.into());
         if !(0..=100_000).contains(&min) {
             ctx.err(
                 location,
@@ -115,7 +119,7 @@ pub(super) fn backend_policy(
             );
         }
         let interval = parse_duration(ctx, location, "spec.retryBudget.interval", &budget.interval)
-            .unwrap_or(Duration::from_secs(10));
+            .unwrap_or(defaults::RETRY_BUDGET_INTERVAL);
         if interval < Duration::from_secs(1) {
             ctx.err(location, "spec.retryBudget.interval", "must be at least 1s");
         }

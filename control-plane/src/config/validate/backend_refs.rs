@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use strait_proto::defaults;
+
 use super::Ctx;
 use super::scalars::port;
 use crate::config::error::Location;
 use crate::config::model::*;
-use crate::config::raw::{self};
+use crate::config::raw;
 
 /// Largest weight the Gateway API allows.
 pub(super) const MAX_WEIGHT: i64 = 1_000_000;
@@ -179,7 +181,7 @@ pub(super) fn backends(
                 continue;
             }
         };
-        let weight = backend.weight.unwrap_or(1);
+        let weight = backend.weight.unwrap_or(defaults::BACKEND_WEIGHT);
         if !(0..=MAX_WEIGHT).contains(&weight) {
             ctx.err(
                 location,

@@ -6,7 +6,7 @@ use strait_proto::match_regex;
 use super::Ctx;
 use crate::config::error::Location;
 use crate::config::model::*;
-use crate::config::raw::{self};
+use crate::config::raw;
 
 pub(super) fn value_match(
     ctx: &mut Ctx,

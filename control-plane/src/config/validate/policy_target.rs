@@ -7,7 +7,7 @@ use super::Ctx;
 use super::scalars::port;
 use crate::config::error::Location;
 use crate::config::model::*;
-use crate::config::raw::{self};
+use crate::config::raw;
 
 pub(super) fn target(
     ctx: &mut Ctx,

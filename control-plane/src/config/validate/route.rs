@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use strait_proto::defaults;
+
 use super::Ctx;
 use super::backend_refs::{backends, parents};
 use super::matches::http_header_name;
@@ -11,7 +13,7 @@ use super::precedence::{Attached, rank};
 use super::scalars::parse_duration;
 use crate::config::error::Location;
 use crate::config::model::*;
-use crate::config::raw::{self};
+use crate::config::raw;
 
 /// Annotation naming the header whose value pins a request to one side of a split.
 pub const STICKY_HEADER_ANNOTATION: &str = "strait.dev/sticky-header";
@@ -145,9 +147,7 @@ pub(super) fn retry(
                 ),
             }
         } else if retry.max_retries == 0 {
-            // The Gateway API leaves the default to implementations; one retry is the
-            // common, safe choice.
-            retry.max_retries = 1;
+            retry.max_retries = defaults::ROUTE_RETRY_ATTEMPTS;
         }
         for (i, code) in raw.codes.iter().enumerate() {
             match u16::try_from(*code) {
