@@ -146,7 +146,7 @@ pub(super) fn backend_policy(
     }
     policy.load_balancer = match spec.load_balancer.as_deref() {
         None => None,
-        Some("PeakEWMA") => Some(LoadBalancer::PeakEwma),
+        Some("PeakEWMA") => Some(LoadBalancer::P2cPeakEwma),
         Some("RoundRobin") => Some(LoadBalancer::RoundRobin),
         Some(other) => {
             ctx.err(
