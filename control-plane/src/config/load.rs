@@ -241,3 +241,78 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, St
         (path, e.into_inner().to_string())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::build_model;
+
+    const WORKLOAD: &str = "apiVersion: strait.dev/v1alpha1
+kind: Workload
+metadata: {name: web-1, namespace: demo}
+spec:
+  address: 127.0.0.1
+  bootstrapToken: {file: web.token}
+";
+
+    /// A fresh directory of its own under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strait-load-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        dir
+    }
+
+    #[test]
+    fn a_token_file_is_read_when_loading_so_validation_needs_no_disk() {
+        let dir = scratch("token");
+        std::fs::write(dir.join("web.token"), "s3cret\n").unwrap();
+        let mut loaded = Vec::new();
+        let mut errors = ConfigErrors::default();
+        load_text(
+            WORKLOAD,
+            Path::new("w.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors}");
+        // Gone before validation: the digest travelled with the document.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let model = build_model(&loaded).expect("valid");
+        let workload = model.workloads.values().next().unwrap();
+        assert_eq!(
+            workload.token_sha256,
+            Some(crate::digest::sha256(b"s3cret"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_token_file_is_an_error_naming_the_path() {
+        let dir = scratch("empty");
+        std::fs::write(dir.join("web.token"), " \n").unwrap();
+        let mut loaded = Vec::new();
+        let mut errors = ConfigErrors::default();
+        load_text(
+            WORKLOAD,
+            Path::new("w.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        load_text(
+            &WORKLOAD
+                .replace("web-1", "web-2")
+                .replace("web.token", "missing.token"),
+            Path::new("x.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let errors = build_model(&loaded).unwrap_err().to_string();
+        assert!(errors.contains("spec.bootstrapToken.file: "), "{errors}");
+        assert!(errors.contains("web.token is empty"), "{errors}");
+        assert!(errors.contains("missing.token: No such file"), "{errors}");
+    }
+}
