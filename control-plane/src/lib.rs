@@ -12,6 +12,7 @@ pub mod authority;
 pub mod ca;
 pub mod config;
 pub mod connection_slots;
+pub mod digest;
 pub mod discovery;
 pub mod grpc_server;
 pub mod identity;

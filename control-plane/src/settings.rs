@@ -104,7 +104,7 @@ pub struct ControlPlaneConfig {
     pub dev_ca: Option<PathBuf>,
 
     /// Lifetime of the workload certificates the CA issues.
-    #[arg(long, env = "STRAIT_CERT_TTL", value_parser = parse_duration, default_value = "24h")]
+    #[arg(long, env = "STRAIT_CERT_TTL", value_parser = parse_duration, default_value = strait_proto::defaults::CERT_TTL)]
     pub cert_ttl: Duration,
 
     /// Namespace the control plane's own identity belongs to.

@@ -12,6 +12,7 @@ use futures_util::future::BoxFuture;
 use strait_identity::SpiffeId;
 
 use crate::config::Model;
+pub use crate::digest::{parse_sha256_hex, sha256};
 
 /// Why a token was not accepted. Messages never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,27 +32,6 @@ pub enum TokenError {
 pub trait TokenVerifier: Send + Sync {
     /// The identity `token` proves.
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<SpiffeId, TokenError>>;
-}
-
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 digests are 32 bytes")
-}
-
-/// Parses a hex SHA-256 digest.
-pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Local-mode tokens: the digests declared by `Workload` objects, replaced on every valid
@@ -91,19 +71,5 @@ impl TokenVerifier for LocalTokens {
             .cloned()
             .ok_or(TokenError::Unknown);
         Box::pin(async move { result })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_digests_parse_only_when_well_formed() {
-        let digest = sha256(b"secret");
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(parse_sha256_hex(&hex), Some(digest));
-        assert_eq!(parse_sha256_hex(&hex[..62]), None);
-        assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
     }
 }

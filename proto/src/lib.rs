@@ -10,6 +10,7 @@
 //! ```
 
 pub mod defaults;
+pub mod duration;
 pub mod match_regex;
 
 /// Protocol-level types of the discovery API (`strait.discovery.v1`).

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use strait_proto::defaults;
 
 /// Where the proxy runs, which decides the listeners' default addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,7 +117,7 @@ pub struct ProxyConfig {
         long,
         env = "STRAIT_INBOUND_MODE",
         value_enum,
-        default_value = "permissive"
+        default_value = defaults::INBOUND_MODE
     )]
     pub inbound_mode: InboundMode,
 
@@ -186,20 +187,20 @@ pub struct ProxyConfig {
     pub h2_connection_window: u32,
 
     /// Timeout for establishing an upstream TCP connection, unless a backend policy says otherwise.
-    #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, env = "STRAIT_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = defaults::CONNECT_TIMEOUT)]
     pub connect_timeout: Duration,
 
     /// Request bodies up to this many bytes are kept so the request can be retried; larger
     /// ones are never retried once sent.
-    #[arg(long, env = "STRAIT_RETRY_BUFFER_BYTES", default_value_t = 65536)]
+    #[arg(long, env = "STRAIT_RETRY_BUFFER_BYTES", default_value_t = defaults::RETRY_BUFFER_BYTES)]
     pub retry_buffer_bytes: usize,
 
     /// Pooled upstream HTTP connections idle this long are closed.
-    #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, env = "STRAIT_POOL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = defaults::POOL_IDLE_TIMEOUT)]
     pub pool_idle_timeout: Duration,
 
     /// Opaque TCP connections with no bytes in either direction this long are closed.
-    #[arg(long, env = "STRAIT_TCP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, env = "STRAIT_TCP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = defaults::TCP_IDLE_TIMEOUT)]
     pub tcp_idle_timeout: Duration,
 
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the proxy exits.
@@ -269,9 +270,9 @@ impl Listener {
 
     fn default_port(self) -> u16 {
         match self {
-            Listener::Outbound => 4140,
-            Listener::Inbound => 4143,
-            Listener::Admin => 4191,
+            Listener::Outbound => defaults::PROXY_OUTBOUND_PORT,
+            Listener::Inbound => defaults::PROXY_INBOUND_PORT,
+            Listener::Admin => defaults::PROXY_ADMIN_PORT,
         }
     }
 }
@@ -328,33 +329,17 @@ impl ProxyConfig {
     }
 }
 
-/// Parses durations written as a number with a unit: `250ms`, `5s`, `2m`, `1h`.
+/// Parses a duration flag in Strait's one duration grammar ([`strait_proto::duration`]: the
+/// Gateway API's, with decimals): `250ms`, `1.5s`, `1m30s`, `2h`.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(strait_proxy::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(strait_proxy::config::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert!(strait_proxy::config::parse_duration("5").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?} does not start with a number"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration {text:?}: {e}"))
+    strait_proto::duration::parse(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -405,6 +390,12 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_take_the_gateway_api_forms_yaml_takes() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
     }
 
     #[test]

@@ -19,9 +19,15 @@ pub struct Loaded {
     pub location: Location,
     /// The document.
     pub document: Document,
-    /// The directory the file is in, for paths relative to it (token files).
-    pub dir: PathBuf,
+    /// For a Workload whose `spec.bootstrapToken` names a `file` (and no `sha256`): what that
+    /// file (relative to the configuration directory) holds, read here so that validation
+    /// does no I/O.
+    pub bootstrap_token_file: Option<TokenFile>,
 }
+
+/// A bootstrap token file as loading found it: the token's SHA-256 digest, or why it cannot be
+/// used (unreadable, empty), naming the path.
+pub type TokenFile = Result<[u8; 32], String>;
 
 /// The files a configuration directory holds, in a stable order.
 pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -134,9 +140,9 @@ pub fn document(
     location.object = Some(describe(&meta));
     match parse_document(&meta, value) {
         Ok(document) => Ok(Loaded {
+            bootstrap_token_file: read_token_file(&document, dir),
             location,
             document,
-            dir: dir.to_owned(),
         }),
         Err((field, reason)) => Err(ConfigError {
             location,
@@ -144,6 +150,24 @@ pub fn document(
             reason,
         }),
     }
+}
+
+/// Reads the token file a Workload names (only when it names no digest instead: a document
+/// that sets both is refused by validation without reading anything).
+fn read_token_file(document: &Document, dir: &Path) -> Option<TokenFile> {
+    let Document::Workload(workload) = document else {
+        return None;
+    };
+    let token = workload.spec.bootstrap_token.as_ref()?;
+    let (Some(file), None) = (&token.file, &token.sha256) else {
+        return None;
+    };
+    let path = dir.join(file);
+    Some(match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(crate::digest::sha256(text.trim().as_bytes())),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    })
 }
 
 /// `Kind namespace/name` as far as the document says.
@@ -216,4 +240,79 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, St
         let path = if path == "." { String::new() } else { path };
         (path, e.into_inner().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::build_model;
+
+    const WORKLOAD: &str = "apiVersion: strait.dev/v1alpha1
+kind: Workload
+metadata: {name: web-1, namespace: demo}
+spec:
+  address: 127.0.0.1
+  bootstrapToken: {file: web.token}
+";
+
+    /// A fresh directory of its own under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strait-load-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        dir
+    }
+
+    #[test]
+    fn a_token_file_is_read_when_loading_so_validation_needs_no_disk() {
+        let dir = scratch("token");
+        std::fs::write(dir.join("web.token"), "s3cret\n").unwrap();
+        let mut loaded = Vec::new();
+        let mut errors = ConfigErrors::default();
+        load_text(
+            WORKLOAD,
+            Path::new("w.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors}");
+        // Gone before validation: the digest travelled with the document.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let model = build_model(&loaded).expect("valid");
+        let workload = model.workloads.values().next().unwrap();
+        assert_eq!(
+            workload.token_sha256,
+            Some(crate::digest::sha256(b"s3cret"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_token_file_is_an_error_naming_the_path() {
+        let dir = scratch("empty");
+        std::fs::write(dir.join("web.token"), " \n").unwrap();
+        let mut loaded = Vec::new();
+        let mut errors = ConfigErrors::default();
+        load_text(
+            WORKLOAD,
+            Path::new("w.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        load_text(
+            &WORKLOAD
+                .replace("web-1", "web-2")
+                .replace("web.token", "missing.token"),
+            Path::new("x.yaml"),
+            &dir,
+            &mut loaded,
+            &mut errors,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let errors = build_model(&loaded).unwrap_err().to_string();
+        assert!(errors.contains("spec.bootstrapToken.file: "), "{errors}");
+        assert!(errors.contains("web.token is empty"), "{errors}");
+        assert!(errors.contains("missing.token: No such file"), "{errors}");
+    }
 }

@@ -37,38 +37,12 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// How a port's bytes are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// Detected per connection.
-    Detect,
-    /// HTTP/1.
-    Http1,
-    /// HTTP/2 (gRPC).
-    Http2,
-    /// Opaque TCP.
-    Opaque,
-}
-
-/// Inbound acceptance of plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboundMode {
-    /// mTLS and plaintext accepted.
-    Permissive,
-    /// Only mesh mTLS.
-    Strict,
-}
-
-/// What inbound allows when no authorization policy covers a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultAuthorization {
-    /// Everyone, plaintext included.
-    AllowAll,
-    /// Any client with a mesh identity.
-    AllAuthenticated,
-    /// Nobody.
-    Deny,
-}
+// The model's enumerations are the API's own, declared once in `proto/proto/discovery.proto`:
+// how a port's bytes are read (`Protocol`: detect, HTTP/1, HTTP/2, opaque), inbound acceptance
+// of plaintext (`InboundMode`), what inbound allows where no authorization policy covers a
+// port (`DefaultAuthorization`) and the load balancer (`LoadBalancer`). Each one's zero value
+// is its default (see `strait_proto::defaults`).
+pub use strait_proto::discovery::v1::{DefaultAuthorization, InboundMode, LoadBalancer, Protocol};
 
 /// Mesh-wide settings (`MeshConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,15 +235,6 @@ pub struct RouteRule {
     /// For a consumer route (one in another namespace than its parent service): the
     /// namespace whose clients it applies to. `None` for the service owner's own routes.
     pub consumer_namespace: Option<String>,
-}
-
-/// A load balancer algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadBalancer {
-    /// Power of two choices over peak EWMA latency.
-    PeakEwma,
-    /// In turn.
-    RoundRobin,
 }
 
 /// Circuit breaking.

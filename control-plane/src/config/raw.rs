@@ -2,6 +2,12 @@
 //! Strait's own `strait.dev/v1alpha1` kinds. Unknown fields are rejected so a typo is an error,
 //! not a silently ignored setting. Nothing here is validated beyond its type; that is
 //! [`super::validate`]'s job.
+//!
+//! One file, over 500 lines, on purpose: it is the schema and nothing else — plain serde
+//! structs with no logic, one block per kind in the order of docs/configuration.md — and a
+//! reader checks it against the Gateway API and Kubernetes references side by side. Split per
+//! kind, the shared shapes (`ObjectMeta`, `ParentRef`, `BackendRef`, matches) would need a home
+//! of their own and a kind's fields would be read across files.
 
 use std::collections::BTreeMap;
 

@@ -23,14 +23,9 @@ pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
         services: outbound_services(model, &workload.key.namespace),
         inbound_ports: inbound_ports(model, workload),
         inbound_defaults: Some(pb::InboundDefaults {
-            mode: inbound_mode(model.mesh.inbound_mode) as i32,
-            authorization: match model.mesh.default_authorization {
-                model::DefaultAuthorization::AllowAll => pb::DefaultAuthorization::AllowAll,
-                model::DefaultAuthorization::AllAuthenticated => {
-                    pb::DefaultAuthorization::AllAuthenticated
-                }
-                model::DefaultAuthorization::Deny => pb::DefaultAuthorization::Deny,
-            } as i32,
+            // The model's enumerations are the API's (config::model).
+            mode: model.mesh.inbound_mode as i32,
+            authorization: model.mesh.default_authorization as i32,
         }),
     };
     snapshot.version = version_of(&snapshot);
@@ -41,24 +36,8 @@ pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
 pub fn version_of(snapshot: &pb::Snapshot) -> String {
     let mut content = snapshot.clone();
     content.version.clear();
-    let digest = crate::tokens::sha256(&content.encode_to_vec());
+    let digest = crate::digest::sha256(&content.encode_to_vec());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn inbound_mode(mode: model::InboundMode) -> pb::InboundMode {
-    match mode {
-        model::InboundMode::Permissive => pb::InboundMode::Permissive,
-        model::InboundMode::Strict => pb::InboundMode::Strict,
-    }
-}
-
-fn protocol(protocol: model::Protocol) -> pb::Protocol {
-    match protocol {
-        model::Protocol::Detect => pb::Protocol::Detect,
-        model::Protocol::Http1 => pb::Protocol::Http1,
-        model::Protocol::Http2 => pb::Protocol::Http2,
-        model::Protocol::Opaque => pb::Protocol::Opaque,
-    }
 }
 
 fn backend_name(service: &ObjectKey, port: u16) -> String {
@@ -126,7 +105,7 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                     .map(|ip| std::net::SocketAddr::new(ip, port.port).to_string())
                     .into_iter()
                     .collect(),
-                protocol: protocol(port.protocol) as i32,
+                protocol: port.protocol as i32,
                 routes,
                 backends: backends.into_values().collect(),
             });
@@ -217,7 +196,7 @@ fn direct_entry(
         port: port.port.into(),
         authorities: Vec::new(),
         addresses: vec![address],
-        protocol: protocol(port.protocol) as i32,
+        protocol: port.protocol as i32,
         routes: vec![pb::Route {
             name: "direct".into(),
             backends: vec![pb::WeightedBackend {
@@ -293,10 +272,7 @@ fn backend_policy(policy: &model::BackendPolicy) -> pb::BackendPolicy {
             min_retries_per_second: b.min_per_second,
             ttl: Some(b.interval.into()),
         }),
-        load_balancer: match policy.load_balancer {
-            None | Some(model::LoadBalancer::PeakEwma) => pb::LoadBalancer::P2cPeakEwma,
-            Some(model::LoadBalancer::RoundRobin) => pb::LoadBalancer::RoundRobin,
-        } as i32,
+        load_balancer: policy.load_balancer.unwrap_or_default() as i32,
         retry_backoff_base: policy.retry_backoff_base.map(Into::into),
         retry_backoff_max: policy.retry_backoff_max.map(Into::into),
     }
@@ -384,8 +360,8 @@ fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
             let target = endpoint.addr.port();
             let entry = ports.entry(target).or_insert_with(|| pb::InboundPort {
                 port: target.into(),
-                protocol: protocol(port.protocol) as i32,
-                mode: inbound_mode(model.mesh.inbound_mode) as i32,
+                protocol: port.protocol as i32,
+                mode: model.mesh.inbound_mode as i32,
                 authorizations: Vec::new(),
                 services: Vec::new(),
             });

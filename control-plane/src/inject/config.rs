@@ -89,9 +89,9 @@ impl Default for Ports {
     fn default() -> Self {
         let port = |p| NonZeroU16::new(p).expect("a non-zero constant");
         Self {
-            outbound: port(4140),
-            inbound: port(4143),
-            admin: port(4191),
+            outbound: port(strait_proto::defaults::PROXY_OUTBOUND_PORT),
+            inbound: port(strait_proto::defaults::PROXY_INBOUND_PORT),
+            admin: port(strait_proto::defaults::PROXY_ADMIN_PORT),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use strait_proto::defaults;
+
 use crate::resilience::balance;
 use crate::resilience::breaker::{self, BreakerPolicy};
 use crate::resilience::budget::{BudgetPolicy, RetryBudget};
@@ -15,12 +17,12 @@ use crate::resilience::clock::now_ms;
 use crate::table::endpoint::Endpoint;
 use crate::telemetry::http::BackendMetrics;
 
-/// Default limit of outstanding requests per backend.
-pub const DEFAULT_MAX_PENDING: u32 = 10_000;
-/// Default base of the retry backoff.
-pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
-/// Default cap of the retry backoff.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Default limit of outstanding requests per backend ([`defaults::MAX_PENDING_REQUESTS`]).
+pub const DEFAULT_MAX_PENDING: u32 = defaults::MAX_PENDING_REQUESTS;
+/// Default base of the retry backoff ([`defaults::RETRY_BACKOFF_BASE`]).
+pub const DEFAULT_BACKOFF_BASE: Duration = defaults::RETRY_BACKOFF_BASE;
+/// Default cap of the retry backoff ([`defaults::RETRY_BACKOFF_MAX`]).
+pub const DEFAULT_BACKOFF_MAX: Duration = defaults::RETRY_BACKOFF_MAX;
 
 /// How endpoints are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,15 +51,25 @@ pub struct BackendSettings {
 }
 
 impl Default for BackendSettings {
+    /// The API's defaults ([`strait_proto::defaults`]), which the control plane fills in too.
     fn default() -> Self {
         Self {
             breaker: BreakerPolicy::default(),
             max_pending: DEFAULT_MAX_PENDING,
-            budget: BudgetPolicy::default(),
+            budget: default_budget(),
             load_balancer: LoadBalancer::PeakEwma,
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
         }
+    }
+}
+
+/// The retry budget of a backend whose policy sets none ([`strait_proto::defaults`]).
+pub fn default_budget() -> BudgetPolicy {
+    BudgetPolicy {
+        ratio: defaults::retry_budget_ratio(),
+        min_per_second: defaults::RETRY_BUDGET_MIN_PER_SECOND,
+        window: defaults::RETRY_BUDGET_INTERVAL,
     }
 }
 

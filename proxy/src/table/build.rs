@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strait_identity::SpiffeId;
+use strait_proto::defaults;
 use strait_proto::discovery::v1 as pb;
 
 use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
@@ -312,7 +313,7 @@ pub fn backend_settings(policy: Option<&pb::BackendPolicy>) -> BackendSettings {
             min_per_second: budget.min_retries_per_second,
             window: duration(&budget.ttl)
                 .filter(|d| !d.is_zero())
-                .unwrap_or(BudgetPolicy::default().window),
+                .unwrap_or(defaults::RETRY_BUDGET_INTERVAL),
         };
     }
     settings.load_balancer = match pb::LoadBalancer::try_from(policy.load_balancer) {
@@ -692,5 +693,35 @@ mod tests {
         assert_eq!(settings.breaker.consecutive_failures, 7);
         assert_eq!(settings.breaker.max_ejected_percent, 30);
         assert_eq!(settings.budget, BudgetPolicy::default());
+    }
+
+    #[test]
+    fn a_backend_without_policy_takes_the_api_defaults() {
+        let settings = backend_settings(None);
+        assert_eq!(settings.max_pending, defaults::MAX_PENDING_REQUESTS);
+        assert_eq!(settings.backoff_base, defaults::RETRY_BACKOFF_BASE);
+        assert_eq!(settings.backoff_max, defaults::RETRY_BACKOFF_MAX);
+        assert_eq!(settings.budget.window, defaults::RETRY_BUDGET_INTERVAL);
+        assert_eq!(settings.budget.min_per_second, 10);
+        assert_eq!(settings.budget.ratio, 0.2);
+        // The resilience module's own default must not drift from the API's either.
+        assert_eq!(BudgetPolicy::default(), settings.budget);
+        assert_eq!(BreakerPolicy::default(), settings.breaker);
+        assert_eq!(settings.load_balancer, LoadBalancer::PeakEwma);
+    }
+
+    #[test]
+    fn a_budget_without_a_window_takes_the_api_default_window() {
+        let policy = pb::BackendPolicy {
+            retry_budget: Some(pb::RetryBudget {
+                ratio: 0.5,
+                min_retries_per_second: 3,
+                ttl: None,
+            }),
+            ..Default::default()
+        };
+        let settings = backend_settings(Some(&policy));
+        assert_eq!(settings.budget.window, defaults::RETRY_BUDGET_INTERVAL);
+        assert_eq!(settings.budget.min_per_second, 3);
     }
 }

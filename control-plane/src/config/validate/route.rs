@@ -1,0 +1,317 @@
+//! What HTTPRoute and GRPCRoute rules share: route-level annotations, retries and the walk over
+//! a route's rules that attaches each match to each parent port. The kinds differ only in how
+//! a rule's matches read and what other fields a rule has ([`RouteRuleKind`]).
+
+use std::collections::BTreeMap;
+
+use strait_proto::defaults;
+
+use super::Ctx;
+use super::backend_refs::{backends, parents};
+use super::matches::http_header_name;
+use super::precedence::{Attached, rank};
+use super::scalars::parse_duration;
+use crate::config::error::Location;
+use crate::config::model::*;
+use crate::config::raw;
+
+/// Annotation naming the header whose value pins a request to one side of a split.
+pub const STICKY_HEADER_ANNOTATION: &str = "strait.dev/sticky-header";
+
+/// Annotation listing gRPC status codes a route retries (names or numbers, comma-separated).
+pub const RETRY_GRPC_CODES_ANNOTATION: &str = "strait.dev/retry-grpc-codes";
+
+/// Annotation giving the retries of a route that has no `retry` field (GRPCRoute).
+pub const RETRY_ATTEMPTS_ANNOTATION: &str = "strait.dev/retry-attempts";
+
+pub(super) fn grpc_code(name: &str) -> Option<u32> {
+    const CODES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    let name = name.trim();
+    name.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=16).contains(n))
+        .or_else(|| {
+            CODES
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(name))
+                .map(|i| i as u32)
+                .filter(|n| *n > 0)
+        })
+}
+
+/// Route-level settings written as annotations (GRPCRoute has no retry field; stickiness has
+/// no Gateway API field yet).
+pub(super) struct RouteAnnotations {
+    sticky_header: Option<String>,
+    grpc_codes: Vec<u32>,
+    attempts: Option<u32>,
+}
+
+pub(super) fn route_annotations(
+    ctx: &mut Ctx,
+    location: &Location,
+    meta: &raw::ObjectMeta,
+) -> RouteAnnotations {
+    let field = |key: &str| format!("metadata.annotations[{key:?}]");
+    let sticky_header = meta
+        .annotations
+        .get(STICKY_HEADER_ANNOTATION)
+        .and_then(|h| {
+            if http_header_name(h).is_some() {
+                Some(h.to_ascii_lowercase())
+            } else {
+                ctx.err(
+                    location,
+                    field(STICKY_HEADER_ANNOTATION),
+                    format!("{h:?} is not a valid header name"),
+                );
+                None
+            }
+        });
+    let mut grpc_codes = Vec::new();
+    if let Some(list) = meta.annotations.get(RETRY_GRPC_CODES_ANNOTATION) {
+        for code in list.split(',').filter(|c| !c.trim().is_empty()) {
+            match grpc_code(code) {
+                Some(n) => grpc_codes.push(n),
+                None => ctx.err(
+                    location,
+                    field(RETRY_GRPC_CODES_ANNOTATION),
+                    format!(
+                        "{:?} is not a gRPC status code name or number (1-16)",
+                        code.trim()
+                    ),
+                ),
+            }
+        }
+    }
+    let attempts = meta
+        .annotations
+        .get(RETRY_ATTEMPTS_ANNOTATION)
+        .and_then(|a| match a.parse::<u32>() {
+            Ok(n) if n <= 10 => Some(n),
+            _ => {
+                ctx.err(
+                    location,
+                    field(RETRY_ATTEMPTS_ANNOTATION),
+                    format!("{a:?} is not a number of retries (0-10)"),
+                );
+                None
+            }
+        });
+    RouteAnnotations {
+        sticky_header,
+        grpc_codes,
+        attempts,
+    }
+}
+
+pub(super) fn retry(
+    ctx: &mut Ctx,
+    location: &Location,
+    field: &str,
+    raw: Option<&raw::HttpRouteRetry>,
+    notes: &RouteAnnotations,
+) -> Option<Retry> {
+    let mut retry = Retry {
+        max_retries: notes.attempts.unwrap_or(0),
+        http_statuses: Vec::new(),
+        grpc_codes: notes.grpc_codes.clone(),
+        backoff: None,
+    };
+    if let Some(raw) = raw {
+        if let Some(attempts) = raw.attempts {
+            match u32::try_from(attempts) {
+                Ok(n) if n <= 10 => retry.max_retries = n,
+                _ => ctx.err(
+                    location,
+                    format!("{field}.attempts"),
+                    format!("{attempts} is out of range (0-10)"),
+                ),
+            }
+        } else if retry.max_retries == 0 {
+            retry.max_retries = defaults::ROUTE_RETRY_ATTEMPTS;
+        }
+        for (i, code) in raw.codes.iter().enumerate() {
+            match u16::try_from(*code) {
+                Ok(c) if (400..=599).contains(&c) => retry.http_statuses.push(c),
+                _ => ctx.err(
+                    location,
+                    format!("{field}.codes[{i}]"),
+                    format!("{code} is not an HTTP error status (400-599)"),
+                ),
+            }
+        }
+        retry.backoff = parse_duration(ctx, location, &format!("{field}.backoff"), &raw.backoff);
+    } else if notes.grpc_codes.is_empty() && notes.attempts.is_none() {
+        return None;
+    }
+    Some(retry)
+}
+
+/// What differs between the rules of HTTPRoute and GRPCRoute; the rest is [`route`]'s.
+pub(super) trait RouteRuleKind {
+    /// The kind's raw match.
+    type Match;
+    /// The rule's name, if it has one.
+    fn name(&self) -> Option<&str>;
+    /// Whether the rule has filters (refused: not supported yet).
+    fn has_filters(&self) -> bool;
+    /// Whether the rule asks for session persistence (refused where the kind checks it).
+    fn has_session_persistence(&self) -> bool;
+    /// The rule's raw matches.
+    fn raw_matches(&self) -> &[Self::Match];
+    /// One raw match as the request match it amounts to, or its errors.
+    fn route_match(
+        ctx: &mut Ctx,
+        location: &Location,
+        field: &str,
+        m: &Self::Match,
+    ) -> Option<RouteMatch>;
+    /// The rule's backends.
+    fn backend_refs(&self) -> &[raw::BackendRef];
+    /// The rule's timeouts (none unless the kind has the field).
+    fn timeouts(&self, _ctx: &mut Ctx, _location: &Location, _field: &str) -> Timeouts {
+        Timeouts::default()
+    }
+    /// The rule's `retry` field, if the kind has one.
+    fn retry(&self) -> Option<&raw::HttpRouteRetry> {
+        None
+    }
+}
+
+/// The fields every route kind has, whatever its rules.
+pub(super) struct RouteFields<'a, R> {
+    /// `HTTPRoute` or `GRPCRoute`, for errors and rule sources.
+    pub kind: &'static str,
+    /// The route's object metadata (its annotations).
+    pub metadata: &'a raw::ObjectMeta,
+    /// `spec.hostnames`: refused for a route attached to a Service.
+    pub hostnames: &'a [String],
+    /// `spec.parentRefs`.
+    pub parent_refs: &'a [raw::ParentRef],
+    /// `spec.rules`.
+    pub rules: &'a [R],
+}
+
+/// Validates a route and attaches each match of each valid rule to each parent port.
+pub(super) fn route<R: RouteRuleKind>(
+    ctx: &mut Ctx,
+    location: &Location,
+    key: &ObjectKey,
+    route: RouteFields<'_, R>,
+    services: &BTreeMap<ObjectKey, Service>,
+    attached: &mut Attached,
+) {
+    if !route.hostnames.is_empty() {
+        ctx.err(
+            location,
+            "spec.hostnames",
+            "hostnames have no meaning for a route attached to a Service (GAMMA); remove them",
+        );
+    }
+    let parents = parents(ctx, location, &key.namespace, route.parent_refs, services);
+    let notes = route_annotations(ctx, location, route.metadata);
+    let source = format!("{} {key}", route.kind);
+    for (r, rule) in route.rules.iter().enumerate() {
+        let field = format!("spec.rules[{r}]");
+        if rule.has_filters() {
+            ctx.err(
+                location,
+                format!("{field}.filters"),
+                "filters are not supported yet; remove them",
+            );
+        }
+        if rule.has_session_persistence() {
+            ctx.err(
+                location,
+                format!("{field}.sessionPersistence"),
+                format!("not supported; use the {STICKY_HEADER_ANNOTATION} annotation"),
+            );
+        }
+        let matches: Vec<RouteMatch> = if rule.raw_matches().is_empty() {
+            vec![RouteMatch::default()]
+        } else {
+            rule.raw_matches()
+                .iter()
+                .enumerate()
+                .filter_map(|(m, raw)| {
+                    R::route_match(ctx, location, &format!("{field}.matches[{m}]"), raw)
+                })
+                .collect()
+        };
+        let backends = backends(
+            ctx,
+            location,
+            &format!("{field}.backendRefs"),
+            &key.namespace,
+            rule.backend_refs(),
+            services,
+        );
+        let timeouts = rule.timeouts(ctx, location, &field);
+        let retry = retry(
+            ctx,
+            location,
+            &format!("{field}.retry"),
+            rule.retry(),
+            &notes,
+        );
+        let Some(backends) = backends else { continue };
+        let template = RouteRule {
+            name: format!(
+                "{key}/{}",
+                rule.name().map_or_else(|| r.to_string(), str::to_owned)
+            ),
+            source: source.clone(),
+            matcher: RouteMatch::default(),
+            backends,
+            timeouts,
+            retry,
+            sticky_header: notes.sticky_header.clone(),
+            consumer_namespace: None,
+        };
+        attach_rule(attached, &parents, &template, r, matches, location);
+    }
+}
+
+/// Attaches one copy of `template` per match and parent port, ranked for precedence.
+fn attach_rule(
+    attached: &mut Attached,
+    parents: &[(ObjectKey, u16, Option<String>)],
+    template: &RouteRule,
+    rule_index: usize,
+    matches: Vec<RouteMatch>,
+    location: &Location,
+) {
+    for (service, port, consumer) in parents {
+        for (index, matcher) in matches.iter().enumerate() {
+            let rule = RouteRule {
+                matcher: matcher.clone(),
+                consumer_namespace: consumer.clone(),
+                ..template.clone()
+            };
+            attached.entry((service.clone(), *port)).or_default().push((
+                rank(matcher, &template.source, rule_index, index),
+                rule,
+                location.clone(),
+            ));
+        }
+    }
+}
