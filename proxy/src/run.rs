@@ -1,7 +1,9 @@
 //! Wires the proxy together: binds the listeners, loads the routing table, serves until a
 //! shutdown signal, then drains.
 //!
-//! The binary calls [`run`]; integration tests drive the binary.
+//! The binary calls [`run`]; integration tests drive the binary. The state both directions
+//! share is built here but lives in [`crate::shared`], and readiness in [`crate::readiness`],
+//! so nothing below this module depends on it.
 
 use std::future::Future;
 use std::net::SocketAddr;
