@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use libfuzzer_sys::fuzz_target;
 use strait_proxy::detect::{self, Protocol};
 use strait_proxy::errors::is_grpc;
-use strait_proxy::http::body::{self, Body};
+use strait_proxy::body::{self, Body};
 use strait_proxy::http::server::{ServerLimits, serve};
 use strait_proxy::http::smuggling;
 use strait_proxy::io::PrefixedIo;

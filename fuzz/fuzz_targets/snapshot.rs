@@ -42,7 +42,7 @@ fn world() -> &'static World {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             mtls: true,
-            heads: strait_proxy::http::head_limits::HeadLimits {
+            heads: strait_proxy::head_limits::HeadLimits {
                 max_bytes: 65_536,
                 max_fields: 100,
             },

@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -24,8 +23,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::body;
-use crate::http::body::Body;
+use crate::body;
+use crate::body::Body;
+use crate::readiness::Readiness;
 use crate::table::TableHandle;
 
 /// Most admin connections open at once: probes and scrapes need a handful.
@@ -34,62 +34,6 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// How long a connection may take to send a complete request head, counted from when the
 /// server starts waiting for one (so an idle keep-alive connection is closed after it too).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The conditions `/ready` waits for. Each starts false and is set once.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    listeners: AtomicBool,
-    identity_required: AtomicBool,
-    identity: AtomicBool,
-    snapshot: AtomicBool,
-    draining: AtomicBool,
-}
-
-impl Readiness {
-    /// Makes readiness wait for the first certificate.
-    pub fn require_identity(&self) {
-        self.identity_required.store(true, Ordering::Release);
-    }
-
-    /// Records that a certificate is held.
-    pub fn set_identity(&self) {
-        self.identity.store(true, Ordering::Release);
-    }
-
-    /// Records that the first discovery snapshot is applied.
-    pub fn set_snapshot(&self) {
-        self.snapshot.store(true, Ordering::Release);
-    }
-
-    /// Records that every listener is bound.
-    pub fn set_listening(&self) {
-        self.listeners.store(true, Ordering::Release);
-    }
-
-    /// Records that the proxy is shutting down; it stops being ready.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    /// `Ok` when ready, otherwise what is missing.
-    pub fn check(&self) -> Result<(), &'static str> {
-        if self.draining.load(Ordering::Acquire) {
-            return Err("draining");
-        }
-        if !self.listeners.load(Ordering::Acquire) {
-            return Err("listeners not bound");
-        }
-        if self.identity_required.load(Ordering::Acquire) && !self.identity.load(Ordering::Acquire)
-        {
-            return Err("no certificate from the control plane yet");
-        }
-        if self.identity_required.load(Ordering::Acquire) && !self.snapshot.load(Ordering::Acquire)
-        {
-            return Err("no routing snapshot from the control plane yet");
-        }
-        Ok(())
-    }
-}
 
 /// The log filter in force, changeable at run time.
 pub trait LogLevel: Send + Sync {

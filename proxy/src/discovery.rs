@@ -49,7 +49,7 @@ pub async fn run(
     table: TableHandle,
     store: Arc<CertStore>,
     connected: Connected,
-    readiness: Arc<crate::admin::Readiness>,
+    readiness: Arc<crate::readiness::Readiness>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     connected.set(false);

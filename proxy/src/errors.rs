@@ -1,5 +1,10 @@
 //! Every failure the proxy itself can produce for a request, and the one function that turns
-//! it into a response.
+//! it into a response; and [`SendError`], a failure to get an answer that says whether the
+//! request came back unsent (the connection pool returns it, the retry rules classify it).
+//!
+//! This module sits low in the crate (see the layering in the crate's top comment): it
+//! builds responses from [`crate::body`] and [`crate::reserved`] and names
+//! [`crate::head_limits`] failures, and everything that fails a request depends on it.
 //!
 //! Each variant has a stable kebab-case name ([`ProxyError::kind`]) that appears in the
 //! `strait-proxy-error` response header, in log lines and in metric labels, so an operator can
@@ -8,12 +13,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 
-use crate::http::body::{self, Body};
+use crate::body::{self, Body};
 
 /// Response header naming the proxy error behind a response the proxy generated itself.
-pub use crate::http::reserved::PROXY_ERROR as ERROR_HEADER;
+pub use crate::reserved::PROXY_ERROR as ERROR_HEADER;
 
 /// gRPC status codes used by the proxy (see `google.rpc.Code`).
 pub mod grpc_code {
@@ -120,7 +125,7 @@ pub enum ProxyError {
     },
     /// The request head is larger, or has more header fields, than the proxy accepts.
     #[error("the request head is refused: {0}")]
-    RequestHeadTooLarge(crate::http::head_limits::HeadExcess),
+    RequestHeadTooLarge(crate::head_limits::HeadExcess),
     /// The client's request body broke off or was malformed (a bad chunk size, a reset
     /// stream) while the proxy was passing it on: the client's fault, never the upstream's.
     #[error("the request body is malformed or was cut off by the client: {0}")]
@@ -246,6 +251,26 @@ impl ProxyError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// Why a request did not get a response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The request never reached the upstream (connect failed, or every connection tried was
+    /// closed before writing); it is handed back and may be sent elsewhere.
+    NotSent(Box<Request<Body>>, ProxyError),
+    /// The request may have reached the upstream; retrying it is only safe when it is
+    /// idempotent.
+    Failed(ProxyError),
+}
+
+impl SendError {
+    /// The error, whether or not the request came back.
+    pub fn into_error(self) -> ProxyError {
+        match self {
+            SendError::NotSent(_, error) | SendError::Failed(error) => error,
+        }
     }
 }
 
@@ -376,7 +401,7 @@ mod tests {
             },
             ProxyError::BadRequest("x".into()),
             ProxyError::RequestLineTooLong { limit: 1 },
-            ProxyError::RequestHeadTooLarge(crate::http::head_limits::HeadExcess::Fields {
+            ProxyError::RequestHeadTooLarge(crate::head_limits::HeadExcess::Fields {
                 count: 2,
                 limit: 1,
             }),
@@ -395,7 +420,7 @@ mod tests {
 
     #[test]
     fn head_limits_and_client_bodies_are_the_clients_fault_and_response_heads_the_upstreams() {
-        use crate::http::head_limits::HeadExcess;
+        use crate::head_limits::HeadExcess;
         let head = ProxyError::RequestHeadTooLarge(HeadExcess::Bytes { size: 2, limit: 1 });
         assert_eq!(
             head.http_status(),

@@ -17,7 +17,7 @@
 //! address; `--inbound-target-ip` overrides it), never to a loopback-only listener: HTTP over
 //! a pooled connection per target, opaque TCP relayed as is. The app receives
 //! `strait-client-id` only as this proxy sets it, and its responses lose any
-//! `strait-proxy-error` (see [`crate::http::reserved`]). The inbound proxy forwards nowhere
+//! `strait-proxy-error` (see [`crate::reserved`]). The inbound proxy forwards nowhere
 //! but the local app, so it cannot be used as a relay.
 
 pub mod admission;
@@ -39,7 +39,7 @@ use crate::http::{HttpVersion, server};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::mesh_tls::MeshTls;
 use crate::original_dst::{original_dst, unmap};
-use crate::run::Shared;
+use crate::shared::Shared;
 use crate::tcp;
 use crate::telemetry::http::{RequestLabels, RequestMetrics};
 use crate::telemetry::tcp::Direction;

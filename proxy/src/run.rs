@@ -1,10 +1,12 @@
 //! Wires the proxy together: binds the listeners, loads the routing table, serves until a
 //! shutdown signal, then drains.
 //!
-//! The binary calls [`run`]; integration tests drive the binary.
+//! The binary calls [`run`]; integration tests drive the binary. The state both directions
+//! share is built here but lives in [`crate::shared`], and readiness in [`crate::readiness`],
+//! so nothing below this module depends on it.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +18,11 @@ use strait_identity::SpiffeId;
 use strait_identity::bundle::TrustBundle;
 use strait_identity::store::CertStore;
 
-use crate::admin::{Admin, Readiness, StatusSource};
-use crate::config::{InboundMode, Listener, ProxyConfig};
+use crate::admin::{Admin, StatusSource};
+use crate::config::{Listener, ProxyConfig};
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
-use crate::http::head_limits::HeadLimits;
+use crate::head_limits::HeadLimits;
 use crate::http::server::ServerLimits;
 use crate::identity::Certifier;
 use crate::inbound::Inbound;
@@ -30,51 +32,12 @@ use crate::memory::budget::{self, Plan};
 use crate::memory::{LimitSource, MemoryGuard};
 use crate::mesh_tls::MeshTls;
 use crate::outbound::Outbound;
+use crate::readiness::Readiness;
+use crate::shared::{Settings, Shared};
 use crate::table::{EndpointSettings, TableHandle};
 use crate::telemetry::tcp::TcpMetrics;
 use crate::telemetry::trace::{TraceSettings, Tracer};
 use crate::{snapshot_file, telemetry};
-
-/// Data-path settings, derived once from the configuration.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Client-side protocol limits.
-    pub limits: ServerLimits,
-    /// Protocol detection's byte limit.
-    pub detect_max_bytes: usize,
-    /// Ports read as opaque TCP, without detection, unless the snapshot declares a protocol.
-    pub opaque_ports: Vec<u16>,
-    /// Protocol detection's (and the transport header's) time limit.
-    pub detect_timeout: Duration,
-    /// Opaque and upgraded connections idle this long are closed.
-    pub tcp_idle_timeout: Duration,
-    /// Pooled upstream connections idle this long are closed.
-    pub pool_idle_timeout: Duration,
-    /// Where inbound traffic is delivered; `None`: the address each connection was meant for.
-    pub inbound_target_ip: Option<IpAddr>,
-    /// The inbound mode of ports the snapshot says nothing about (and before the first one).
-    pub default_inbound_mode: InboundMode,
-    /// Request bodies up to this size can be replayed for a retry.
-    pub retry_buffer: usize,
-    /// The mesh's trust domain, which `namespace` authorization principals refer to.
-    pub trust_domain: String,
-}
-
-/// State both directions share.
-pub struct Shared {
-    /// Data-path settings.
-    pub settings: Settings,
-    /// The routing table in force.
-    pub table: TableHandle,
-    /// Opens upstream connections.
-    pub connector: Connector,
-    /// Connection metrics.
-    pub tcp_metrics: TcpMetrics,
-    /// Fires when connections should finish their in-flight work and close.
-    pub drain: CancellationToken,
-    /// Starts request spans.
-    pub tracer: Tracer,
-}
 
 /// The addresses the proxy's listeners are bound to.
 #[derive(Clone, Copy, Debug)]

@@ -16,10 +16,10 @@ use proptest::prelude::*;
 use prost::Message;
 use strait_proto::discovery::v1 as pb;
 use strait_proto::transport::v1::TransportHeader;
+use strait_proxy::body::{self, Body};
 use strait_proxy::connect::Connector;
 use strait_proxy::detect::{self, H2_PREFACE, Protocol, Verdict, classify};
 use strait_proxy::errors::is_grpc;
-use strait_proxy::http::body::{self, Body};
 use strait_proxy::http::server::{ServerLimits, serve};
 use strait_proxy::http::smuggling::{self, SmugglingError, check};
 use strait_proxy::io::PrefixedIo;
@@ -558,7 +558,7 @@ fn endpoint_settings() -> EndpointSettings {
         idle_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(1),
         mtls: true,
-        heads: strait_proxy::http::head_limits::HeadLimits {
+        heads: strait_proxy::head_limits::HeadLimits {
             max_bytes: 65_536,
             max_fields: 100,
         },

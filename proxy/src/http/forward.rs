@@ -7,12 +7,12 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::errors::ProxyError;
+use crate::body::{Body, boxed};
+use crate::errors::{ProxyError, SendError};
 use crate::http::HttpVersion;
-use crate::http::body::{Body, boxed};
 use crate::http::hop_by_hop;
 use crate::http::upgrade::splice_upgrades;
-use crate::http::upstream::{SendError, Upstream};
+use crate::http::upstream::Upstream;
 use crate::tcp::Revoked;
 
 /// Whether a request takes over its connection: an HTTP/1 upgrade or a CONNECT tunnel.

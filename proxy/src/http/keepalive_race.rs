@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use http::Request;
 
-use crate::http::body::Body;
+use crate::body::Body;
 use crate::resilience::retry::is_idempotent;
 
 /// A pooled HTTP/1 connection idle at least this long may have been closed by the upstream,
@@ -40,7 +40,7 @@ pub fn resendable_copy(request: &Request<Body>) -> Option<Request<Body>> {
     if !request.body().is_end_stream() || !is_idempotent(request.method(), request.headers()) {
         return None;
     }
-    let mut copy = Request::new(crate::http::body::empty());
+    let mut copy = Request::new(crate::body::empty());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
@@ -102,7 +102,7 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::http::body::{empty, full};
+    use crate::body::{empty, full};
 
     fn request(method: Method, body: Body) -> Request<Body> {
         let mut request = Request::new(body);

@@ -1,15 +1,16 @@
 //! HTTP plumbing shared by the inbound and outbound paths: serving client connections,
-//! pooled upstream connections, hop-by-hop headers, upgrades and the common body type.
+//! pooled upstream connections, hop-by-hop headers and upgrades.
+//!
+//! The common body type ([`crate::body`]), the head limits ([`crate::head_limits`]) and the
+//! reserved headers ([`crate::reserved`]) are leaf modules below this one, so that
+//! [`crate::errors`], which this module uses, can build responses from them without a cycle.
 
-pub mod body;
 pub mod client_body;
 pub mod conn_timers;
 pub mod forward;
-pub mod head_limits;
 pub mod hop_by_hop;
 pub mod keepalive_race;
 pub mod path;
-pub mod reserved;
 pub mod server;
 pub mod smuggling;
 pub mod upgrade;

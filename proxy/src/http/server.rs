@@ -17,11 +17,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::Body;
 use crate::detect::Protocol;
 use crate::errors::{ProxyError, is_grpc};
-use crate::http::body::Body;
+use crate::head_limits::HeadLimits;
 use crate::http::conn_timers::{ConnTimers, Expired};
-use crate::http::head_limits::HeadLimits;
 use crate::io::BoxedIo;
 
 /// Protocol limits applied to every client connection.
@@ -228,7 +228,7 @@ mod tests {
             assert!(matches!(
                 refusal(&big, 8192, HEADS),
                 Some(ProxyError::RequestHeadTooLarge(
-                    crate::http::head_limits::HeadExcess::Bytes { .. }
+                    crate::head_limits::HeadExcess::Bytes { .. }
                 ))
             ));
             let many = Request::get("http://web.demo/")
@@ -241,7 +241,7 @@ mod tests {
             assert!(matches!(
                 refusal(&many, 8192, HEADS),
                 Some(ProxyError::RequestHeadTooLarge(
-                    crate::http::head_limits::HeadExcess::Fields { count: 3, limit: 2 }
+                    crate::head_limits::HeadExcess::Fields { count: 3, limit: 2 }
                 ))
             ));
             let fine = Request::get("http://web.demo/")

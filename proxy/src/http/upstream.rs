@@ -28,12 +28,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics::{Counter, counter};
 use tokio::time::Instant;
 
+use crate::body::Body;
 use crate::connect::{Connector, Dest};
 use crate::detect::Protocol;
-use crate::errors::ProxyError;
+use crate::errors::{ProxyError, SendError};
+use crate::head_limits::HeadLimits;
 use crate::http::HttpVersion;
-use crate::http::body::Body;
-use crate::http::head_limits::HeadLimits;
 use crate::http::keepalive_race::{
     AfterFailure, MAY_HAVE_BEEN_CLOSED_AFTER, closed_without_answer, resend_after_keepalive_race,
     resendable_copy,
@@ -57,26 +57,6 @@ fn head_refused_by_parser(error: &hyper::Error) -> bool {
         cause = error.source();
     }
     false
-}
-
-/// Why a request did not get a response.
-#[derive(Debug)]
-pub enum SendError {
-    /// The request never reached the upstream (connect failed, or every connection tried was
-    /// closed before writing); it is handed back and may be sent elsewhere.
-    NotSent(Box<Request<Body>>, ProxyError),
-    /// The request may have reached the upstream; retrying it is only safe when it is
-    /// idempotent.
-    Failed(ProxyError),
-}
-
-impl SendError {
-    /// The error, whether or not the request came back.
-    pub fn into_error(self) -> ProxyError {
-        match self {
-            SendError::NotSent(_, error) | SendError::Failed(error) => error,
-        }
-    }
 }
 
 /// Connections to one destination for one HTTP version.

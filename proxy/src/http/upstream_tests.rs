@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::http::body::{empty, full};
+use crate::body::{empty, full};
 
 /// Reads one request head (and drops whatever body follows it in the same read); `false` at
 /// the end of the connection.

@@ -19,9 +19,9 @@ use strait_identity::store::CertStore;
 use strait_proto::identity::v1::CertifyRequest;
 use strait_proto::identity::v1::identity_client::IdentityClient;
 
-use crate::admin::Readiness;
 use crate::backoff::Backoff;
 use crate::control_plane::ControlPlane;
+use crate::readiness::Readiness;
 
 /// Why one certification attempt failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
-use crate::http::body::{Body, boxed};
+use crate::body::{Body, boxed};
+use crate::errors::{ProxyError, SendError, grpc_status, is_grpc, kind_of};
 use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
-use crate::http::reserved::{self, WithoutClientIdTrailers};
-use crate::http::upstream::{SendError, Upstream};
+use crate::http::upstream::Upstream;
 use crate::http::{HttpVersion, client_body, path, smuggling};
-use crate::run::Shared;
+use crate::reserved::{self, WithoutClientIdTrailers};
+use crate::shared::Shared;
 use crate::telemetry::http::RequestMetrics;
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
@@ -149,8 +149,9 @@ impl AppConnection {
             started.elapsed(),
         );
         match span {
-            Some(span) => response
-                .map(|body| crate::http::body::with_guard(body, FinishOnDrop::new(span, status))),
+            Some(span) => {
+                response.map(|body| crate::body::with_guard(body, FinishOnDrop::new(span, status)))
+            }
             None => response,
         }
     }

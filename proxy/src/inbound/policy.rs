@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::authz;
 use crate::config::InboundMode;
-use crate::run::Shared;
+use crate::shared::Shared;
 use crate::tcp::Revoked;
 
 use super::Peer;

@@ -21,17 +21,17 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
+use crate::body::{Body, boxed};
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
-use crate::errors::{ProxyError, is_grpc};
-use crate::http::body::{Body, boxed};
+use crate::errors::{ProxyError, SendError, is_grpc};
 use crate::http::forward::forward;
 use crate::http::upgrade::splice_tunnel;
-use crate::http::upstream::{SendError, Upstream};
+use crate::http::upstream::Upstream;
 use crate::http::{HttpVersion, authority, server};
 use crate::io::{BoxedIo, PrefixedIo};
 use crate::original_dst::original_dst;
-use crate::run::Shared;
+use crate::shared::Shared;
 use crate::table::{Endpoint, Service};
 use crate::tcp;
 use crate::telemetry::tcp::Direction;
@@ -293,7 +293,7 @@ impl HttpConnection {
             upstream,
             self.outbound.shared.settings.tcp_idle_timeout,
         );
-        let mut response = Response::new(crate::http::body::empty());
+        let mut response = Response::new(crate::body::empty());
         *response.status_mut() = StatusCode::OK;
         Ok(response)
     }

@@ -17,12 +17,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::errors::{ProxyError, grpc_status, is_grpc, kind_of};
+use crate::body::{Body, boxed, with_guard};
+use crate::errors::{ProxyError, SendError, grpc_status, is_grpc, kind_of};
 use crate::http::HttpVersion;
-use crate::http::body::{Body, boxed, with_guard};
 use crate::http::client_body;
 use crate::http::forward::{forward, takes_over_connection};
-use crate::http::upstream::SendError;
 use crate::resilience::attempts::{Attempts, Next, RetryBackoff, classify};
 use crate::resilience::breaker::is_endpoint_failure;
 use crate::resilience::replay::ReplayBody;

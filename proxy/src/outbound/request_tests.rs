@@ -13,9 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::body::{empty, full};
 use crate::connect::{Connector, Dest};
-use crate::http::body::{empty, full};
-use crate::http::head_limits::HeadLimits;
+use crate::head_limits::HeadLimits;
 use crate::resilience::budget::BudgetPolicy;
 use crate::resilience::retry::RetryPolicy;
 use crate::table::backend::{BackendSettings, BackendState, LoadBalancer};

@@ -1,8 +1,8 @@
 //! The attempts of one request, as a small state machine: each attempt's result is classified
 //! once ([`classify`]), and [`Attempts::after`] turns that outcome, the route's policy, the
 //! backend's budget and the backoff into the one decision the request loop acts on: send again
-//! after a delay, or answer with what this attempt got. The loop
-//! ([`crate::outbound::request`]) only sends, sleeps and counts.
+//! after a delay, or answer with what this attempt got. The loop (`outbound/request.rs`)
+//! only sends, sleeps and counts.
 //!
 //! The rules, in the order they are applied:
 //! - [`should_retry`] decides whether the outcome is worth another attempt at all (policy,
@@ -15,8 +15,8 @@
 //!
 //! One re-send happens below this machine, in the connection pool, and never counts as a
 //! retry: a request written to a pooled connection the upstream closed as idle at that
-//! moment (the keep-alive race) is sent again on another connection, see
-//! [`crate::http::upstream`]. It spends no budget because it is not a second attempt at
+//! moment (the keep-alive race) is sent again on another connection, see the pool in
+//! `http/upstream.rs` and the rule in `http/keepalive_race.rs`. It spends no budget because it is not a second attempt at
 //! the app: the app never saw the first.
 
 use std::time::Duration;
@@ -25,8 +25,7 @@ use http::Response;
 use tokio::time::Instant;
 
 use crate::backoff::full_jitter;
-use crate::errors::{ProxyError, grpc_status};
-use crate::http::upstream::SendError;
+use crate::errors::{ProxyError, SendError, grpc_status};
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::retry::{NoRetry, Outcome, RequestFacts, RetryPolicy, should_retry};
 use crate::telemetry::http::SkipReason;

@@ -307,7 +307,7 @@ fn answers_are_classified_by_status_and_trailers_only_grpc_status() {
 #[test]
 fn failures_are_classified_by_what_this_proxy_saw() {
     let unsent = Err(SendError::NotSent(
-        Box::new(Request::new(crate::http::body::empty())),
+        Box::new(Request::new(crate::body::empty())),
         ProxyError::BackendRequestTimeout(Duration::from_secs(1)),
     ));
     assert_eq!(classify::<()>(&unsent, false), Outcome::NotSent);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 
-use crate::http::body::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// Default retry buffer: bodies up to this size can be replayed.
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
@@ -232,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_is_replayable_and_ends_at_once() {
-        let first = ReplayBody::new(crate::http::body::empty(), 8);
+        let first = ReplayBody::new(crate::body::empty(), 8);
         assert!(first.is_end_stream());
         let second = first.replay().unwrap();
         assert_eq!(read(second).await.0, "");

@@ -232,7 +232,7 @@ mod tests {
 
     use super::*;
     use crate::connect::{Connector, Dest};
-    use crate::http::head_limits::HeadLimits;
+    use crate::head_limits::HeadLimits;
 
     fn endpoint(port: u16) -> Arc<Endpoint> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

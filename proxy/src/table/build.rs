@@ -444,7 +444,7 @@ mod tests {
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             mtls: false,
-            heads: crate::http::head_limits::HeadLimits {
+            heads: crate::head_limits::HeadLimits {
                 max_bytes: 65_536,
                 max_fields: 100,
             },

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::connect::{Connector, Dest};
+use crate::head_limits::HeadLimits;
 use crate::http::HttpVersion;
-use crate::http::head_limits::HeadLimits;
 use crate::http::upstream::Upstream;
 use crate::resilience::balance::{self, DEFAULT_RTT};
 use crate::resilience::breaker::EndpointBreaker;

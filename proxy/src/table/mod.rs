@@ -180,7 +180,7 @@ pub struct EndpointSettings {
     /// Whether mesh hops are mTLS (for metric labels).
     pub mtls: bool,
     /// Limits on the response heads endpoints send.
-    pub heads: crate::http::head_limits::HeadLimits,
+    pub heads: crate::head_limits::HeadLimits,
 }
 
 /// The compiled routing table.

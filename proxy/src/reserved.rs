@@ -22,7 +22,7 @@ use http_body::Frame;
 /// The calling workload's proven SPIFFE identity, as the app receives it.
 pub const CLIENT_ID: HeaderName = HeaderName::from_static("strait-client-id");
 
-/// The kind of failure a proxy produced a response for (see `crate::errors`).
+/// The kind of failure a proxy produced a response for (the `errors` module names them).
 pub const PROXY_ERROR: HeaderName = HeaderName::from_static("strait-proxy-error");
 
 /// Whether `name` would be read as `reserved` by a server that ignores case and treats `_`
