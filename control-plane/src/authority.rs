@@ -6,13 +6,13 @@
 //! control plane's own certificate is also renewed by the mesh's renewal rule
 //! ([`strait_identity::renewal`]: at 70 % of its lifetime).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use strait_identity::SpiffeId;
 use strait_identity::bundle::TrustBundle;
+use strait_identity::file_poll::FilePoll;
 use strait_identity::renewal;
 use strait_identity::store::CertStore;
 
@@ -81,22 +81,17 @@ impl Authority {
 
     /// Watches the CA files and renews the control plane's certificate, forever.
     pub async fn maintain(self: Arc<Self>, period: Duration) {
-        let stamp = |files: &CaFiles| -> Vec<Option<(SystemTime, u64)>> {
-            [&files.trust_anchors, &files.issuer_cert, &files.issuer_key]
-                .iter()
-                .map(|p: &&PathBuf| {
-                    let meta = std::fs::metadata(p).ok()?;
-                    Some((meta.modified().ok()?, meta.len()))
-                })
-                .collect()
-        };
-        let mut last = stamp(&self.files);
+        let mut files = FilePoll::new(
+            [
+                self.files.trust_anchors.clone(),
+                self.files.issuer_cert.clone(),
+                self.files.issuer_key.clone(),
+            ],
+            period,
+        );
         let mut renew_at = tokio::time::Instant::now() + self.renew_in();
         loop {
-            tokio::time::sleep(period).await;
-            let now = stamp(&self.files);
-            if now != last {
-                last = now;
+            if files.tick().await {
                 match self.reload() {
                     Ok(anchors_changed) => {
                         metrics::counter!("strait_ca_reloads_total", "result" => "success")
