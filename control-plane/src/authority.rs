@@ -3,15 +3,17 @@
 //! The CA files are polled for changes: a valid change swaps the CA (new issuer, new anchors)
 //! and reissues the control plane's certificate at once, so an operator rotates the issuer or
 //! the anchors by replacing files; an invalid change is logged, counted, and ignored. The
-//! control plane's own certificate is also renewed at 70 % of its lifetime.
+//! control plane's own certificate is also renewed by the mesh's renewal rule
+//! ([`strait_identity::renewal`]: at 70 % of its lifetime).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use strait_identity::SpiffeId;
 use strait_identity::bundle::TrustBundle;
+use strait_identity::file_poll::FilePoll;
+use strait_identity::renewal;
 use strait_identity::store::CertStore;
 
 use crate::ca::{Ca, CaFiles};
@@ -61,6 +63,13 @@ impl Authority {
         Ok(())
     }
 
+    /// How long after issuing its own certificate the control plane renews it: the mesh's
+    /// renewal rule, without jitter (there is only one such certificate: nothing to spread out).
+    /// No floor is needed: [`Self::maintain`] checks only once per period.
+    fn renew_in(&self) -> Duration {
+        renewal::renew_after(self.leaf_ttl, 0.0)
+    }
+
     /// Reloads the CA files; returns whether the CA changed.
     fn reload(&self) -> anyhow::Result<bool> {
         let ca = Ca::load(&self.files, self.leaf_ttl)?;
@@ -72,22 +81,17 @@ impl Authority {
 
     /// Watches the CA files and renews the control plane's certificate, forever.
     pub async fn maintain(self: Arc<Self>, period: Duration) {
-        let stamp = |files: &CaFiles| -> Vec<Option<(SystemTime, u64)>> {
-            [&files.trust_anchors, &files.issuer_cert, &files.issuer_key]
-                .iter()
-                .map(|p: &&PathBuf| {
-                    let meta = std::fs::metadata(p).ok()?;
-                    Some((meta.modified().ok()?, meta.len()))
-                })
-                .collect()
-        };
-        let mut last = stamp(&self.files);
-        let mut renew_at = tokio::time::Instant::now() + self.leaf_ttl.mul_f64(0.7);
+        let mut files = FilePoll::new(
+            [
+                self.files.trust_anchors.clone(),
+                self.files.issuer_cert.clone(),
+                self.files.issuer_key.clone(),
+            ],
+            period,
+        );
+        let mut renew_at = tokio::time::Instant::now() + self.renew_in();
         loop {
-            tokio::time::sleep(period).await;
-            let now = stamp(&self.files);
-            if now != last {
-                last = now;
+            if files.tick().await {
                 match self.reload() {
                     Ok(anchors_changed) => {
                         metrics::counter!("strait_ca_reloads_total", "result" => "success")
@@ -97,7 +101,7 @@ impl Authority {
                             anchors = self.bundle.anchors().len(),
                             "CA reloaded; new certificates use the new issuer"
                         );
-                        renew_at = tokio::time::Instant::now() + self.leaf_ttl.mul_f64(0.7);
+                        renew_at = tokio::time::Instant::now() + self.renew_in();
                     }
                     Err(error) => {
                         metrics::counter!("strait_ca_reloads_total", "result" => "failure")
@@ -108,7 +112,7 @@ impl Authority {
             }
             if tokio::time::Instant::now() >= renew_at {
                 match self.reissue_own() {
-                    Ok(()) => renew_at = tokio::time::Instant::now() + self.leaf_ttl.mul_f64(0.7),
+                    Ok(()) => renew_at = tokio::time::Instant::now() + self.renew_in(),
                     Err(error) => {
                         tracing::error!(%error, "renewing the control plane's certificate failed")
                     }

@@ -6,8 +6,9 @@
 //! cannot be built are set aside and the rest applies (see [`crate::table::SetAside`]).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use strait_identity::file_poll::FilePoll;
 use strait_proto::discovery::v1::Snapshot;
 
 use crate::table::TableHandle;
@@ -51,25 +52,14 @@ pub fn load(path: &Path, table: &TableHandle) -> Result<(), SnapshotFileError> {
 }
 
 /// Re-applies the file whenever its modification time or size changes, checking every
-/// `period`. Polling keeps this dependency-free and works on every filesystem, config-map
-/// mounts included.
+/// `period` ([`FilePoll`]: polling works on every filesystem, config-map mounts included).
 pub async fn watch(path: PathBuf, table: TableHandle, period: Duration) {
-    let mut last = stamp(&path);
+    let mut file = FilePoll::new([path.clone()], period);
     loop {
-        tokio::time::sleep(period).await;
-        let now = stamp(&path);
-        if now == last {
-            continue;
-        }
-        last = now;
+        file.changed().await;
         if let Err(error) = load(&path, &table) {
             metrics::counter!("strait_snapshot_file_errors_total").increment(1);
             tracing::error!(%error, "snapshot file change rejected; the previous table stays in force");
         }
     }
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use strait_identity::file_poll::FilePoll;
 use strait_identity::pem::{self, PemError};
 
 /// Why the serving certificate could not be loaded.
@@ -50,13 +51,6 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, ServingCertEr
     Ok(certified)
 }
 
-fn stamp(paths: [&Path; 2]) -> [Option<(SystemTime, u64)>; 2] {
-    paths.map(|p| {
-        let meta = std::fs::metadata(p).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    })
-}
-
 impl ServingCert {
     /// Loads the certificate chain (leaf first) and its key.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, ServingCertError> {
@@ -69,15 +63,9 @@ impl ServingCert {
 
     /// Checks the files every `period` and swaps in a changed certificate, forever.
     pub async fn watch(self: Arc<Self>, period: Duration) {
-        let paths = [self.cert_path.as_path(), self.key_path.as_path()];
-        let mut last = stamp(paths);
+        let mut files = FilePoll::new([self.cert_path.clone(), self.key_path.clone()], period);
         loop {
-            tokio::time::sleep(period).await;
-            let now = stamp(paths);
-            if now == last {
-                continue;
-            }
-            last = now;
+            files.changed().await;
             match load(&self.cert_path, &self.key_path) {
                 Ok(certified) => {
                     self.current.store(Arc::new(certified));

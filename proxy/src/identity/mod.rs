@@ -4,8 +4,6 @@
 //! flight keep theirs. While the control plane is unreachable the proxy keeps serving on the
 //! certificate it holds and retries with backoff.
 
-pub mod refresh;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use strait_identity::SpiffeId;
 use strait_identity::bundle::TrustBundle;
 use strait_identity::leaf::{self, Usage};
+use strait_identity::renewal;
 use strait_identity::store::CertStore;
 use strait_proto::identity::v1::CertifyRequest;
 use strait_proto::identity::v1::identity_client::IdentityClient;
@@ -95,7 +94,7 @@ impl Certifier {
                     metrics::gauge!("strait_identity_cert_expiry_timestamp_seconds")
                         .set(unix_seconds(expiry));
                     let remaining = expiry.duration_since(SystemTime::now()).unwrap_or_default();
-                    let wait = refresh::refresh_after(remaining, fastrand::f64());
+                    let wait = renewal::refresh_after(remaining, fastrand::f64());
                     tracing::info!(identity = %self.identity, expires_in = ?remaining, renew_in = ?wait, "certificate installed");
                     wait
                 }
