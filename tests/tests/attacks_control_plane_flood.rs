@@ -68,7 +68,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: 
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return true,
             // Frames the server sends (SETTINGS, pings, GOAWAY) are not a close.
-            Ok(Ok(_)) => continue,
+            Ok(Ok(_)) => {}
             Err(_) => return false,
         }
     }
@@ -293,7 +293,7 @@ async fn a_flood_of_anonymous_connections_streams_and_junk_certify_calls_leaves_
 
     // 2. Streams: one anonymous connection from 127.0.0.3 opens as many as it can,
     //    ignoring the server's SETTINGS.
-    let (advertised, refused_streams) = streams_forced(&tls, attacker(3), grpc).await;
+    let (advertised, refused_streams) = Box::pin(streams_forced(&tls, attacker(3), grpc)).await;
     assert!(
         advertised.is_some_and(|max| max <= 8),
         "the gRPC port advertises {advertised:?} concurrent streams per connection (a proxy needs one or two)"
