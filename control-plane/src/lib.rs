@@ -3,13 +3,14 @@
 //!
 //! Start at [`run::run`]. The configuration flows [`config`] (YAML → validated model) →
 //! [`discovery`] (model → per-proxy snapshots → gRPC stream); identities flow [`ca`] and
-//! [`authority`] (the CA in force) → [`identity`] (`Certify`), with [`tokens`] deciding who a
+//! [`authority`] (the CA in force) → [`certify`] (the `Identity.Certify` service), with [`tokens`] deciding who a
 //! caller is and [`reserved`] what no caller may be. [`tls_incoming`] admits connections to the
 //! gRPC port ([`connection_slots`] holds its caps) and [`grpc_server`] serves them. [`inject`] is the sidecar injector webhook.
 
 pub mod admin;
 pub mod authority;
 pub mod ca;
+pub mod certify;
 #[allow(
     missing_docs,
     reason = "config::raw mirrors the YAML documents field for field; docs/configuration.md documents them"
@@ -19,9 +20,9 @@ pub mod connection_slots;
 pub mod digest;
 pub mod discovery;
 pub mod grpc_server;
-pub mod identity;
 pub mod inject;
 pub mod kubernetes;
+pub mod reload;
 pub mod reserved;
 pub mod run;
 pub mod settings;

@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::authority::Authority;
 use crate::ca::{Ca, CaFiles};
+use crate::certify::{IdentityService, TokenReviewLimit};
 use crate::config::Model;
 use crate::discovery::service::{DiscoveryService, ModelState};
-use crate::identity::{IdentityService, TokenReviewLimit};
 use crate::kubernetes::source::Source;
 use crate::kubernetes::token_review::TokenReviewer;
 use crate::reserved::ReservedIdentities;
@@ -105,7 +105,7 @@ pub async fn run(
     }));
     let tokens: Arc<dyn TokenVerifier> = match source {
         ModelSource::Files(dir) => {
-            tokio::spawn(crate::config::watch::watch_dir(
+            tokio::spawn(crate::reload::watch_dir(
                 dir,
                 models_tx,
                 local_tokens.clone(),

@@ -113,7 +113,7 @@ fn build(certs: Vec<CertificateDer<'static>>) -> Result<Anchors, BundleError> {
             .map_err(|e| anchor_error(e.to_string()))?;
     }
     let roots = Arc::new(roots);
-    let provider = crate::tls::provider();
+    let provider = crate::crypto::provider();
     let mandatory_client_auth =
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()

@@ -1,5 +1,6 @@
 //! Mesh identity, shared by the proxy and the control plane.
 //!
+//! - [`crypto`]: the one crypto provider (aws-lc-rs) everything below uses;
 //! - [`spiffe`]: the identity itself, `spiffe://<trust-domain>/ns/<namespace>/sa/<account>`;
 //! - [`leaf`]: the mesh certificate policy rustls does not check (one SPIFFE URI SAN in the
 //!   trust domain, an end-entity certificate, the right key usages);
@@ -12,6 +13,7 @@
 //! - [`file_poll`]: noticing that files changed (certificates, keys, snapshots), by polling.
 
 pub mod bundle;
+pub mod crypto;
 pub mod file_poll;
 pub mod leaf;
 pub mod pem;

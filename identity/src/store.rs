@@ -55,7 +55,7 @@ impl CertStore {
         if chain.is_empty() {
             return Err(StoreError::EmptyChain);
         }
-        let signing_key = crate::tls::provider()
+        let signing_key = crate::crypto::provider()
             .key_provider
             .load_private_key(key)
             .map_err(StoreError::Key)?;

@@ -2,10 +2,9 @@
 //! identities, X25519MLKEM768 (post-quantum hybrid) key exchange preferred, no 0-RTT early
 //! data, and no session resumption, so every connection's peer identity is verified afresh.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
@@ -21,13 +20,7 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN for opaque TCP between proxies.
 pub const ALPN_OPAQUE: &[u8] = b"strait-opaque";
 
-/// The crypto provider: aws-lc-rs, whose default key-exchange groups put X25519MLKEM768 first.
-pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .clone()
-}
+pub use crate::crypto::provider;
 
 /// Whether a server requires client certificates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,12 +31,12 @@ fn verify_tls13(
         message,
         cert,
         dss,
-        &crate::tls::provider().signature_verification_algorithms,
+        &crate::crypto::provider().signature_verification_algorithms,
     )
 }
 
 fn schemes() -> Vec<SignatureScheme> {
-    crate::tls::provider()
+    crate::crypto::provider()
         .signature_verification_algorithms
         .supported_schemes()
 }
@@ -71,7 +71,9 @@ impl ServerCertVerifier for MeshServerVerifier {
             &anchors.roots,
             intermediates,
             now,
-            crate::tls::provider().signature_verification_algorithms.all,
+            crate::crypto::provider()
+                .signature_verification_algorithms
+                .all,
         )?;
         let presented = leaf::check(end_entity, self.bundle.trust_domain(), Usage::Server)
             .map_err(policy_error)?;

@@ -31,9 +31,9 @@ use std::sync::{Arc, Mutex};
 use strait_identity::SpiffeId;
 use tokio::net::TcpStream;
 
-use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::{self, Protocol};
+use crate::flags::InboundMode;
 use crate::http::upstream::Upstream;
 use crate::http::{HttpVersion, server};
 use crate::io::{BoxedIo, PrefixedIo};

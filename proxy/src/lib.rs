@@ -13,7 +13,7 @@
 //! the reference that breaks them (doc links count: a lower module names a higher one in
 //! prose only).
 //!
-//! 1. `admin_access`, `authz`, `backoff`, `body`, `config`, `control_plane`, `detect`,
+//! 1. `admin_access`, `authz`, `backoff`, `body`, `control_plane`, `detect`, `flags`,
 //!    `head_limits`, `io`, `listener`, `memory`, `mesh_tls`, `original_dst`, `readiness`,
 //!    `redirect`, `reserved`, `route`, `split`, `tcp`, `telemetry`, `transport_header`: the
 //!    foundations, types, pure decisions and I/O helpers that use only each other.
@@ -25,7 +25,7 @@
 //! 5. `table`: the routing table in force, its backends and endpoints.
 //! 6. `shared`: the runtime state both directions read.
 //! 7. `inbound`, `outbound`: the two directions of traffic.
-//! 8. `admin`, `discovery`, `identity`, `snapshot_file`: the admin server and the loops that
+//! 8. `admin`, `certify`, `discovery`, `snapshot_file`: the admin server and the loops that
 //!    keep the table and the certificate current.
 //! 9. `run`: wires everything together.
 
@@ -34,15 +34,15 @@ pub mod admin_access;
 pub mod authz;
 pub mod backoff;
 pub mod body;
-pub mod config;
+pub mod certify;
 pub mod connect;
 pub mod control_plane;
 pub mod detect;
 pub mod discovery;
 pub mod errors;
+pub mod flags;
 pub mod head_limits;
 pub mod http;
-pub mod identity;
 pub mod inbound;
 pub mod io;
 pub mod listener;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strait_proxy::admin::LogLevel;
-use strait_proxy::config::{LogFormat, ProxyConfig};
+use strait_proxy::flags::{LogFormat, ProxyFlags};
 use strait_proxy::redirect::InitConfig;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy: outbound, inbound and admin listeners.
-    Run(Box<ProxyConfig>),
+    Run(Box<ProxyFlags>),
     /// Install the iptables rules that redirect this network namespace's TCP traffic to the
     /// proxy (a pod's init step); with --cleanup, remove them.
     Init(InitConfig),

@@ -19,12 +19,12 @@ use strait_identity::bundle::TrustBundle;
 use strait_identity::store::CertStore;
 
 use crate::admin::{Admin, StatusSource};
-use crate::config::{Listener, ProxyConfig};
+use crate::certify::Certifier;
 use crate::connect::Connector;
 use crate::control_plane::ControlPlane;
+use crate::flags::{Listener, ProxyFlags};
 use crate::head_limits::HeadLimits;
 use crate::http::server::ServerLimits;
-use crate::identity::Certifier;
 use crate::inbound::Inbound;
 use crate::inbound::admission::OwnPorts;
 use crate::listener::{accept_loop, bind};
@@ -53,7 +53,7 @@ pub struct Bound {
 /// Runs the proxy until `shutdown` completes, then drains: listeners close at once (new
 /// connections are refused), in-flight requests get `drain_timeout` to finish.
 pub async fn run(
-    config: ProxyConfig,
+    config: ProxyFlags,
     log_level: Option<Arc<dyn crate::admin::LogLevel>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -230,7 +230,7 @@ pub async fn run(
 
 /// Binds `listener`'s addresses and logs each one (the "listening" line names the first).
 async fn bind_listener(
-    config: &ProxyConfig,
+    config: &ProxyFlags,
     listener: Listener,
 ) -> anyhow::Result<crate::listener::Listener> {
     let bound = bind(listener.name(), &config.listen_addrs(listener)).await?;
@@ -251,7 +251,7 @@ struct MeshIdentity {
 }
 
 impl MeshIdentity {
-    fn new(config: &ProxyConfig, addr: &str) -> anyhow::Result<Self> {
+    fn new(config: &ProxyFlags, addr: &str) -> anyhow::Result<Self> {
         // clap's `requires_all` guarantees these accompany --control-plane.
         fn required<T: Clone>(value: &Option<T>, flag: &str) -> anyhow::Result<T> {
             value
@@ -305,7 +305,7 @@ impl MeshIdentity {
 }
 
 /// Resource attributes of this proxy's spans.
-fn trace_resource(config: &ProxyConfig) -> Vec<(String, String)> {
+fn trace_resource(config: &ProxyFlags) -> Vec<(String, String)> {
     let mut resource = vec![("service.name".to_owned(), "strait-proxy".to_owned())];
     if let Some(namespace) = &config.namespace {
         resource.push(("k8s.namespace.name".into(), namespace.clone()));
@@ -318,7 +318,7 @@ fn trace_resource(config: &ProxyConfig) -> Vec<(String, String)> {
 
 /// The caps the memory limit in force (flag or container) allows, logged and exported as
 /// gauges so an operator can see what the proxy planned for.
-fn memory_plan(config: &ProxyConfig) -> Plan {
+fn memory_plan(config: &ProxyFlags) -> Plan {
     let limit = crate::memory::limit_in_force(config.memory_limit);
     let plan = budget::plan(
         limit.as_ref().map(|(bytes, _)| *bytes),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InboundMode;
 use crate::connect::Connector;
+use crate::flags::InboundMode;
 use crate::http::server::ServerLimits;
 use crate::table::TableHandle;
 use crate::telemetry::tcp::TcpMetrics;

@@ -20,7 +20,7 @@ use strait_control_plane::inject::config::InjectorConfig;
 use strait_control_plane::inject::{ADMIN_PORT_NAME, INJECT, PATH_NAMESPACE, PATH_POD, PROXIED};
 use strait_control_plane::kubernetes::rbac::RBAC;
 use strait_control_plane::settings::ControlPlaneConfig;
-use strait_proxy::config::ProxyConfig;
+use strait_proxy::flags::ProxyFlags;
 use strait_tests::admission;
 use strait_tests::chart::{
     CONTROL_PLANE, ValueSet, closed_schema, documents, fixture, flag, flags, mounted_file,
@@ -53,7 +53,7 @@ fn proxy_pod_ports() -> (u16, u16, u16) {
     #[derive(Parser)]
     struct Proxy {
         #[command(flatten)]
-        config: ProxyConfig,
+        config: ProxyFlags,
     }
     let proxy = Proxy::try_parse_from(["strait-proxy", "--mode", "pod"]).expect("proxy flags");
     (

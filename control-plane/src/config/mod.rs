@@ -11,7 +11,6 @@ pub mod model;
 pub mod raw;
 pub mod slices;
 pub mod validate;
-pub mod watch;
 
 use std::path::Path;
 

@@ -142,7 +142,7 @@ impl Source {
             }
             metrics::counter!("strait_config_reloads_total", "result" => "success").increment(1);
             metrics::gauge!("strait_config_last_reload_success_timestamp_seconds")
-                .set(crate::config::watch::unix_now());
+                .set(crate::reload::unix_now());
             tracing::info!(
                 services = translation.model.services.len(),
                 workloads = translation.model.workloads.len(),

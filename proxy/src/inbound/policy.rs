@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::authz;
-use crate::config::InboundMode;
+use crate::flags::InboundMode;
 use crate::shared::Shared;
 use crate::tcp::Revoked;
 

@@ -16,9 +16,9 @@ use super::{
     EndpointSettings, Route, Service, SetAside, SetAsideKind, Table, TableError, Timeouts,
 };
 use crate::authz::{DefaultAuthorization, Rule};
-use crate::config::InboundMode;
 use crate::connect::Dest;
 use crate::detect::Protocol;
+use crate::flags::InboundMode;
 use crate::resilience::breaker::BreakerPolicy;
 use crate::resilience::budget::BudgetPolicy;
 use crate::resilience::retry::RetryPolicy;

@@ -22,9 +22,9 @@ use strait_identity::SpiffeId;
 use strait_proto::discovery::v1 as pb;
 
 use crate::authz::{self, DefaultAuthorization};
-use crate::config::InboundMode;
 use crate::connect::Connector;
 use crate::detect::Protocol;
+use crate::flags::InboundMode;
 use crate::resilience::retry::RetryPolicy;
 use crate::route::Matcher;
 use crate::telemetry::http::RequestMetrics;

@@ -41,7 +41,7 @@ pub enum LogFormat {
 
 /// Settings of `strait-proxy run`.
 #[derive(Args, Clone, Debug)]
-pub struct ProxyConfig {
+pub struct ProxyFlags {
     /// Where the proxy runs; picks the listeners' default addresses.
     #[arg(long, env = "STRAIT_MODE", value_enum, default_value = "local")]
     pub mode: Mode,
@@ -298,7 +298,7 @@ pub fn default_addrs(mode: Mode, listener: Listener) -> Vec<SocketAddr> {
     ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
 }
 
-impl ProxyConfig {
+impl ProxyFlags {
     /// The addresses `listener` binds: the flag's, else the mode's defaults.
     pub fn listen_addrs(&self, listener: Listener) -> Vec<SocketAddr> {
         let given = match listener {
@@ -334,9 +334,9 @@ impl ProxyConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(strait_proxy::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert_eq!(strait_proxy::config::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-/// assert!(strait_proxy::config::parse_duration("5").is_err());
+/// assert_eq!(strait_proxy::flags::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(strait_proxy::flags::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert!(strait_proxy::flags::parse_duration("5").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     strait_proto::duration::parse(text).map_err(|e| e.to_string())

@@ -18,7 +18,7 @@ use crate::tokens::LocalTokens;
 type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
 fn stamp(dir: &Path) -> Stamp {
-    let mut out: Stamp = super::load::files(dir)
+    let mut out: Stamp = crate::config::load::files(dir)
         .unwrap_or_default()
         .into_iter()
         .map(|path| {
@@ -65,7 +65,7 @@ pub async fn watch_dir(
             continue;
         }
         last = now;
-        match super::load(&dir) {
+        match crate::config::load(&dir) {
             Ok(model) => {
                 if *models.borrow().model == model {
                     continue;
