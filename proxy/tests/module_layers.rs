@@ -275,6 +275,32 @@ fn no_top_level_modules_form_a_cycle() {
     );
 }
 
+/// The workspace's other library crates are held to the same rule (no cycles; they document
+/// no layers): the control plane, the identity crate, the API crate and the CLI.
+#[test]
+fn no_other_crate_of_the_workspace_has_module_cycles() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in ["control-plane", "identity", "proto", "cli"] {
+        let graph = graph_of(&workspace.join(krate).join("src"));
+        let found = cycles(&graph);
+        let report: Vec<String> = found
+            .iter()
+            .map(|(cycle, _)| {
+                let edges: Vec<String> = cycle
+                    .windows(2)
+                    .map(|pair| explain_edge(&graph, &pair[0], &pair[1]))
+                    .collect();
+                format!("cycle: {}\n{}", cycle.join(" -> "), edges.join("\n"))
+            })
+            .collect();
+        assert!(
+            found.is_empty(),
+            "{krate}'s top-level modules form cycles:\n{}",
+            report.join("\n")
+        );
+    }
+}
+
 #[test]
 fn every_module_uses_only_its_own_layer_or_lower_ones() {
     let src = src_dir();
