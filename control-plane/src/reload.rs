@@ -2,52 +2,35 @@
 //! model at once, an invalid one is reported (file, document, field, reason), logged, counted,
 //! and the last good model stays in force.
 //!
-//! Polling a file list with modification times and sizes, four times a second, is cheap for a
-//! configuration directory, needs no inotify, and follows Kubernetes ConfigMap mounts, which
-//! swap a symlinked directory rather than write files.
+//! The directory's files are listed and compared by modification time and size at every
+//! period (`strait_identity::file_poll`, the mesh's one file-change poller), so files added or
+//! removed count too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use strait_identity::file_poll::FilePoll;
 use tokio::sync::watch;
 
 use crate::discovery::service::ModelState;
 use crate::tokens::LocalTokens;
 
-type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
-
-fn stamp(dir: &Path) -> Stamp {
-    let mut out: Stamp = crate::config::load::files(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let modified = meta.as_ref().and_then(|m| m.modified().ok());
-            let len = meta.map(|m| m.len()).unwrap_or(0);
-            (path, modified, len)
-        })
-        .collect();
-    // Token files referenced by workloads live in subdirectories; a change there matters too.
+/// The files a configuration directory's model is read from: its YAML files, and the files
+/// in its subdirectories (token files referenced by workloads live there).
+fn config_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = crate::config::load::files(dir).unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir()
                 && let Ok(inner) = std::fs::read_dir(&path)
             {
-                for file in inner.flatten() {
-                    let meta = file.metadata().ok();
-                    out.push((
-                        file.path(),
-                        meta.as_ref().and_then(|m| m.modified().ok()),
-                        meta.map(|m| m.len()).unwrap_or(0),
-                    ));
-                }
+                files.extend(inner.flatten().map(|file| file.path()));
             }
         }
     }
-    out.sort();
-    out
+    files
 }
 
 /// Watches `dir` and publishes every valid change.
@@ -57,14 +40,10 @@ pub async fn watch_dir(
     tokens: Arc<LocalTokens>,
     period: Duration,
 ) {
-    let mut last = stamp(&dir);
+    let listed = dir.clone();
+    let mut files = FilePoll::listing(move || config_files(&listed), period);
     loop {
-        tokio::time::sleep(period).await;
-        let now = stamp(&dir);
-        if now == last {
-            continue;
-        }
-        last = now;
+        files.changed().await;
         match crate::config::load(&dir) {
             Ok(model) => {
                 if *models.borrow().model == model {

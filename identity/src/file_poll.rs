@@ -1,6 +1,6 @@
 //! Noticing that files changed, by polling: the one mechanism behind every "re-read it when it
 //! changes" in the mesh (the proxy's snapshot file, the CA files, the injector's serving
-//! certificate).
+//! certificate, the control plane's configuration directory).
 //!
 //! A file is seen by its modification time and size; an unreadable or missing file is seen as
 //! absent, so its appearance or disappearance is a change too. Polling needs no inotify, works
@@ -20,21 +20,74 @@ fn seen(path: &Path) -> Seen {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+fn look(listing: &Listing) -> Vec<(PathBuf, Seen)> {
+    listing
+        .paths()
+        .into_iter()
+        .map(|path| {
+            let seen = seen(&path);
+            (path, seen)
+        })
+        .collect()
+}
+
+/// Which files a [`FilePoll`] looks at.
+enum Listing {
+    /// Always these.
+    Fixed(Vec<PathBuf>),
+    /// Whatever this lists at each look (a directory's files): files appearing or going away
+    /// are changes too.
+    Dynamic(Box<dyn Fn() -> Vec<PathBuf> + Send + Sync>),
+}
+
+impl Listing {
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Listing::Fixed(paths) => paths.clone(),
+            Listing::Dynamic(list) => {
+                let mut paths = list();
+                paths.sort();
+                paths
+            }
+        }
+    }
+}
+
 /// A set of files checked every `period` for a change of modification time or size.
-#[derive(Debug)]
 pub struct FilePoll {
-    paths: Vec<PathBuf>,
+    listing: Listing,
     period: Duration,
-    last: Vec<Seen>,
+    last: Vec<(PathBuf, Seen)>,
+}
+
+impl std::fmt::Debug for FilePoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilePoll")
+            .field("period", &self.period)
+            .field("files", &self.last.len())
+            .finish()
+    }
 }
 
 impl FilePoll {
     /// Starts watching `paths`: what they look like now is the baseline, not a change.
     pub fn new(paths: impl IntoIterator<Item = PathBuf>, period: Duration) -> Self {
-        let paths: Vec<PathBuf> = paths.into_iter().collect();
-        let last = paths.iter().map(|p| seen(p)).collect();
+        Self::start(Listing::Fixed(paths.into_iter().collect()), period)
+    }
+
+    /// Starts watching the files `list` names, listed again at every look (for a directory
+    /// whose files come and go); what they look like now is the baseline.
+    pub fn listing(
+        list: impl Fn() -> Vec<PathBuf> + Send + Sync + 'static,
+        period: Duration,
+    ) -> Self {
+        Self::start(Listing::Dynamic(Box::new(list)), period)
+    }
+
+    fn start(listing: Listing, period: Duration) -> Self {
+        let last = look(&listing);
         Self {
-            paths,
+            listing,
             period,
             last,
         }
@@ -43,7 +96,7 @@ impl FilePoll {
     /// Looks at the files now: whether any differs from the last look (the first look is the
     /// one [`FilePoll::new`] made). Every look becomes the baseline for the next.
     pub fn check(&mut self) -> bool {
-        let now: Vec<Seen> = self.paths.iter().map(|p| seen(p)).collect();
+        let now = look(&self.listing);
         if now == self.last {
             return false;
         }
@@ -126,6 +179,30 @@ mod tests {
         assert!(poll.check(), "appeared");
         std::fs::remove_file(dir.file("a")).unwrap();
         assert!(poll.check(), "disappeared");
+        assert!(!poll.check());
+    }
+
+    #[test]
+    fn a_listed_directory_sees_files_added_changed_and_removed() {
+        let dir = TempDir::new();
+        std::fs::write(dir.file("a"), "one").unwrap();
+        let root = dir.0.clone();
+        let mut poll = FilePoll::listing(
+            move || {
+                std::fs::read_dir(&root)
+                    .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default()
+            },
+            PERIOD,
+        );
+        assert!(!poll.check(), "the files at the start are the baseline");
+        std::fs::write(dir.file("b"), "new").unwrap();
+        assert!(poll.check(), "a new file");
+        assert!(!poll.check());
+        std::fs::write(dir.file("a"), "one more").unwrap();
+        assert!(poll.check(), "a rewritten file");
+        std::fs::remove_file(dir.file("b")).unwrap();
+        assert!(poll.check(), "a removed file");
         assert!(!poll.check());
     }
 

@@ -5,6 +5,9 @@
 //! backends those routes use with their endpoints and policies), and its own inbound ports
 //! with their authorization. The version is a digest of the content, so equal versions mean
 //! equal snapshots and an unchanged view is never re-sent.
+//!
+//! Longer than 500 lines because its unit tests live beside the function they specify
+//! (about 400 lines of code).
 
 use std::collections::BTreeMap;
 

@@ -3,6 +3,9 @@
 //!
 //! Nothing here does I/O or fails on what a user wrote: a bad skip-port annotation entry is
 //! left out and reported as a warning, never a reason to refuse the pod.
+//!
+//! Longer than 500 lines because its unit tests live beside the decision they specify (about
+//! 500 lines of code: the one patch, container by container).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU16;

@@ -25,11 +25,13 @@ pub struct BudgetPolicy {
 }
 
 impl Default for BudgetPolicy {
+    /// The API's defaults ([`strait_proto::defaults`]), which the control plane fills in too.
     fn default() -> Self {
+        use strait_proto::defaults::*;
         Self {
-            ratio: 0.2,
-            min_per_second: 10,
-            window: Duration::from_secs(10),
+            ratio: f64::from(RETRY_BUDGET_PERCENT) / 100.0,
+            min_per_second: RETRY_BUDGET_MIN_PER_SECOND,
+            window: RETRY_BUDGET_INTERVAL,
         }
     }
 }
