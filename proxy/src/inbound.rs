@@ -442,3 +442,7 @@ fn refused(client: SocketAddr, port: u16, peer: &Peer, refusal: Refusal) {
         }
     );
 }
+
+#[cfg(test)]
+#[path = "inbound_tests.rs"]
+mod tests;
