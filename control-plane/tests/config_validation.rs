@@ -1,5 +1,7 @@
 //! The configuration loader against a table of mistakes: each must produce an error naming
 //! the exact file, document, object, field path and reason; and the shipped example passes.
+//!
+//! Longer than 500 lines: one test per validation rule, over shared fixtures.
 
 use std::path::{Path, PathBuf};
 

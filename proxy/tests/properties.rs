@@ -3,6 +3,8 @@
 //! checks and the HTTP server behind them, the transport header, and discovery snapshots.
 //! Each property runs `PROPTEST_CASES` cases (default 64 here, a few seconds), so CI runs
 //! them on every change; the fuzz targets run the same code for longer.
+//!
+//! Longer than 500 lines: one property test per parser of peer input, over shared generators.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

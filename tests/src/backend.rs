@@ -13,6 +13,8 @@
 //!
 //! Every response carries `x-backend` (the backend's name) and `x-seen-client-id` (the
 //! `strait-client-id` header the backend received, or empty).
+//!
+//! Longer than 500 lines: the fault-injecting backends of every protocol share one switchboard of faults.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 //! requested version on; a collection can be made to answer 404, as one whose CRD is not
 //! installed does. Tests change objects with [`FakeApi::apply`] and [`FakeApi::delete`] and read
 //! what the control plane sent with [`FakeApi::events`] and [`FakeApi::token_reviews`].
+//!
+//! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events) kept in one place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;

@@ -5,6 +5,8 @@
 //!
 //! `strait-bench soak` runs it for as long as asked (30 minutes, 10 000 connections); the test
 //! suite runs a short version through this same code.
+//!
+//! Longer than 500 lines: the soak runner, its verdict and the verdict's unit tests belong together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

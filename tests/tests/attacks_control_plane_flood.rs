@@ -3,6 +3,8 @@
 //! the mesh's proxies and the "API server" use 127.0.0.1. Every attack is bounded in count and
 //! time; each test measures that the legitimate clients are still served within a stated bound
 //! and that the control plane shed the flood (closed what it could not hold, and counted it).
+//!
+//! Longer than 500 lines: a whole suite: each flood's attacker helpers sit beside the test that uses them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -14,6 +14,8 @@
 //! (`spec.address`), each with its other family in `spec.addresses`, as the Kubernetes source
 //! knows a dual-stack pod from `status.podIPs`. A call to either address of pod B is a meshed
 //! call end to end, over that family.
+//!
+//! Longer than 500 lines: a whole suite over one shared dual-stack namespace fixture.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,8 @@
 //! together and agree with the code (ports, RBAC, the injector's paths and config parser, the
 //! CA loader, the configuration loader). The CRDs are checked against the policies in
 //! `examples/`, and bad values against the values schema.
+//!
+//! Longer than 500 lines: a whole suite: every value set is checked by the same cross-object checks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -3,6 +3,8 @@
 //! Linkerd's injector inputs built on it). Each answer's patch is applied with the json-patch
 //! crate, and the patched pod must decode as a k8s-openapi Pod and pass the structural checks
 //! of `check_injected`.
+//!
+//! Longer than 500 lines: a whole suite over shared admission fixtures.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

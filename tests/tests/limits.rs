@@ -2,6 +2,8 @@
 //! heads from clients (bytes, field count, request line) at both listeners, response heads from
 //! apps and from peer proxies; and a client's malformed body is answered as the client's fault,
 //! never held against a healthy endpoint. Every loop is bounded in count and time.
+//!
+//! Longer than 500 lines: a whole suite: one test per documented limit, over shared helpers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
