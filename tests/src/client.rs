@@ -108,3 +108,13 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Collected {
     )
     .await
 }
+
+/// The transport header a peer proxy opens a mesh connection to the app port of `app` with,
+/// for tests that speak to an inbound listener directly.
+pub fn mesh_prefix(app: std::net::SocketAddr, protocol: strait_proxy::detect::Protocol) -> Bytes {
+    strait_proxy::transport_header::Header {
+        port: app.port(),
+        protocol,
+    }
+    .encode()
+}

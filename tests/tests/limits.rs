@@ -19,7 +19,7 @@ use strait_proto::discovery::v1 as pb;
 use strait_proxy::detect::Protocol;
 use strait_proxy::transport_header::Header;
 use strait_tests::backend::HttpBackend;
-use strait_tests::client::{self, Body, Collected};
+use strait_tests::client::{self, Body, Collected, mesh_prefix};
 use strait_tests::h2raw::{RawH2, frame, frame_type, request_block};
 use strait_tests::mesh::LocalMesh;
 use strait_tests::metrics::Metrics;
@@ -42,15 +42,6 @@ async fn exchange(addr: SocketAddr, prefix: &[u8], bytes: &[u8]) -> String {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// The transport header a peer proxy opens a mesh connection to `app` with.
-fn mesh_prefix(app: SocketAddr, protocol: Protocol) -> Bytes {
-    Header {
-        port: app.port(),
-        protocol,
-    }
-    .encode()
 }
 
 /// An HTTP/2 (prior knowledge) connection to `addr` that starts with `prefix`.
