@@ -2,7 +2,8 @@
 //! `mesh-mtls` of an mTLS handshake between the proxies.
 //!
 //! Each iteration opens a fresh client connection, crosses to the TCP echo (through the
-//! outbound proxy's `CONNECT` tunnel in the meshes), makes one round trip and closes. Opaque
+//! outbound proxy's `CONNECT` tunnel in the meshes, through the outbound side's TCP listener
+//! for the peers), makes one round trip and closes. Opaque
 //! TCP is never pooled: every tunnel makes its own connection from the outbound proxy to the
 //! inbound one, and with mTLS its own full handshake (the proxies allow no session
 //! resumption). The benchmark checks that instead of assuming it: the inbound proxy's
@@ -63,7 +64,7 @@ pub async fn measure(
     let inbound_admin = world
         .inbound_proxy()
         .filter(|_| world.scenario == crate::world::Scenario::MeshMtls)
-        .map(|p| p.admin);
+        .and_then(|p| p.admin);
     let before = match inbound_admin {
         Some(admin) => Some(counted(admin).await),
         None => None,

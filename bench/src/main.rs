@@ -1,5 +1,5 @@
-//! `strait-bench`: the benchmark command. `run` compares `direct`, `mesh-plain` and
-//! `mesh-mtls` side by side for HTTP/1.1, HTTP/2, gRPC and TCP through the real binaries;
+//! `strait-bench`: the benchmark command. `run` compares `direct`, the peers (`nginx` and
+//! `haproxy` as two-hop mutual-TLS pairs), `mesh-plain` and `mesh-mtls` side by side for HTTP/1.1, HTTP/2, gRPC and TCP through the real binaries;
 //! `soak` holds many connections under steady load for a long time; `discovery` times one
 //! configuration change reaching thousands of watching proxies. Each prints its tables and
 //! records them (dated markdown and JSON, and a section appended to bench/RESULTS.md).
@@ -7,11 +7,13 @@
 //! `scripts/bench` builds the release binaries and runs this with its arguments.
 
 mod clients;
+mod comparison;
 mod discovery_fanout;
 mod handshakes;
 mod latency;
 mod machine;
 mod markdown;
+mod peers;
 mod record;
 mod resources;
 mod results;
@@ -42,7 +44,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// direct vs mesh-plain vs mesh-mtls for HTTP/1.1, HTTP/2, gRPC and TCP, in each proxy mode.
+    /// direct, nginx, HAProxy, mesh-plain and mesh-mtls for HTTP/1.1, HTTP/2, gRPC and TCP.
     Run(Box<Settings>),
     /// Many connections through one proxy under steady load; judges RSS, fds and errors.
     Soak(Box<SoakArgs>),
@@ -153,7 +155,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         session.machine.describe()
     );
     let (modes, tracing) = suite::run(&settings).await?;
-    let targets = modes.first().map(results::targets).unwrap_or_default();
+    // The peers stand beside the one-thread mode; without it, the first mode is judged.
+    let judged = modes.iter().find(|m| m.threads == 1).or(modes.first());
+    let peers = judged.map(comparison::against_peers).unwrap_or_default();
+    let targets = judged
+        .map(|mode| results::targets(mode, &peers))
+        .unwrap_or_default();
     let results = Results {
         date: session.minute.clone(),
         commit: session.commit.clone(),
@@ -162,13 +169,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings: settings.clone(),
         modes,
         tracing,
+        peers,
         targets,
     };
     let json = serde_json::to_value(&results).context("encoding the results")?;
     session.record(
         &settings.output,
         "",
-        "Benchmark: direct vs mesh-plain vs mesh-mtls",
+        "Benchmark: direct, nginx, HAProxy, mesh-plain, mesh-mtls",
         &markdown::render(&results),
         json,
     )

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::clients::Protocol;
+use crate::comparison::PeerRow;
 use crate::latency::Summary;
 use crate::results::{ModeResults, Results, TracingRow};
 use crate::world::Scenario;
@@ -171,7 +172,7 @@ fn mode_tables(out: &mut String, mode: &ModeResults, results: &Results) {
 
     let _ = writeln!(
         out,
-        "\nNew connections per second ({} concurrent openers, {:.0} s; each: connect, CONNECT tunnel in the meshes, one TCP round trip, close); in brackets: ratio to direct\n",
+        "\nNew connections per second ({} concurrent openers, {:.0} s; each: connect, CONNECT tunnel in the meshes, one TCP round trip, close; the peers: straight to their TCP listener); in brackets: ratio to direct\n",
         settings.connection_concurrency,
         settings.connection_duration.as_secs_f64()
     );
@@ -245,6 +246,64 @@ fn tracing_table(out: &mut String, rows: &[TracingRow], mode: &str) {
     out.push('\n');
 }
 
+fn figure(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// Strait against the best peer, one figure per row.
+fn peers_table(out: &mut String, rows: &[PeerRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let labels: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.peers.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let _ = writeln!(
+        out,
+        "### Strait (mesh-mtls) against the peers, one worker per side, same run\n"
+    );
+    let _ = writeln!(
+        out,
+        "| protocol | figure | mesh-mtls | {} | best peer | ratio to best | leads |",
+        labels.join(" | ")
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---|{}---|---|---|",
+        "---|".repeat(labels.len())
+    );
+    for row in rows {
+        let peers: Vec<String> = labels
+            .iter()
+            .map(|l| row.peers.get(l).map_or_else(|| "–".into(), |v| figure(*v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.protocol.map_or("–", Protocol::label),
+            row.figure,
+            figure(row.strait),
+            peers.join(" | "),
+            row.best_peer.as_deref().unwrap_or("–"),
+            row.ratio_to_best
+                .map_or_else(|| "–".into(), |r| format!("×{r:.2}")),
+            match row.leads {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            }
+        );
+    }
+    out.push('\n');
+}
+
 /// The whole run as markdown (without the history's heading).
 pub fn render(results: &Results) -> String {
     let mut out = String::new();
@@ -254,7 +313,7 @@ pub fn render(results: &Results) -> String {
     if let Some(first) = results.modes.first() {
         let _ = writeln!(
             out,
-            "### Targets (issue 9), proxies {}, mesh-mtls\n",
+            "### Targets (issue 18), proxies {}, mesh-mtls\n",
             first.mode
         );
         let _ = writeln!(out, "| target | measured | met |");
@@ -270,6 +329,7 @@ pub fn render(results: &Results) -> String {
         }
         out.push('\n');
     }
+    peers_table(&mut out, &results.peers);
     for mode in &results.modes {
         mode_tables(&mut out, mode, results);
     }

@@ -81,6 +81,12 @@ pub struct Settings {
     /// Skip the metrics + tracing overhead runs
     #[arg(long)]
     pub no_tracing: bool,
+    /// The peers measured beside the mesh in the one-thread mode (two-hop mutual-TLS pairs).
+    #[arg(long, value_delimiter = ',', default_value = "nginx,haproxy")]
+    pub peers: Vec<crate::peers::Peer>,
+    /// Leave the peers out.
+    #[arg(long)]
+    pub no_peers: bool,
     /// Where binaries come from and results go
     #[command(flatten)]
     #[serde(skip)]

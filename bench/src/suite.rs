@@ -3,6 +3,8 @@
 //! maximum throughput with CPU per request; then per scenario the proxies' memory and the new
 //! connection rate; finally the tracing overhead.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use strait_tests::otlp;
 
@@ -31,8 +33,22 @@ fn load(settings: &Settings) -> Load {
 }
 
 /// A scenario's world, started off the async workers (starting waits for processes).
-fn start_world(scenario: Scenario, backends: &Backends, flags: &[(&str, String)]) -> World {
+fn start_world(
+    scenario: Scenario,
+    backends: &Backends,
+    flags: &[(&str, String)],
+) -> anyhow::Result<World> {
     tokio::task::block_in_place(|| World::start(scenario, backends, flags))
+        .with_context(|| format!("starting {}", scenario.label()))
+}
+
+/// Whether `scenario` runs in the mode with `threads` proxy workers: the peers run one worker
+/// per side, so they stand beside the one-thread mode only, and only when asked for.
+fn runs_in_mode(scenario: Scenario, threads: usize, settings: &Settings) -> bool {
+    match scenario.peer() {
+        Some(peer) => threads == 1 && !settings.no_peers && settings.peers.contains(&peer),
+        None => true,
+    }
 }
 
 /// Measures one protocol through one world.
@@ -100,6 +116,28 @@ async fn measure_cell(
     })
 }
 
+/// KiB each proxy holds per idle `protocol` client connection.
+async fn idle_kib(
+    world: &World,
+    protocol: Protocol,
+    settings: &Settings,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    resources::idle_connection_kib(
+        &world.proxies,
+        &world.target(protocol),
+        protocol,
+        settings.held_connections,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "idle {} connections through {}",
+            protocol.label(),
+            world.scenario.label()
+        )
+    })
+}
+
 /// Every measurement of one proxy mode.
 async fn mode(
     threads: usize,
@@ -115,11 +153,25 @@ async fn mode(
         connections: Vec::new(),
     };
     for scenario in Scenario::ALL {
+        if !runs_in_mode(scenario, threads, settings) {
+            continue;
+        }
         eprintln!("{} · {}", results.mode, scenario.label());
-        let world = start_world(scenario, backends, &flags);
+        let world = start_world(scenario, backends, &flags)?;
         // Let the proxies finish starting (snapshot applied, tasks parked) before "idle".
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let idle_mib = resources::rss_mib(&world.proxies)?;
+        // Per idle connection on fresh proxies, before any load: afterwards the allocator
+        // hands memory freed by the load to new connections without growing RSS, and the
+        // figure would understate what a connection costs.
+        let (idle_kib_http1, idle_kib_http2) = if world.proxies.is_empty() {
+            (BTreeMap::new(), BTreeMap::new())
+        } else {
+            (
+                idle_kib(&world, Protocol::Http1, settings).await?,
+                idle_kib(&world, Protocol::Http2, settings).await?,
+            )
+        };
         let sampler = PeakSampler::start(&world.proxies);
         for &protocol in &settings.protocols {
             results.cells.push(cell(&world, protocol, settings).await?);
@@ -157,23 +209,6 @@ async fn mode(
             )
             .await
             .with_context(|| format!("holding connections through {}", scenario.label()))?;
-            let mut idle_kib = Vec::new();
-            for protocol in [Protocol::Http1, Protocol::Http2] {
-                idle_kib.push(
-                    resources::idle_connection_kib(
-                        &world.proxies,
-                        &world.target(protocol),
-                        protocol,
-                        settings.held_connections,
-                    )
-                    .await
-                    .with_context(|| {
-                        format!("idle {protocol:?} connections through {}", scenario.label())
-                    })?,
-                );
-            }
-            let idle_kib_http2 = idle_kib.pop().unwrap_or_default();
-            let idle_kib_http1 = idle_kib.pop().unwrap_or_default();
             results.memory.push(Memory {
                 scenario,
                 idle_mib,
@@ -217,7 +252,7 @@ async fn tracing_overhead(
             "{} · mesh-mtls · tracing, sampling {ratio}",
             mode_name(threads)
         );
-        let world = start_world(Scenario::MeshMtls, backends, &flags);
+        let world = start_world(Scenario::MeshMtls, backends, &flags)?;
         let cell = cell(&world, Protocol::Http1, settings).await?;
         drop(world);
         rows.push(TracingRow {

@@ -1,6 +1,8 @@
-//! The three scenarios' worlds over the same backends: `direct` (nothing in between),
-//! `mesh-plain` (outbound proxy → inbound proxy, static snapshot, plaintext) and `mesh-mtls`
-//! (a control plane with a development CA, two workloads, mTLS between their proxies).
+//! The scenarios' worlds over the same backends: `direct` (nothing in between), the peers
+//! users would pick instead (`nginx`, `haproxy`: a two-hop mutual-TLS pair each, see
+//! `peers`), `mesh-plain` (outbound proxy → inbound proxy, static snapshot, plaintext) and
+//! `mesh-mtls` (a control plane with a development CA, two workloads, mTLS between their
+//! proxies).
 //!
 //! Processes are started with the test harness (`strait_tests`), so the benchmark runs
 //! exactly the meshes the integration tests do, from the binaries `binaries::use_dir` names.
@@ -13,6 +15,7 @@ use strait_tests::mesh::{LocalMesh, Mesh, MeshBuilder};
 use strait_tests::process::Proxy;
 
 use crate::clients::{Protocol, Target};
+use crate::peers::{Peer, PeerPair, Upstreams};
 use crate::tcp_backend;
 
 /// Port of the TCP service inside the mesh (`tcp.demo:9000`).
@@ -24,6 +27,10 @@ const TCP_PORT: u16 = 9000;
 pub enum Scenario {
     /// Load generator → backend.
     Direct,
+    /// → nginx outbound side → mutual TLS → nginx inbound side → backend.
+    Nginx,
+    /// → HAProxy outbound side → mutual TLS → HAProxy inbound side → backend.
+    Haproxy,
     /// → outbound proxy → inbound proxy → backend, plaintext.
     MeshPlain,
     /// The same with mTLS between the proxies.
@@ -32,12 +39,29 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 3] = [Scenario::Direct, Scenario::MeshPlain, Scenario::MeshMtls];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Direct,
+        Scenario::Nginx,
+        Scenario::Haproxy,
+        Scenario::MeshPlain,
+        Scenario::MeshMtls,
+    ];
+
+    /// The peer this scenario runs, if it is a peer's.
+    pub fn peer(self) -> Option<Peer> {
+        match self {
+            Scenario::Nginx => Some(Peer::Nginx),
+            Scenario::Haproxy => Some(Peer::Haproxy),
+            _ => None,
+        }
+    }
 
     /// The name in tables.
     pub fn label(self) -> &'static str {
         match self {
             Scenario::Direct => "direct",
+            Scenario::Nginx => "nginx",
+            Scenario::Haproxy => "haproxy",
             Scenario::MeshPlain => "mesh-plain",
             Scenario::MeshMtls => "mesh-mtls",
         }
@@ -73,8 +97,8 @@ pub struct ProxyProcess {
     pub role: &'static str,
     /// Its process id.
     pub pid: u32,
-    /// Its admin listener.
-    pub admin: SocketAddr,
+    /// Its admin listener (Strait's proxies; the peers have none).
+    pub admin: Option<SocketAddr>,
 }
 
 /// A running scenario.
@@ -93,13 +117,14 @@ enum Processes {
     None,
     Plain(Box<LocalMesh>),
     Mtls(Box<Mesh>),
+    Peer(Box<PeerPair>),
 }
 
 fn proxy(role: &'static str, proxy: &Proxy) -> ProxyProcess {
     ProxyProcess {
         role,
         pid: proxy.process.pid(),
-        admin: proxy.admin,
+        admin: Some(proxy.admin),
     }
 }
 
@@ -113,17 +138,25 @@ fn mtls_services(backends: &Backends) -> String {
     ]
     .iter()
     .map(|(name, port, target)| {
+        // The TCP service says it is opaque, as a real Service for a server-speaks-first or
+        // binary protocol would: otherwise the inbound proxy re-detects the caller's claim
+        // and its first bytes (HTTP token characters) wait out the detection timeout.
+        let protocol = if *name == "tcp" { ", appProtocol: tcp" } else { "" };
         format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  selector: {{app: bench-server}}\n  ports: [{{name: {name}, port: {port}, targetPort: {target}}}]\n"
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  selector: {{app: bench-server}}\n  ports: [{{name: {name}, port: {port}, targetPort: {target}{protocol}}}]\n"
         )
     })
     .collect()
 }
 
 impl World {
-    /// Starts `scenario` in front of `backends`; every proxy gets `proxy_flags` (e.g.
+    /// Starts `scenario` in front of `backends`; every Strait proxy gets `proxy_flags` (e.g.
     /// `--threads 1`, tracing).
-    pub fn start(scenario: Scenario, backends: &Backends, proxy_flags: &[(&str, String)]) -> Self {
+    pub fn start(
+        scenario: Scenario,
+        backends: &Backends,
+        proxy_flags: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let backends_direct = (backends.http.addr, backends.grpc, backends.tcp);
         let with_flags = |mut builder: strait_tests::process::ProxyBuilder| {
             for (flag, value) in proxy_flags {
@@ -131,7 +164,7 @@ impl World {
             }
             builder
         };
-        match scenario {
+        Ok(match scenario {
             Scenario::Direct => Self {
                 scenario,
                 proxies: Vec::new(),
@@ -139,8 +172,37 @@ impl World {
                 backends_direct,
                 processes: Processes::None,
             },
+            Scenario::Nginx | Scenario::Haproxy => {
+                let peer = scenario.peer().expect("a peer's scenario");
+                let pair = PeerPair::start(
+                    peer,
+                    Upstreams {
+                        http: backends.http.addr,
+                        grpc: backends.grpc,
+                        tcp: backends.tcp,
+                    },
+                )?;
+                let side = |role, process: &strait_tests::process::Process| ProxyProcess {
+                    role,
+                    pid: process.pid(),
+                    admin: None,
+                };
+                Self {
+                    scenario,
+                    proxies: vec![
+                        side("outbound", &pair.outbound),
+                        side("inbound", &pair.inbound),
+                    ],
+                    entry: backends.http.addr,
+                    backends_direct,
+                    processes: Processes::Peer(Box::new(pair)),
+                }
+            }
             Scenario::MeshPlain => {
                 let tcp = format!("tcp:{TCP_PORT}");
+                // No snapshot declares the TCP port's protocol on the server's side: the
+                // port is named opaque there (see `mtls_services`).
+                let tcp_port = backends.tcp.port();
                 let mesh = LocalMesh::start_with(
                     &[
                         ("http", backends.http.addr),
@@ -148,7 +210,7 @@ impl World {
                         (&tcp, backends.tcp),
                     ],
                     with_flags,
-                    with_flags,
+                    |builder| with_flags(builder).flag("--opaque-ports", tcp_port),
                 );
                 Self {
                     scenario,
@@ -181,12 +243,25 @@ impl World {
                     processes: Processes::Mtls(Box::new(mesh)),
                 }
             }
-        }
+        })
     }
 
     /// Where `protocol`'s calls go in this world.
     pub fn target(&self, protocol: Protocol) -> Target {
         let (http, grpc, tcp) = self.backends_direct;
+        if let Processes::Peer(pair) = &self.processes {
+            let addr = SocketAddr::from(([127, 0, 0, 1], pair.listen.of(protocol)));
+            let authority = match protocol {
+                Protocol::Http1 | Protocol::Http2 => "http.demo:80",
+                Protocol::Grpc => "grpc.demo:80",
+                Protocol::Tcp => "",
+            };
+            return Target {
+                addr,
+                authority: authority.to_owned(),
+                tunnel: None,
+            };
+        }
         let direct = self.scenario == Scenario::Direct;
         let (addr, authority, tunnel) = match protocol {
             Protocol::Http1 | Protocol::Http2 => (http, "http.demo:80".to_owned(), None),
@@ -226,6 +301,10 @@ impl World {
                 ("outbound proxy", &mesh.proxy("bench-client").process),
                 ("inbound proxy", &mesh.proxy("bench-server").process),
             ],
+            Processes::Peer(pair) => vec![
+                ("outbound side", &pair.outbound),
+                ("inbound side", &pair.inbound),
+            ],
         };
         processes
             .into_iter()
@@ -258,6 +337,7 @@ impl Drop for World {
                 .values_mut()
                 .map(|proxy| &mut proxy.process)
                 .collect(),
+            Processes::Peer(pair) => vec![&mut pair.outbound, &mut pair.inbound],
         };
         let deadline = std::time::Instant::now() + STOP_TIMEOUT;
         let mut running = Vec::new();
