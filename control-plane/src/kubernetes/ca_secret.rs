@@ -72,8 +72,8 @@ pub enum CaSecretError {
         name: String,
         /// `reading` or `creating`.
         action: &'static str,
-        /// The API's answer.
-        source: kube::Error,
+        /// The API's answer (boxed: kube's error is large).
+        source: Box<kube::Error>,
     },
     /// Generating the CA failed.
     #[error("generating a CA for the Secret {namespace}/{name}: {reason}")]
@@ -207,7 +207,7 @@ pub async fn read_or_create(
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             action,
-            source,
+            source: Box::new(source),
         }
     };
     if let Some(secret) = api.get_opt(name).await.map_err(api_err("reading"))? {
