@@ -26,16 +26,17 @@ pub struct Authority {
     pub bundle: Arc<TrustBundle>,
     /// The control plane's serving certificate.
     pub own: Arc<CertStore>,
-    files: CaFiles,
+    files: Option<CaFiles>,
     dns_names: Vec<String>,
     leaf_ttl: Duration,
 }
 
 impl Authority {
     /// Sets up from a loaded CA, issuing the control plane's certificate for `identity`.
+    /// `files`, when given, are watched: a valid change replaces the CA.
     pub fn new(
         ca: Ca,
-        files: CaFiles,
+        files: Option<CaFiles>,
         identity: SpiffeId,
         dns_names: Vec<String>,
         leaf_ttl: Duration,
@@ -71,8 +72,8 @@ impl Authority {
     }
 
     /// Reloads the CA files; returns whether the CA changed.
-    fn reload(&self) -> anyhow::Result<bool> {
-        let ca = Ca::load(&self.files, self.leaf_ttl)?;
+    fn reload(&self, files: &CaFiles) -> anyhow::Result<bool> {
+        let ca = Ca::load(files, self.leaf_ttl)?;
         let anchors_changed = self.bundle.replace(ca.anchors().to_vec())?;
         self.ca.store(Arc::new(ca));
         self.reissue_own()?;
@@ -81,18 +82,20 @@ impl Authority {
 
     /// Watches the CA files and renews the control plane's certificate, forever.
     pub async fn maintain(self: Arc<Self>, period: Duration) {
-        let mut files = FilePoll::new(
+        let watched = self.files.iter().flat_map(|f| {
             [
-                self.files.trust_anchors.clone(),
-                self.files.issuer_cert.clone(),
-                self.files.issuer_key.clone(),
-            ],
-            period,
-        );
+                f.trust_anchors.clone(),
+                f.issuer_cert.clone(),
+                f.issuer_key.clone(),
+            ]
+        });
+        let mut files = FilePoll::new(watched, period);
         let mut renew_at = tokio::time::Instant::now() + self.renew_in();
         loop {
-            if files.tick().await {
-                match self.reload() {
+            if files.tick().await
+                && let Some(ca_files) = &self.files
+            {
+                match self.reload(ca_files) {
                     Ok(anchors_changed) => {
                         metrics::counter!("strait_ca_reloads_total", "result" => "success")
                             .increment(1);

@@ -45,6 +45,36 @@ impl CaFiles {
     }
 }
 
+/// One piece of CA material as PEM text, and where it came from (a file, a Secret's key).
+#[derive(Clone)]
+pub struct NamedPem {
+    /// Where it came from, for error messages: a path, or `Secret ns/name key tls.crt`.
+    pub source: String,
+    /// The PEM text.
+    pub pem: String,
+}
+
+/// Never prints the PEM: the issuer key must not reach a log line through a `{:?}`.
+impl std::fmt::Debug for NamedPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedPem")
+            .field("source", &self.source)
+            .field("pem", &format_args!("<{} bytes>", self.pem.len()))
+            .finish()
+    }
+}
+
+/// The CA's material as PEM text: what [`Ca::from_pem`] checks and loads.
+#[derive(Clone, Debug)]
+pub struct CaPem {
+    /// One or more trust anchors.
+    pub trust_anchors: NamedPem,
+    /// The issuer certificate, optionally followed by intermediates up to an anchor.
+    pub issuer_cert: NamedPem,
+    /// The issuer's private key.
+    pub issuer_key: NamedPem,
+}
+
 /// Why the CA could not be loaded or generated.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -156,9 +186,28 @@ fn parse_cert<'a>(der: &'a CertificateDer<'a>) -> Result<X509Certificate<'a>, St
 impl Ca {
     /// Loads and checks the CA from `files`; certificates it signs live `leaf_ttl`.
     pub fn load(files: &CaFiles, leaf_ttl: Duration) -> Result<Self, CaError> {
-        let anchors_path = files.trust_anchors.display().to_string();
-        let issuer_path = files.issuer_cert.display().to_string();
-        let anchors = pem::read_certificates(&files.trust_anchors)?;
+        let named = |path: &Path| -> Result<NamedPem, CaError> {
+            Ok(NamedPem {
+                source: path.display().to_string(),
+                pem: pem::read(path)?,
+            })
+        };
+        Self::from_pem(
+            &CaPem {
+                trust_anchors: named(&files.trust_anchors)?,
+                issuer_cert: named(&files.issuer_cert)?,
+                issuer_key: named(&files.issuer_key)?,
+            },
+            leaf_ttl,
+        )
+    }
+
+    /// Checks and loads the CA from PEM text (files read, or a Secret's keys); errors name
+    /// each piece by its `source`. Certificates it signs live `leaf_ttl`.
+    pub fn from_pem(material: &CaPem, leaf_ttl: Duration) -> Result<Self, CaError> {
+        let anchors_path = material.trust_anchors.source.clone();
+        let issuer_path = material.issuer_cert.source.clone();
+        let anchors = pem::certificates(&material.trust_anchors.pem, &anchors_path)?;
         for (i, anchor) in anchors.iter().enumerate() {
             let cert = parse_cert(anchor).map_err(|reason| CaError::Anchors {
                 path: anchors_path.clone(),
@@ -171,11 +220,11 @@ impl Ca {
                 });
             }
         }
-        let issuer_chain = pem::read_certificates(&files.issuer_cert)?;
-        let key_pem = pem::read(&files.issuer_key)?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Issuer {
-            path: files.issuer_key.display().to_string(),
-            reason: format!("the private key does not parse: {e}"),
+        let issuer_chain = pem::certificates(&material.issuer_cert.pem, &issuer_path)?;
+        // The key's parse error is not shown: it could quote key material.
+        let key = KeyPair::from_pem(&material.issuer_key.pem).map_err(|_| CaError::Issuer {
+            path: material.issuer_key.source.clone(),
+            reason: "the private key does not parse (PEM PKCS#8, SEC1 or PKCS#1 expected)".into(),
         })?;
         let issuer_err = |reason: String| CaError::Issuer {
             path: issuer_path.clone(),
@@ -192,7 +241,7 @@ impl Ca {
         {
             return Err(issuer_err(format!(
                 "the key in {} does not belong to this certificate",
-                files.issuer_key.display()
+                material.issuer_key.source
             )));
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -455,6 +504,31 @@ pub fn generate_dev(dir: &Path, trust_domain: &str) -> Result<(), CaError> {
 fn restrict_permissions(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Generates one self-signed CA that is trust anchor and issuer at once, as PEM (certificate,
+/// PKCS#8 key): what the control plane keeps in its CA Secret when it makes the CA itself.
+pub fn generate_self_signed(
+    trust_domain: &str,
+    lifetime: time::Duration,
+) -> Result<(String, String), rcgen::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("Strait trust anchor ({trust_domain})"),
+    );
+    params.distinguished_name = dn;
+    // It signs leaves only: no intermediate below it.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - time::Duration::minutes(1);
+    params.not_after = now + lifetime;
+    params.serial_number = Some(random_serial());
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Generates a root and an issuer signed by it, as PEM: (anchor, issuer certificate, issuer

@@ -56,34 +56,7 @@ pub async fn run(
     let (model, source) = load_model(&config).await?;
     let trust_domain = model.mesh.trust_domain.clone();
 
-    let (ca, files) = match (
-        &config.dev_ca,
-        &config.trust_anchors,
-        &config.issuer_cert,
-        &config.issuer_key,
-    ) {
-        (Some(dir), _, _, _) => {
-            let (ca, generated) = Ca::load_or_generate_dev(dir, &trust_domain, config.cert_ttl)?;
-            tracing::warn!(
-                dir = %dir.display(),
-                generated,
-                trust_anchors = %CaFiles::in_dir(dir).trust_anchors.display(),
-                "using a DEVELOPMENT CA: its key sits unprotected on disk; supply --trust-anchors, --issuer-cert and --issuer-key in production"
-            );
-            (ca, CaFiles::in_dir(dir))
-        }
-        (None, Some(anchors), Some(cert), Some(key)) => {
-            let files = CaFiles {
-                trust_anchors: anchors.clone(),
-                issuer_cert: cert.clone(),
-                issuer_key: key.clone(),
-            };
-            (Ca::load(&files, config.cert_ttl)?, files)
-        }
-        _ => anyhow::bail!(
-            "no CA: give --trust-anchors, --issuer-cert and --issuer-key, or --dev-ca DIR for development"
-        ),
-    };
+    let (ca, files) = load_ca(&config, &trust_domain, &source).await?;
     let identity = SpiffeId::new(&trust_domain, &config.namespace, &config.service_account)
         .context("building the control plane's own identity")?;
     let authority = Authority::new(
@@ -194,6 +167,62 @@ pub async fn run(
     server.await;
     tracing::info!("strait-control-plane stopped");
     Ok(())
+}
+
+/// The CA, from `--ca-secret`, `--dev-ca` or the CA files, and the files to watch for changes.
+async fn load_ca(
+    config: &ControlPlaneConfig,
+    trust_domain: &str,
+    source: &ModelSource,
+) -> anyhow::Result<(Ca, Option<CaFiles>)> {
+    let files = match (
+        &config.trust_anchors,
+        &config.issuer_cert,
+        &config.issuer_key,
+    ) {
+        (Some(anchors), Some(cert), Some(key)) => Some(CaFiles {
+            trust_anchors: anchors.clone(),
+            issuer_cert: cert.clone(),
+            issuer_key: key.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(name) = &config.ca_secret {
+        let ModelSource::Kubernetes(source) = source else {
+            anyhow::bail!("--ca-secret needs --config-source kubernetes");
+        };
+        let (material, origin) = crate::kubernetes::ca_secret::read_or_create(
+            source.client().clone(),
+            &config.namespace,
+            name,
+            trust_domain,
+        )
+        .await?;
+        let ca = Ca::from_pem(&material, config.cert_ttl)?;
+        tracing::info!(
+            secret = %format!("{}/{name}", config.namespace),
+            origin = origin.as_str(),
+            anchors = ca.anchors().len(),
+            "CA loaded from its Secret"
+        );
+        return Ok((ca, files));
+    }
+    if let Some(dir) = &config.dev_ca {
+        let (ca, generated) = Ca::load_or_generate_dev(dir, trust_domain, config.cert_ttl)?;
+        tracing::warn!(
+            dir = %dir.display(),
+            generated,
+            trust_anchors = %CaFiles::in_dir(dir).trust_anchors.display(),
+            "using a DEVELOPMENT CA: its key sits unprotected on disk; supply --trust-anchors, --issuer-cert and --issuer-key in production"
+        );
+        return Ok((ca, Some(CaFiles::in_dir(dir))));
+    }
+    let Some(files) = files else {
+        anyhow::bail!(
+            "no CA: give --trust-anchors, --issuer-cert and --issuer-key, --ca-secret NAME on Kubernetes, or --dev-ca DIR for development"
+        );
+    };
+    Ok((Ca::load(&files, config.cert_ttl)?, Some(files)))
 }
 
 /// Where the model comes from after the first load.

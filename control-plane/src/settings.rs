@@ -99,6 +99,14 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "STRAIT_ISSUER_KEY", requires = "trust_anchors")]
     pub issuer_key: Option<PathBuf>,
 
+    /// Keep the CA in this Secret of the control plane's own namespace (with `--config-source
+    /// kubernetes`): read it at start, or generate a CA and create the Secret when there is
+    /// none (a replica that loses the race to create it uses the winner's). With
+    /// --trust-anchors, --issuer-cert and --issuer-key naming where the Secret is mounted,
+    /// later changes to it are picked up from those files.
+    #[arg(long, env = "STRAIT_CA_SECRET", conflicts_with = "dev_ca")]
+    pub ca_secret: Option<String>,
+
     /// Development only: use (and on first run generate) a CA in this directory.
     #[arg(long, env = "STRAIT_DEV_CA")]
     pub dev_ca: Option<PathBuf>,

@@ -9,7 +9,13 @@
 //! installed does. Tests change objects with [`FakeApi::apply`] and [`FakeApi::delete`] and read
 //! what the control plane sent with [`FakeApi::events`] and [`FakeApi::token_reviews`].
 //!
-//! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events) kept in one place.
+//! Secrets are served by name (get, create with 409 for a name taken), for the control plane's
+//! CA Secret; [`FakeApi::lose_next_secret_create_to`] stages a lost create race. The
+//! kubeconfig's context namespace is `strait-system`, as a control plane's in-cluster
+//! credentials would say.
+//!
+//! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events,
+//! Secrets) kept in one place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -93,6 +99,14 @@ pub const MESH_CONFIGS: Collection = Collection {
     kind: "MeshConfig",
 };
 
+/// `v1` Secrets: served by name (get and create) only, as the control plane's CA Secret needs;
+/// never listed or watched.
+pub const SECRETS: Collection = Collection {
+    path: "/api/v1/secrets",
+    api_version: "v1",
+    kind: "Secret",
+};
+
 /// Every collection the control plane watches.
 pub const ALL: [Collection; 8] = [
     SERVICES,
@@ -139,6 +153,8 @@ struct State {
     token_reviews: Vec<Value>,
     events: Vec<Value>,
     requests: Vec<String>,
+    /// A Secret another replica creates just before the next create arrives.
+    create_race: Option<Value>,
 }
 
 /// The running fake API server.
@@ -191,7 +207,7 @@ impl FakeApi {
         std::fs::write(
             &kubeconfig,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\nusers:\n- name: control-plane\n  user:\n    token: {bearer}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: control-plane}}\ncurrent-context: fake\n",
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\nusers:\n- name: control-plane\n  user:\n    token: {bearer}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: control-plane, namespace: strait-system}}\ncurrent-context: fake\n",
                 addr.port(),
                 base64::engine::general_purpose::STANDARD.encode(ca_cert.pem()),
             ),
@@ -287,6 +303,23 @@ impl FakeApi {
     /// Every Event created or patched, as sent.
     pub fn events(&self) -> Vec<Value> {
         self.state.lock().expect("state lock").events.clone()
+    }
+
+    /// The Secret `namespace/name`, as stored.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .objects
+            .get(&SECRETS)?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Makes the next Secret create lose a race: `winner` is stored just before it is handled,
+    /// as if another replica had created it between this one's read and its create.
+    pub fn lose_next_secret_create_to(&self, winner: Value) {
+        self.state.lock().expect("state lock").create_race = Some(winner);
     }
 
     /// `METHOD path?query` of every request, in order.
@@ -408,6 +441,17 @@ async fn handle(state: &Mutex<State>, bearer: &str, request: Request<Incoming>) 
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
     let method = request.method().clone();
+    if let Some((namespace, name)) = secret_path(&path) {
+        let body = if method == Method::POST {
+            match request.into_body().collect().await {
+                Ok(body) => serde_json::from_slice::<Value>(&body.to_bytes()).ok(),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        return secrets(state, &method, &namespace, name.as_deref(), body);
+    }
     if let Some(collection) = ALL.iter().find(|c| c.path == path) {
         if method != Method::GET {
             return status(
@@ -532,6 +576,104 @@ fn watch(
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// `/api/v1/namespaces/{namespace}/secrets[/{name}]` as (namespace, name).
+fn secret_path(path: &str) -> Option<(String, Option<String>)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("secrets")?;
+    if rest.is_empty() {
+        return Some((namespace.to_owned(), None));
+    }
+    let name = rest
+        .strip_prefix('/')
+        .filter(|n| !n.is_empty() && !n.contains('/'))?;
+    Some((namespace.to_owned(), Some(name.to_owned())))
+}
+
+/// Get and create of Secrets with the API server's answers: 404 `NotFound`, 409
+/// `AlreadyExists` for a name taken, 201 with the stored object.
+fn secrets(
+    state: &Mutex<State>,
+    method: &Method,
+    namespace: &str,
+    name: Option<&str>,
+    body: Option<Value>,
+) -> Response<Body> {
+    let mut state = state.lock().expect("state lock");
+    let stored = |state: &State, name: &str| {
+        state
+            .objects
+            .get(&SECRETS)
+            .and_then(|objects| objects.get(&(namespace.to_owned(), name.to_owned())))
+            .cloned()
+            .map(|mut object| {
+                object["apiVersion"] = json!("v1");
+                object["kind"] = json!("Secret");
+                object
+            })
+    };
+    match (method, name) {
+        (&Method::GET, Some(name)) => match stored(&state, name) {
+            Some(object) => json_response(StatusCode::OK, &object),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("secrets \"{name}\" not found"),
+            ),
+        },
+        (&Method::POST, None) => {
+            let Some(mut object) = body else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not JSON",
+                );
+            };
+            let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "name: Required value",
+                );
+            };
+            if let Some(mut winner) = state.create_race.take() {
+                winner["metadata"]["namespace"] = json!(namespace);
+                winner["metadata"]["resourceVersion"] = json!("1");
+                state
+                    .objects
+                    .entry(SECRETS)
+                    .or_default()
+                    .insert((namespace.to_owned(), name.clone()), winner);
+            }
+            if stored(&state, &name).is_some() {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    &format!("secrets \"{name}\" already exists"),
+                );
+            }
+            state.version += 1;
+            object["metadata"]["namespace"] = json!(namespace);
+            object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+            object["metadata"]["uid"] = json!(format!("uid-{}", state.version));
+            state
+                .objects
+                .entry(SECRETS)
+                .or_default()
+                .insert((namespace.to_owned(), name.clone()), object);
+            json_response(
+                StatusCode::CREATED,
+                &stored(&state, &name).expect("just stored"),
+            )
+        }
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the fake serves only get and create of secrets",
+        ),
+    }
 }
 
 fn token_review(state: &Mutex<State>, review: Value) -> Response<Body> {

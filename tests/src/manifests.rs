@@ -9,7 +9,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Deserialize;
@@ -83,6 +83,10 @@ pub enum Manifest {
     ClusterRole(ClusterRole),
     /// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
     ClusterRoleBinding(ClusterRoleBinding),
+    /// rbac.authorization.k8s.io/v1 Role.
+    Role(Role),
+    /// rbac.authorization.k8s.io/v1 RoleBinding.
+    RoleBinding(RoleBinding),
     /// policy/v1 PodDisruptionBudget.
     PodDisruptionBudget(PodDisruptionBudget),
     /// admissionregistration.k8s.io/v1 MutatingWebhookConfiguration.
@@ -97,7 +101,11 @@ pub enum Manifest {
 }
 
 /// API groups whose custom resources are kept as JSON for schema checks.
-const CUSTOM_GROUPS: [&str; 2] = ["strait.dev/", "gateway.networking.k8s.io/"];
+const CUSTOM_GROUPS: [&str; 3] = [
+    "strait.dev/",
+    "gateway.networking.k8s.io/",
+    "cert-manager.io/",
+];
 
 /// Removes nulls, which k8s-openapi does not serialize back.
 fn without_nulls(value: Value) -> Value {
@@ -180,6 +188,12 @@ pub fn parse(yaml: &str) -> Vec<Manifest> {
                 ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
                     Manifest::ClusterRoleBinding(strict(&what, &document))
                 }
+                ("rbac.authorization.k8s.io/v1", "Role") => {
+                    Manifest::Role(strict(&what, &document))
+                }
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                    Manifest::RoleBinding(strict(&what, &document))
+                }
                 ("policy/v1", "PodDisruptionBudget") => {
                     Manifest::PodDisruptionBudget(strict(&what, &document))
                 }
@@ -220,6 +234,10 @@ pub struct Rendered {
     pub cluster_roles: Vec<ClusterRole>,
     /// ClusterRoleBindings.
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// RoleBindings.
+    pub role_bindings: Vec<RoleBinding>,
     /// PodDisruptionBudgets.
     pub pdbs: Vec<PodDisruptionBudget>,
     /// MutatingWebhookConfigurations.
@@ -251,6 +269,8 @@ impl Rendered {
                 Manifest::Namespace(o) => rendered.namespaces.push(o),
                 Manifest::ClusterRole(o) => rendered.cluster_roles.push(o),
                 Manifest::ClusterRoleBinding(o) => rendered.cluster_role_bindings.push(o),
+                Manifest::Role(o) => rendered.roles.push(o),
+                Manifest::RoleBinding(o) => rendered.role_bindings.push(o),
                 Manifest::PodDisruptionBudget(o) => rendered.pdbs.push(o),
                 Manifest::MutatingWebhookConfiguration(o) => rendered.webhooks.push(o),
                 Manifest::CustomResourceDefinition(o) => {

@@ -369,6 +369,20 @@ impl<'a> Rendering<'a> {
             ..
         } = self;
         let (context, trust_domain) = (*context, trust_domain.as_str());
+        // Generated: the control plane creates the Secret at first start; nothing to load
+        // here (tests/tests/chart_identity.rs and ca_secret.rs cover that path).
+        if values["identity"]["generate"] == true {
+            assert!(
+                !self.rendered.secrets.contains_key("strait-identity"),
+                "{context}: the chart renders no CA"
+            );
+            assert_eq!(
+                flag(&self.control_plane_flags_passed, "--ca-secret"),
+                "strait-identity"
+            );
+            self.mounted("--injector-key");
+            return;
+        }
         // Every file the flags name is mounted from the right Secret or ConfigMap.
         let read = |flag_name: &str| self.mounted(flag_name);
         let anchors = read("--trust-anchors");
@@ -377,7 +391,6 @@ impl<'a> Rendering<'a> {
         read("--injector-key");
 
         // The identity Secret loads with the control plane's own CA loader and signs leaves.
-        let generated = values["identity"]["generate"] == true;
         let dir = scratch(&format!("{context}-ca"));
         let files = CaFiles::in_dir(&dir);
         std::fs::write(&files.trust_anchors, &anchors).unwrap();
@@ -403,32 +416,18 @@ impl<'a> Rendering<'a> {
             .unwrap(),
             id
         );
-        if generated {
-            assert_eq!(
-                anchors, issuer,
-                "the quick-start CA is anchor and issuer at once"
-            );
-            assert!(
-                String::from_utf8_lossy(&issuer_key).starts_with("-----BEGIN EC PRIVATE KEY-----")
-            );
-            assert!(
-                issued.chain.is_empty(),
-                "nothing between the leaf and the anchor"
-            );
-        } else {
-            assert_eq!(
-                anchors,
-                values["identity"]["trustAnchorsPEM"]
-                    .as_str()
-                    .unwrap()
-                    .as_bytes()
-            );
-            assert_eq!(
-                issued.chain.len(),
-                1,
-                "the supplied issuer sits below the anchor"
-            );
-        }
+        assert_eq!(
+            anchors,
+            values["identity"]["trustAnchorsPEM"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+        );
+        assert_eq!(
+            issued.chain.len(),
+            1,
+            "the supplied issuer sits below the anchor"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1164,7 +1163,8 @@ async fn the_rendered_secrets_and_injector_config_run_the_real_control_plane() {
         return;
     };
     let dir = scratch("run");
-    let set = value_sets(&dir).remove(0);
+    // The set whose CA the chart renders (by default the control plane creates it).
+    let set = value_sets(&dir).remove(1);
     let rendered = render(&helm, &set);
     let secret =
         |name: &str, key: &str| rendered.secrets[name].data.as_ref().unwrap()[key].0.clone();

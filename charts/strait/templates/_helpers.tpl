@@ -33,4 +33,94 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Secret names. */}}
 {{- define "strait.identitySecret" -}}strait-identity{{- end -}}
 {{- define "strait.injectorTlsSecret" -}}strait-injector-tls{{- end -}}
+{{- define "strait.injectorCertificate" -}}strait-injector{{- end -}}
 {{- define "strait.injectorConfig" -}}strait-injector-config{{- end -}}
+
+{{/*
+The mesh CA, in one of three shapes (identity.generate, identity.issuerSecret, or the PEMs in
+values): the control plane's flags for it, the volumes holding it, and their mounts. Nothing
+here generates key material, so every render is the same.
+*/}}
+{{- define "strait.caMode" -}}
+{{- if .Values.identity.generate -}}generated{{- else if .Values.identity.issuerSecret -}}external{{- else -}}values{{- end -}}
+{{- end -}}
+
+{{- define "strait.caArgs" -}}
+{{- $mode := include "strait.caMode" . -}}
+{{- $anchors := .Values.identity.trustAnchors -}}
+{{- if eq $mode "generated" }}
+- --ca-secret
+- {{ include "strait.identitySecret" . }}
+{{- end }}
+{{- if eq $mode "values" }}
+- --trust-anchors
+- /var/run/strait/identity/trust-anchors.pem
+- --issuer-cert
+- /var/run/strait/identity/issuer.crt
+- --issuer-key
+- /var/run/strait/identity/issuer.key
+{{- else }}
+- --trust-anchors
+{{- if eq $anchors.source "configMap" }}
+- /var/run/strait/trust-anchors/{{ $anchors.configMap.key }}
+{{- else if eq $anchors.source "clusterTrustBundle" }}
+- /var/run/strait/trust-anchors/ca-bundle.pem
+{{- else }}
+- /var/run/strait/identity/ca.crt
+{{- end }}
+- --issuer-cert
+- /var/run/strait/identity/tls.crt
+- --issuer-key
+- /var/run/strait/identity/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "strait.caMounts" -}}
+- name: identity
+  mountPath: /var/run/strait/identity
+  readOnly: true
+{{- if ne .Values.identity.trustAnchors.source "issuerSecret" }}
+- name: trust-anchors
+  mountPath: /var/run/strait/trust-anchors
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "strait.caVolumes" -}}
+{{- $mode := include "strait.caMode" . -}}
+{{- $anchors := .Values.identity.trustAnchors -}}
+- name: identity
+  secret:
+    secretName: {{ if eq $mode "external" }}{{ .Values.identity.issuerSecret }}{{ else }}{{ include "strait.identitySecret" . }}{{ end }}
+    # 0440, written in decimal: YAML 1.1 and 1.2 read a leading zero differently.
+    defaultMode: 288
+    {{- if eq $mode "generated" }}
+    # The control plane creates it at first start (through the API, which it reads first);
+    # the mount catches up within the kubelet's sync period and carries later changes.
+    optional: true
+    {{- end }}
+{{- if eq $anchors.source "configMap" }}
+- name: trust-anchors
+  configMap:
+    name: {{ $anchors.configMap.name }}
+    items:
+      - key: {{ $anchors.configMap.key }}
+        path: {{ $anchors.configMap.key }}
+{{- else if eq $anchors.source "clusterTrustBundle" }}
+- name: trust-anchors
+  projected:
+    sources:
+      - clusterTrustBundle:
+          {{- with $anchors.clusterTrustBundle.name }}
+          name: {{ . }}
+          {{- end }}
+          {{- with $anchors.clusterTrustBundle.signerName }}
+          signerName: {{ . }}
+          {{- end }}
+          {{- with $anchors.clusterTrustBundle.labelSelector }}
+          labelSelector:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          path: ca-bundle.pem
+{{- end }}
+{{- end -}}

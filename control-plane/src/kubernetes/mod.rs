@@ -1,7 +1,9 @@
 //! Kubernetes: the configuration source that watches the API server (Services,
 //! EndpointSlices, meshed Pods, Gateway API routes and Strait's own kinds) and feeds the same
-//! validated model as the YAML files, and the TokenReview check behind `Identity.Certify`.
+//! validated model as the YAML files, the TokenReview check behind `Identity.Certify`, and the CA
+//! kept in a Secret of the control plane's namespace.
 
+pub mod ca_secret;
 pub mod kinds;
 pub mod rbac;
 pub mod source;

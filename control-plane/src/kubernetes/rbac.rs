@@ -73,6 +73,23 @@ pub const RBAC: &[Permission] = &[
     },
 ];
 
+/// With `--ca-secret` (the chart's generated CA), in the control plane's own namespace only (a
+/// Role, not the ClusterRole): `get` of that one Secret by name, and `create`, which Kubernetes
+/// cannot restrict by name because the name is not known when create is authorized; the code
+/// creates only the one Secret ([`crate::kubernetes::ca_secret`]).
+pub const CA_SECRET: &[Permission] = &[
+    Permission {
+        group: "",
+        resource: "secrets",
+        verbs: &["get"],
+    },
+    Permission {
+        group: "",
+        resource: "secrets",
+        verbs: &["create"],
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
