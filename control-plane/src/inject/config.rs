@@ -159,6 +159,9 @@ pub struct InjectorConfig {
     pub image: String,
     /// Pull policy of that image.
     pub image_pull_policy: PullPolicy,
+    /// Secrets (in each pod's namespace) the kubelet pulls that image with, added to every
+    /// injected pod's `imagePullSecrets`.
+    pub image_pull_secrets: Vec<String>,
     /// The control plane's gRPC address (`host:port`) as pods reach it.
     pub control_plane_address: String,
     /// The identity the control plane must prove to the proxy.
@@ -203,6 +206,7 @@ impl Default for InjectorConfig {
         Self {
             image: DEFAULT_IMAGE.into(),
             image_pull_policy: PullPolicy::IfNotPresent,
+            image_pull_secrets: Vec::new(),
             control_plane_address: "strait-control-plane.strait-system.svc.cluster.local:8090"
                 .into(),
             control_plane_identity:

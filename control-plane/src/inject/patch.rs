@@ -15,8 +15,9 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    LocalObjectReference, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -160,6 +161,7 @@ pub fn inject(
         BTreeMap::from([(PROXIED.to_owned(), "true".to_owned())]),
     );
 
+    add_pull_secrets(&mut ops, spec.image_pull_secrets.as_deref(), config);
     match &spec.volumes {
         Some(_) => ops.push(add(&["spec", "volumes", "-"], volume)),
         None => ops.push(add(&["spec", "volumes"], Value::Array(vec![volume]))),
@@ -187,6 +189,31 @@ pub fn inject(
         patch: Patch(ops),
         warnings,
     })
+}
+
+/// Adds the proxy image's pull secrets (`imagePullSecrets`) the pod does not list yet: the
+/// kubelet pulls the init container and the proxy with the pod's secrets.
+fn add_pull_secrets(
+    ops: &mut Vec<PatchOperation>,
+    existing: Option<&[LocalObjectReference]>,
+    config: &InjectorConfig,
+) {
+    let listed = |name: &String| existing.into_iter().flatten().any(|r| &r.name == name);
+    let mut missing: Vec<Value> = Vec::new();
+    for name in &config.image_pull_secrets {
+        if !listed(name) && !missing.iter().any(|m| m["name"] == name.as_str()) {
+            missing.push(serde_json::json!({ "name": name }));
+        }
+    }
+    match existing {
+        _ if missing.is_empty() => {}
+        Some(_) => {
+            for secret in missing {
+                ops.push(add(&["spec", "imagePullSecrets", "-"], secret));
+            }
+        }
+        None => ops.push(add(&["spec", "imagePullSecrets"], Value::Array(missing))),
+    }
 }
 
 fn encode(what: &'static str, value: &impl serde::Serialize) -> Result<Value, InjectError> {
@@ -937,5 +964,34 @@ mod tests {
                 assert_eq!(profile.type_, "RuntimeDefault", "{}", container.name);
             }
         }
+    }
+
+    #[test]
+    fn the_proxy_images_pull_secrets_are_added_once_to_the_pod() {
+        let config = InjectorConfig {
+            image_pull_secrets: vec!["registry".into(), "mirror".into()],
+            ..Default::default()
+        };
+        let pull_secrets = |pod: &Pod| -> Vec<String> {
+            pod.spec
+                .as_ref()
+                .unwrap()
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect()
+        };
+        assert_eq!(pull_secrets(&injected(&config)), ["registry", "mirror"]);
+        let mut original = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        original.spec.as_mut().unwrap().image_pull_secrets = Some(vec![LocalObjectReference {
+            name: "mirror".into(),
+        }]);
+        let pod = patched(
+            &original,
+            &inject(&original, false, &config, ANCHORS).unwrap(),
+        );
+        assert_eq!(pull_secrets(&pod), ["mirror", "registry"]);
+        assert!(pull_secrets(&injected(&InjectorConfig::default())).is_empty());
     }
 }
