@@ -141,7 +141,7 @@ pub struct ProxyFlags {
         long,
         env = "STRAIT_OPAQUE_PORTS",
         value_delimiter = ',',
-        default_value = "25,587,3306,4444,5432,6379,9300,11211"
+        default_value = defaults::OPAQUE_PORTS
     )]
     pub opaque_ports: Vec<u16>,
 

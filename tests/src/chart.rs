@@ -72,8 +72,9 @@ pub fn supplied_identity_values(dir: &Path, namespace: &str) -> PathBuf {
 }
 
 /// The value sets every chart test renders: the defaults, a supplied CA and serving
-/// certificate (in another namespace), classic sidecars with strict mTLS and skip ports, and a
-/// production shape (3 replicas, PDB, resources, monitoring). `dir` receives generated files.
+/// certificate (in another namespace), classic sidecars with strict mTLS and skip ports, a
+/// production shape (3 replicas, PDB, resources, monitoring), the chart's own values-ha.yaml,
+/// and a subchart install (`global`) with the common scheduling and proxy overrides. `dir` receives generated files.
 pub fn value_sets(dir: &Path) -> Vec<ValueSet> {
     vec![
         ValueSet {
@@ -95,6 +96,16 @@ pub fn value_sets(dir: &Path) -> Vec<ValueSet> {
             name: "ha",
             namespace: "strait-system",
             files: vec![fixture("ha.yaml")],
+        },
+        ValueSet {
+            name: "values-ha",
+            namespace: "strait-system",
+            files: vec![crate::helm::chart_dir().join("values-ha.yaml")],
+        },
+        ValueSet {
+            name: "subchart-overrides",
+            namespace: "platform",
+            files: vec![fixture("subchart-overrides.yaml")],
         },
     ]
 }

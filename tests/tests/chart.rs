@@ -186,18 +186,73 @@ impl<'a> Rendering<'a> {
         assert_eq!(labels.get(INJECT).map(String::as_str), Some("disabled"));
         let replicas = values["controlPlane"]["replicas"].as_i64().unwrap() as i32;
         assert_eq!(spec.replicas, Some(replicas), "{context}");
-        let pdb_enabled = values["controlPlane"]["podDisruptionBudget"]["enabled"] == true;
+        // A budget only where it protects something: more than one replica.
+        let budget = &values["controlPlane"]["podDisruptionBudget"];
+        let pdb_enabled = budget["enabled"] == true && replicas > 1;
         assert_eq!(rendered.pdbs.len(), usize::from(pdb_enabled), "{context}");
+        let count = |v: &Value| match v {
+            Value::Number(n) => Some(IntOrString::Int(n.as_i64().unwrap() as i32)),
+            Value::String(s) => Some(IntOrString::String(s.clone())),
+            _ => None,
+        };
         for pdb in &rendered.pdbs {
             let pdb_spec = pdb.spec.as_ref().unwrap();
             assert!(selected(pdb_spec.selector.as_ref().unwrap(), labels));
+            match count(&budget["minAvailable"]) {
+                Some(min) => {
+                    assert_eq!(pdb_spec.min_available, Some(min), "{context}");
+                    assert_eq!(pdb_spec.max_unavailable, None, "{context}");
+                }
+                None => {
+                    assert_eq!(pdb_spec.max_unavailable, count(&budget["maxUnavailable"]));
+                    assert_eq!(pdb_spec.min_available, None, "{context}");
+                }
+            }
+        }
+
+        // Scheduling values reach the pod template as given.
+        let pod = pod_spec(deployment);
+        let cp = &values["controlPlane"];
+        let or_empty = |v: &Value, empty: Value| if v.is_null() { empty } else { v.clone() };
+        assert_eq!(
+            json!(pod.node_selector.clone().unwrap_or_default()),
+            or_empty(&cp["nodeSelector"], json!({})),
+            "{context}"
+        );
+        assert_eq!(
+            serde_json::to_value(pod.tolerations.clone().unwrap_or_default()).unwrap(),
+            or_empty(&cp["tolerations"], json!([])),
+            "{context}"
+        );
+        assert_eq!(
+            json!(pod.priority_class_name.clone().unwrap_or_default()),
+            or_empty(&cp["priorityClassName"], json!("")),
+            "{context}"
+        );
+        for (key, value) in cp["podLabels"].as_object().into_iter().flatten() {
             assert_eq!(
-                pdb_spec.max_unavailable,
-                Some(IntOrString::Int(
-                    values["controlPlane"]["podDisruptionBudget"]["maxUnavailable"]
-                        .as_i64()
-                        .unwrap() as i32
-                ))
+                labels.get(key).map(String::as_str),
+                value.as_str(),
+                "{context}"
+            );
+        }
+        let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+        let wanted = cp["topologySpreadConstraints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(spread.len(), wanted.len(), "{context}");
+        for (constraint, want) in spread.iter().zip(&wanted) {
+            assert_eq!(json!(constraint.topology_key), want["topologyKey"]);
+            assert_eq!(json!(constraint.max_skew), want["maxSkew"]);
+            assert_eq!(
+                json!(constraint.when_unsatisfiable),
+                want["whenUnsatisfiable"]
+            );
+            // Given or filled in by the chart, the selector picks the control plane's pods.
+            assert!(
+                selected(constraint.label_selector.as_ref().unwrap(), labels),
+                "{context}: a topology spread constraint that selects other pods"
             );
         }
         if replicas > 1 && values["controlPlane"]["affinity"] == json!({}) {
@@ -500,6 +555,20 @@ impl<'a> Rendering<'a> {
             proxy["skipOutboundPorts"]
         );
         assert_eq!(json!(config.native_sidecar), proxy["nativeSidecar"]);
+        assert_eq!(
+            serde_json::to_value(&config.opaque_ports).unwrap(),
+            proxy["opaquePorts"]
+        );
+        assert_eq!(
+            serde_json::to_value(&config.tracing).unwrap(),
+            proxy["tracing"],
+            "{context}"
+        );
+        assert_eq!(
+            json!(config.image_pull_secrets),
+            proxy.get("imagePullSecrets").cloned().unwrap_or(json!([])),
+            "{context}"
+        );
         assert_eq!(
             serde_json::to_value(&config.resources).unwrap(),
             proxy["resources"]

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 use strait_control_plane::inject::config::{InjectorConfig, Ipv6};
+use strait_control_plane::inject::pod_settings::worker_threads;
 use strait_control_plane::inject::{
     INIT_CONTAINER, INJECTED, PATH_NAMESPACE, PATH_POD, PROXIED, PROXY_CONTAINER,
     PROXY_INBOUND_PORT, TOKEN_DIR, TOKEN_VOLUME,
@@ -192,6 +193,21 @@ fn check_injected(original: &Value, pod: &Pod, config: &InjectorConfig, anchors_
         (
             "STRAIT_ADMIN_ADDR",
             json!(listen("0.0.0.0", "::", config.ports.admin)),
+        ),
+        (
+            "STRAIT_THREADS",
+            json!(worker_threads(&config.resources).to_string()),
+        ),
+        (
+            "STRAIT_OPAQUE_PORTS",
+            json!(
+                config
+                    .opaque_ports
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         ),
     ]
     .into_iter()
@@ -493,12 +509,12 @@ async fn skip_port_annotations_are_honoured_and_bad_entries_become_warnings() {
         .await;
     let response = allowed(status, &answer, "skip");
     let warnings: Vec<String> = serde_json::from_value(response["warnings"].clone()).unwrap();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 1, "one per annotation: {warnings:?}");
     assert!(
-        warnings[0].contains("strait.dev/skip-outbound-ports") && warnings[0].contains("\"redis\""),
+        warnings[0].contains("strait.dev/skip-outbound-ports")
+            && warnings[0].contains("\"redis,99999\""),
         "{warnings:?}"
     );
-    assert!(warnings[1].contains("\"99999\""), "{warnings:?}");
     let patched = apply(&pod, &answer);
     check_injected(
         &pod,

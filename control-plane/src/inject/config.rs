@@ -13,6 +13,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use strait_identity::SpiffeId;
 
+use super::pod_settings::{check_collector, check_log_filter, check_sample_ratio};
+use super::quantity::Quantity;
+
 /// The proxy image the chart of this version deploys.
 pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/strait-mesh/strait-proxy:",
@@ -119,20 +122,46 @@ impl Default for Resources {
         };
         // Sized from the benchmark: see the chart's `proxy.resources` (values.yaml) for how.
         Self {
-            requests: map(&[("cpu", "10m"), ("memory", "32Mi")]),
+            requests: map(&[("cpu", "100m"), ("memory", "32Mi")]),
             limits: map(&[("memory", "128Mi")]),
         }
     }
 }
 
+/// Tracing of injected proxies (OTLP/gRPC export of spans).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Tracing {
+    /// Whether proxies export spans; needs `collector`. Pods override it with
+    /// `strait.dev/tracing`.
+    pub enabled: bool,
+    /// The OTLP/gRPC collector, e.g. `http://otel-collector.observability:4317`.
+    pub collector: String,
+    /// Share of requests started in the mesh that are traced, 0 to 1.
+    pub sample_ratio: f64,
+}
+
+impl Default for Tracing {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            collector: String::new(),
+            sample_ratio: 0.01,
+        }
+    }
+}
+
 /// What the injector puts into a pod.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct InjectorConfig {
     /// The proxy image, used for both the init container and the proxy.
     pub image: String,
     /// Pull policy of that image.
     pub image_pull_policy: PullPolicy,
+    /// Secrets (in each pod's namespace) the kubelet pulls that image with, added to every
+    /// injected pod's `imagePullSecrets`.
+    pub image_pull_secrets: Vec<String>,
     /// The control plane's gRPC address (`host:port`) as pods reach it.
     pub control_plane_address: String,
     /// The identity the control plane must prove to the proxy.
@@ -156,6 +185,10 @@ pub struct InjectorConfig {
     pub skip_inbound_ports: Vec<NonZeroU16>,
     /// Outbound destination ports never redirected to the proxy.
     pub skip_outbound_ports: Vec<NonZeroU16>,
+    /// Ports relayed as opaque TCP without protocol detection (`STRAIT_OPAQUE_PORTS`).
+    pub opaque_ports: Vec<NonZeroU16>,
+    /// Span export.
+    pub tracing: Tracing,
     /// Inject the proxy as a native sidecar (an init container with `restartPolicy: Always`,
     /// Kubernetes 1.29+), so it starts before and stops after the app.
     pub native_sidecar: bool,
@@ -173,6 +206,7 @@ impl Default for InjectorConfig {
         Self {
             image: DEFAULT_IMAGE.into(),
             image_pull_policy: PullPolicy::IfNotPresent,
+            image_pull_secrets: Vec::new(),
             control_plane_address: "strait-control-plane.strait-system.svc.cluster.local:8090"
                 .into(),
             control_plane_identity:
@@ -186,6 +220,11 @@ impl Default for InjectorConfig {
             ipv6: Ipv6::Auto,
             skip_inbound_ports: Vec::new(),
             skip_outbound_ports: Vec::new(),
+            opaque_ports: strait_proto::defaults::OPAQUE_PORTS
+                .split(',')
+                .map(|p| p.parse().expect("the default opaque ports are ports"))
+                .collect(),
+            tracing: Tracing::default(),
             native_sidecar: true,
             resources: Resources::default(),
             token_audience: "strait.dev/identity".into(),
@@ -313,12 +352,50 @@ impl InjectorConfig {
                 ),
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .map_err(|e| ("logLevel", format!("{:?}: {e}", self.log_level)))?;
-        for (name, quantity) in self.resources.requests.iter().chain(&self.resources.limits) {
-            if quantity.trim().is_empty() {
-                return Err(("resources", format!("{name} has an empty quantity")));
+        check_log_filter(&self.log_level)
+            .map_err(|e| ("logLevel", format!("{:?} {e}", self.log_level)))?;
+        for (section, map) in [
+            ("resources.requests", &self.resources.requests),
+            ("resources.limits", &self.resources.limits),
+        ] {
+            for (name, quantity) in map {
+                Quantity::parse(quantity)
+                    .map_err(|e| (section, format!("{name}: {quantity:?} is {e}")))?;
             }
+        }
+        for name in ["cpu", "memory"] {
+            let quantity = |map: &BTreeMap<String, String>| {
+                map.get(name).and_then(|q| Quantity::parse(q).ok())
+            };
+            if let (Some(request), Some(limit)) = (
+                quantity(&self.resources.requests),
+                quantity(&self.resources.limits),
+            ) && request > limit
+            {
+                return Err((
+                    "resources",
+                    format!("the {name} request is above its limit, which the API server refuses"),
+                ));
+            }
+        }
+        check_sample_ratio(self.tracing.sample_ratio).map_err(|e| {
+            (
+                "tracing.sampleRatio",
+                format!("{} {e}", self.tracing.sample_ratio),
+            )
+        })?;
+        if !self.tracing.collector.is_empty() {
+            check_collector(&self.tracing.collector).map_err(|e| {
+                (
+                    "tracing.collector",
+                    format!("{:?} {e}", self.tracing.collector),
+                )
+            })?;
+        } else if self.tracing.enabled {
+            return Err((
+                "tracing.collector",
+                "tracing is enabled but no collector is set".into(),
+            ));
         }
         if self.token_audience.is_empty() {
             return Err(("tokenAudience", "must not be empty".into()));
@@ -432,6 +509,21 @@ mod tests {
         assert!(e.contains("field logLevel"), "{e}");
         let e = error("ipv6: on\n");
         assert!(e.contains("field ipv6"), "{e}");
+        let e = error("resources: {limits: {memory: lots}}\n");
+        assert!(
+            e.contains("field resources.limits") && e.contains("lots"),
+            "{e}"
+        );
+        let e = error("resources: {requests: {memory: 256Mi}, limits: {memory: 128Mi}}\n");
+        assert!(e.contains("field resources") && e.contains("above"), "{e}");
+        let e = error("tracing: {enabled: true}\n");
+        assert!(e.contains("field tracing.collector"), "{e}");
+        let e = error("tracing: {collector: \"otel:4317\"}\n");
+        assert!(e.contains("field tracing.collector"), "{e}");
+        let e = error("tracing: {sampleRatio: 1.5}\n");
+        assert!(e.contains("field tracing.sampleRatio"), "{e}");
+        let e = error("opaquePorts: [0]\n");
+        assert!(e.contains("field opaquePorts[0]"), "{e}");
         let e = error("image: [unclosed\n");
         assert!(e.contains("invalid YAML"), "{e}");
     }

@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod patch;
+pub mod pod_settings;
+pub mod quantity;
 pub mod review;
 pub mod review_permits;
 pub mod server;
@@ -25,6 +27,28 @@ pub const PROXY_INBOUND_PORT: &str = "strait.dev/proxy-inbound-port";
 pub const SKIP_INBOUND_PORTS: &str = "strait.dev/skip-inbound-ports";
 /// Pod annotation: extra comma-separated outbound destination ports iptables leaves alone.
 pub const SKIP_OUTBOUND_PORTS: &str = "strait.dev/skip-outbound-ports";
+/// Pod annotation: the proxy container's CPU request (a Kubernetes quantity, e.g. `200m`).
+pub const PROXY_CPU_REQUEST: &str = "strait.dev/proxy-cpu-request";
+/// Pod annotation: the proxy container's CPU limit; also sets its worker threads.
+pub const PROXY_CPU_LIMIT: &str = "strait.dev/proxy-cpu-limit";
+/// Pod annotation: the proxy container's memory request (e.g. `64Mi`).
+pub const PROXY_MEMORY_REQUEST: &str = "strait.dev/proxy-memory-request";
+/// Pod annotation: the proxy container's memory limit, which the proxy plans its caps from.
+pub const PROXY_MEMORY_LIMIT: &str = "strait.dev/proxy-memory-limit";
+/// Pod annotation: the proxy's runtime worker threads (`STRAIT_THREADS`), 1 to
+/// [`pod_settings::MAX_THREADS`]; unset, derived from the CPU limit or request.
+pub const PROXY_THREADS: &str = "strait.dev/proxy-threads";
+/// Pod annotation: the proxy's log filter (`tracing` syntax).
+pub const PROXY_LOG_LEVEL: &str = "strait.dev/proxy-log-level";
+/// Pod annotation: comma-separated ports relayed as opaque TCP without protocol detection;
+/// replaces the chart's `proxy.opaquePorts` for the pod.
+pub const OPAQUE_PORTS: &str = "strait.dev/opaque-ports";
+/// Pod annotation: `enabled` or `disabled`, overriding the chart's `proxy.tracing.enabled`.
+pub const TRACING: &str = "strait.dev/tracing";
+/// Pod annotation: the OTLP/gRPC collector the proxy exports spans to (`http://host:4317`).
+pub const TRACE_COLLECTOR: &str = "strait.dev/trace-collector";
+/// Pod annotation: the share of requests started in the mesh that are traced, 0 to 1.
+pub const TRACE_SAMPLE_RATIO: &str = "strait.dev/trace-sample-ratio";
 /// Pod label the injector adds, so the Kubernetes source knows the pod is meshed.
 pub const PROXIED: &str = "strait.dev/proxied";
 /// The proxy container's name; a pod that has one is already injected.

@@ -1,8 +1,9 @@
 //! The injection decision and the JSONPatch that carries it out: a pure function of the pod,
 //! whether its namespace asked for the mesh, the proxy defaults and the trust anchors.
 //!
-//! Nothing here does I/O or fails on what a user wrote: a bad skip-port annotation entry is
-//! left out and reported as a warning, never a reason to refuse the pod.
+//! Nothing here does I/O or fails on what a user wrote: what the pod's annotations change is
+//! decided by [`super::pod_settings`], where an unusable annotation keeps its default and
+//! becomes a warning, never a reason to refuse the pod.
 //!
 //! Longer than 500 lines because its unit tests live beside the decision they specify (about
 //! 500 lines of code: the one patch, container by container).
@@ -14,17 +15,19 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    LocalObjectReference, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::config::{InboundMode, InjectorConfig, Ipv6, LogFormat, PullPolicy};
+use super::pod_settings::{PodSettings, pod_settings};
 use super::{
     ADMIN_PORT_NAME, INBOUND_PORT_NAME, INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER,
-    PROXY_INBOUND_PORT, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TOKEN_DIR, TOKEN_VOLUME,
+    PROXY_INBOUND_PORT, TOKEN_DIR, TOKEN_VOLUME,
 };
 
 /// The control plane version, written into `strait.dev/injected`.
@@ -118,24 +121,14 @@ pub fn inject(
         return Ok(Outcome::HostNetwork);
     }
 
-    let mut warnings = Vec::new();
     let annotation = |name: &str| meta.annotations.as_ref().and_then(|a| a.get(name));
-    // The admin port needs no entry: `init` never redirects it (`--admin-port`).
-    let mut skip_inbound = config.skip_inbound_ports.clone();
-    skip_inbound.extend(parse_ports(
-        SKIP_INBOUND_PORTS,
-        annotation(SKIP_INBOUND_PORTS),
-        &mut warnings,
-    ));
-    let mut skip_outbound = config.skip_outbound_ports.clone();
-    skip_outbound.extend(parse_ports(
-        SKIP_OUTBOUND_PORTS,
-        annotation(SKIP_OUTBOUND_PORTS),
-        &mut warnings,
-    ));
-
-    let init = init_container(config, &skip_inbound, &skip_outbound);
-    let proxy = proxy_container(config, anchors_pem);
+    let (settings, warnings) = pod_settings(
+        meta.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+        config,
+    );
+    // The admin port needs no skip entry: `init` never redirects it (`--admin-port`).
+    let init = init_container(config, &settings);
+    let proxy = proxy_container(config, &settings, anchors_pem);
     let init = encode("init container", &init)?;
     let proxy = encode("proxy container", &proxy)?;
     let volume = encode("token volume", &token_volume(config))?;
@@ -168,6 +161,7 @@ pub fn inject(
         BTreeMap::from([(PROXIED.to_owned(), "true".to_owned())]),
     );
 
+    add_pull_secrets(&mut ops, spec.image_pull_secrets.as_deref(), config);
     match &spec.volumes {
         Some(_) => ops.push(add(&["spec", "volumes", "-"], volume)),
         None => ops.push(add(&["spec", "volumes"], Value::Array(vec![volume]))),
@@ -195,6 +189,31 @@ pub fn inject(
         patch: Patch(ops),
         warnings,
     })
+}
+
+/// Adds the proxy image's pull secrets (`imagePullSecrets`) the pod does not list yet: the
+/// kubelet pulls the init container and the proxy with the pod's secrets.
+fn add_pull_secrets(
+    ops: &mut Vec<PatchOperation>,
+    existing: Option<&[LocalObjectReference]>,
+    config: &InjectorConfig,
+) {
+    let listed = |name: &String| existing.into_iter().flatten().any(|r| &r.name == name);
+    let mut missing: Vec<Value> = Vec::new();
+    for name in &config.image_pull_secrets {
+        if !listed(name) && !missing.iter().any(|m| m["name"] == name.as_str()) {
+            missing.push(serde_json::json!({ "name": name }));
+        }
+    }
+    match existing {
+        _ if missing.is_empty() => {}
+        Some(_) => {
+            for secret in missing {
+                ops.push(add(&["spec", "imagePullSecrets", "-"], secret));
+            }
+        }
+        None => ops.push(add(&["spec", "imagePullSecrets"], Value::Array(missing))),
+    }
 }
 
 fn encode(what: &'static str, value: &impl serde::Serialize) -> Result<Value, InjectError> {
@@ -229,24 +248,6 @@ fn add_entries(
     }
 }
 
-/// Parses a comma-separated port list from annotation `name`; entries that are not ports are
-/// left out with a warning.
-fn parse_ports(name: &str, value: Option<&String>, warnings: &mut Vec<String>) -> Vec<NonZeroU16> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let mut ports = Vec::new();
-    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match entry.parse::<NonZeroU16>() {
-            Ok(port) => ports.push(port),
-            Err(_) => warnings.push(format!(
-                "strait.dev injector: annotation {name}: {entry:?} is not a port number (1-65535); ignored"
-            )),
-        }
-    }
-    ports
-}
-
 fn port_list(ports: &[NonZeroU16]) -> String {
     let mut seen = Vec::new();
     for port in ports {
@@ -269,7 +270,7 @@ fn pull_policy(config: &InjectorConfig) -> String {
     .to_owned()
 }
 
-fn resources(config: &InjectorConfig) -> ResourceRequirements {
+fn resources(settings: &PodSettings) -> ResourceRequirements {
     let quantities = |map: &BTreeMap<String, String>| {
         (!map.is_empty()).then(|| {
             map.iter()
@@ -278,18 +279,14 @@ fn resources(config: &InjectorConfig) -> ResourceRequirements {
         })
     };
     ResourceRequirements {
-        requests: quantities(&config.resources.requests),
-        limits: quantities(&config.resources.limits),
+        requests: quantities(&settings.resources.requests),
+        limits: quantities(&settings.resources.limits),
         ..Default::default()
     }
 }
 
 /// The init container that installs the iptables redirection in the pod's network namespace.
-fn init_container(
-    config: &InjectorConfig,
-    skip_inbound: &[NonZeroU16],
-    skip_outbound: &[NonZeroU16],
-) -> Container {
+fn init_container(config: &InjectorConfig, settings: &PodSettings) -> Container {
     let mut args = vec![
         "init".to_owned(),
         "--proxy-uid".to_owned(),
@@ -304,8 +301,8 @@ fn init_container(
         init_ipv6(config.ipv6).to_owned(),
     ];
     for (flag, ports) in [
-        ("--skip-inbound-ports", skip_inbound),
-        ("--skip-outbound-ports", skip_outbound),
+        ("--skip-inbound-ports", &settings.skip_inbound_ports),
+        ("--skip-outbound-ports", &settings.skip_outbound_ports),
     ] {
         if !ports.is_empty() {
             args.push(flag.to_owned());
@@ -317,7 +314,7 @@ fn init_container(
         image: Some(config.image.clone()),
         image_pull_policy: Some(pull_policy(config)),
         args: Some(args),
-        resources: Some(resources(config)),
+        resources: Some(resources(settings)),
         security_context: Some(SecurityContext {
             // iptables needs root and these two capabilities; nothing else.
             run_as_user: Some(0),
@@ -363,7 +360,7 @@ fn listen(ipv4: &str, ipv6: &str, port: NonZeroU16, family: Ipv6) -> String {
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.into()),
@@ -397,7 +394,11 @@ fn http_probe(path: &str, port: NonZeroU16) -> Probe {
 }
 
 /// The proxy: a native sidecar (init container, `restartPolicy: Always`) or a plain container.
-fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
+fn proxy_container(
+    config: &InjectorConfig,
+    settings: &PodSettings,
+    anchors_pem: &str,
+) -> Container {
     let ports = &config.ports;
     // The outbound listener is on loopback only: iptables redirects the pod's own connections
     // there, and one reachable at the pod's address would let other pods send traffic out
@@ -412,26 +413,43 @@ fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
         LogFormat::Text => "text",
         LogFormat::Json => "json",
     };
-    let env = vec![
-        env("STRAIT_MODE", "pod"),
-        env("STRAIT_CONTROL_PLANE", &config.control_plane_address),
-        env(
+    let mut env = vec![
+        env_var("STRAIT_MODE", "pod"),
+        env_var("STRAIT_CONTROL_PLANE", &config.control_plane_address),
+        env_var(
             "STRAIT_CONTROL_PLANE_IDENTITY",
             &config.control_plane_identity,
         ),
-        env("STRAIT_TRUST_DOMAIN", &config.trust_domain),
-        env("STRAIT_TRUST_ANCHORS_PEM", anchors_pem),
+        env_var("STRAIT_TRUST_DOMAIN", &config.trust_domain),
+        env_var("STRAIT_TRUST_ANCHORS_PEM", anchors_pem),
         env_field("STRAIT_NAMESPACE", "metadata.namespace"),
         env_field("STRAIT_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         env_field("STRAIT_WORKLOAD", "metadata.name"),
-        env("STRAIT_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
-        env("STRAIT_INBOUND_MODE", inbound_mode),
-        env("STRAIT_LOG", &config.log_level),
-        env("STRAIT_LOG_FORMAT", log_format),
-        env("STRAIT_OUTBOUND_ADDR", loopback(ports.outbound)),
-        env("STRAIT_INBOUND_ADDR", every_address(ports.inbound)),
-        env("STRAIT_ADMIN_ADDR", every_address(ports.admin)),
+        env_var("STRAIT_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+        env_var("STRAIT_INBOUND_MODE", inbound_mode),
+        env_var("STRAIT_LOG", &settings.log_level),
+        env_var("STRAIT_LOG_FORMAT", log_format),
+        env_var("STRAIT_OUTBOUND_ADDR", loopback(ports.outbound)),
+        env_var("STRAIT_INBOUND_ADDR", every_address(ports.inbound)),
+        env_var("STRAIT_ADMIN_ADDR", every_address(ports.admin)),
+        env_var("STRAIT_THREADS", settings.threads.to_string()),
+        // The flag needs a value: with no opaque port, port 0, which no connection has.
+        env_var(
+            "STRAIT_OPAQUE_PORTS",
+            if settings.opaque_ports.is_empty() {
+                "0".to_owned()
+            } else {
+                port_list(&settings.opaque_ports)
+            },
+        ),
     ];
+    if let Some(tracing) = &settings.tracing {
+        env.push(env_var("STRAIT_TRACE_COLLECTOR", &tracing.collector));
+        env.push(env_var(
+            "STRAIT_TRACE_SAMPLE_RATIO",
+            tracing.sample_ratio.to_string(),
+        ));
+    }
     let container_port = |name: &str, port: NonZeroU16| ContainerPort {
         name: Some(name.to_owned()),
         container_port: i32::from(port.get()),
@@ -458,7 +476,7 @@ fn proxy_container(config: &InjectorConfig, anchors_pem: &str) -> Container {
             ..http_probe("/ready", ports.admin)
         }),
         restart_policy: native.then(|| "Always".to_owned()),
-        resources: Some(resources(config)),
+        resources: Some(resources(settings)),
         security_context: Some(SecurityContext {
             run_as_user: Some(config.proxy_uid),
             run_as_non_root: Some(true),
@@ -641,9 +659,16 @@ mod tests {
         let Outcome::Injected { warnings, .. } = &outcome else {
             panic!("{outcome:?}")
         };
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("\"http\""), "{warnings:?}");
-        assert!(warnings[1].contains("\"70000\""), "{warnings:?}");
+        assert_eq!(
+            warnings.len(),
+            1,
+            "one warning per annotation: {warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("strait.dev/skip-inbound-ports")
+                && warnings[0].contains("\"http,70000\""),
+            "{warnings:?}"
+        );
         let args = init_args(&patched(&original, &outcome));
         assert_eq!(
             args[11..],
@@ -778,5 +803,195 @@ mod tests {
             inject(&pod, false, &config, ANCHORS).unwrap(),
             Outcome::Injected { .. }
         ));
+    }
+
+    fn proxy_container_of(pod: &Pod) -> Container {
+        let spec = pod.spec.as_ref().unwrap();
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .find(|c| c.name == PROXY_CONTAINER)
+            .cloned()
+            .unwrap()
+    }
+
+    fn injected_with(annotations: Value, config: &InjectorConfig) -> (Pod, Vec<String>) {
+        let mut annotations = annotations;
+        annotations["strait.dev/inject"] = Value::from("enabled");
+        let original = app_pod(annotations);
+        let outcome = inject(&original, false, config, ANCHORS).unwrap();
+        let Outcome::Injected { warnings, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        (patched(&original, &outcome), warnings.clone())
+    }
+
+    #[test]
+    fn by_default_the_proxy_gets_one_thread_and_the_default_opaque_ports() {
+        let pod = injected(&InjectorConfig::default());
+        let env = proxy_env(&pod);
+        assert_eq!(env["STRAIT_THREADS"], "1");
+        assert_eq!(
+            env["STRAIT_OPAQUE_PORTS"],
+            strait_proto::defaults::OPAQUE_PORTS
+        );
+        assert!(!env.contains_key("STRAIT_TRACE_COLLECTOR"), "{env:?}");
+    }
+
+    #[test]
+    fn the_proxys_threads_and_resources_follow_its_cpu_annotations() {
+        let (pod, warnings) = injected_with(
+            serde_json::json!({
+                "strait.dev/proxy-cpu-request": "500m",
+                "strait.dev/proxy-cpu-limit": "1500m",
+                "strait.dev/proxy-memory-limit": "256Mi",
+            }),
+            &InjectorConfig::default(),
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(proxy_env(&pod)["STRAIT_THREADS"], "2");
+        let resources = proxy_container_of(&pod).resources.unwrap();
+        let limits = resources.limits.unwrap();
+        assert_eq!(limits["cpu"].0, "1500m");
+        assert_eq!(limits["memory"].0, "256Mi");
+        assert_eq!(resources.requests.unwrap()["cpu"].0, "500m");
+        let (pod, _) = injected_with(
+            serde_json::json!({"strait.dev/proxy-cpu-limit": "4", "strait.dev/proxy-threads": "2"}),
+            &InjectorConfig::default(),
+        );
+        assert_eq!(
+            proxy_env(&pod)["STRAIT_THREADS"],
+            "2",
+            "the annotation wins"
+        );
+    }
+
+    #[test]
+    fn the_chart_cpu_limit_sets_the_threads_of_every_pod() {
+        let mut config = InjectorConfig::default();
+        config.resources.limits.insert("cpu".into(), "2".into());
+        assert_eq!(proxy_env(&injected(&config))["STRAIT_THREADS"], "2");
+    }
+
+    #[test]
+    fn log_level_opaque_ports_and_tracing_annotations_reach_the_proxy() {
+        let (pod, warnings) = injected_with(
+            serde_json::json!({
+                "strait.dev/proxy-log-level": "debug",
+                "strait.dev/opaque-ports": "7000,7001",
+                "strait.dev/tracing": "enabled",
+                "strait.dev/trace-collector": "http://otel.observability:4317",
+                "strait.dev/trace-sample-ratio": "0.25",
+            }),
+            &InjectorConfig::default(),
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let env = proxy_env(&pod);
+        assert_eq!(env["STRAIT_LOG"], "debug");
+        assert_eq!(env["STRAIT_OPAQUE_PORTS"], "7000,7001");
+        assert_eq!(
+            env["STRAIT_TRACE_COLLECTOR"],
+            "http://otel.observability:4317"
+        );
+        assert_eq!(env["STRAIT_TRACE_SAMPLE_RATIO"], "0.25");
+    }
+
+    #[test]
+    fn an_empty_opaque_ports_annotation_leaves_every_port_to_detection() {
+        let (pod, _) = injected_with(
+            serde_json::json!({"strait.dev/opaque-ports": ""}),
+            &InjectorConfig::default(),
+        );
+        // The proxy's flag needs a value; no connection has destination port 0.
+        assert_eq!(proxy_env(&pod)["STRAIT_OPAQUE_PORTS"], "0");
+    }
+
+    #[test]
+    fn bad_annotations_inject_the_defaults_and_warn_naming_each() {
+        let (pod, warnings) = injected_with(
+            serde_json::json!({
+                "strait.dev/proxy-memory-limit": "128MB",
+                "strait.dev/proxy-threads": "many",
+                "strait.dev/proxy-log-level": "strait=loud",
+                "strait.dev/trace-collector": "not a url",
+            }),
+            &InjectorConfig::default(),
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for name in [
+            "strait.dev/proxy-memory-limit",
+            "strait.dev/proxy-threads",
+            "strait.dev/proxy-log-level",
+            "strait.dev/trace-collector",
+        ] {
+            assert!(
+                warnings.iter().any(|w| w.contains(name)),
+                "{name}: {warnings:?}"
+            );
+        }
+        let env = proxy_env(&pod);
+        assert_eq!(env["STRAIT_THREADS"], "1");
+        assert_eq!(env["STRAIT_LOG"], "info");
+        assert!(!env.contains_key("STRAIT_TRACE_COLLECTOR"));
+        let limits = proxy_container_of(&pod).resources.unwrap().limits.unwrap();
+        assert_eq!(limits["memory"].0, "128Mi");
+    }
+
+    #[test]
+    fn every_container_the_injector_adds_runs_with_the_runtime_default_seccomp_profile() {
+        for native_sidecar in [true, false] {
+            let config = InjectorConfig {
+                native_sidecar,
+                ..Default::default()
+            };
+            let pod = injected(&config);
+            let spec = pod.spec.as_ref().unwrap();
+            let added: Vec<&Container> = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .filter(|c| c.name == PROXY_CONTAINER || c.name == INIT_CONTAINER)
+                .collect();
+            assert_eq!(added.len(), 2);
+            for container in added {
+                let profile = container
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.seccomp_profile.as_ref())
+                    .unwrap_or_else(|| panic!("{} has no seccomp profile", container.name));
+                assert_eq!(profile.type_, "RuntimeDefault", "{}", container.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_proxy_images_pull_secrets_are_added_once_to_the_pod() {
+        let config = InjectorConfig {
+            image_pull_secrets: vec!["registry".into(), "mirror".into()],
+            ..Default::default()
+        };
+        let pull_secrets = |pod: &Pod| -> Vec<String> {
+            pod.spec
+                .as_ref()
+                .unwrap()
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect()
+        };
+        assert_eq!(pull_secrets(&injected(&config)), ["registry", "mirror"]);
+        let mut original = app_pod(serde_json::json!({"strait.dev/inject": "enabled"}));
+        original.spec.as_mut().unwrap().image_pull_secrets = Some(vec![LocalObjectReference {
+            name: "mirror".into(),
+        }]);
+        let pod = patched(
+            &original,
+            &inject(&original, false, &config, ANCHORS).unwrap(),
+        );
+        assert_eq!(pull_secrets(&pod), ["mirror", "registry"]);
+        assert!(pull_secrets(&injected(&InjectorConfig::default())).is_empty());
     }
 }

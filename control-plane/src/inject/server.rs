@@ -96,7 +96,13 @@ pub async fn start(
         "strait_injector_requests_total",
         "Admission reviews answered by the injector, by result."
     );
-    for result in ["injected", "skipped", "already-injected", "error"] {
+    for result in [
+        "injected",
+        "skipped",
+        "skipped-host-network",
+        "already-injected",
+        "error",
+    ] {
         metrics::counter!("strait_injector_requests_total", "result" => result).absolute(0);
     }
     metrics::describe_counter!(

@@ -77,6 +77,12 @@ pub const RETRY_BUFFER_BYTES: usize = 64 * 1024;
 /// `--inbound-mode`: for ports the control plane says nothing about (as `MeshConfig`'s
 /// `inboundMode`, whose unset value is the proto's zero, `Permissive`).
 pub const INBOUND_MODE: &str = "permissive";
+/// `--opaque-ports` (and the chart's `proxy.opaquePorts`): destination ports relayed as opaque
+/// TCP without protocol detection when the control plane declares no protocol. Linkerd's list:
+/// servers that speak first (SMTP 25 and 587, MySQL 3306, Galera 4444, PostgreSQL 5432, Redis
+/// 6379, Elasticsearch transport 9300) would stall each client for the detection timeout, and
+/// memcached's (11211) clients send nothing detection can read.
+pub const OPAQUE_PORTS: &str = "25,587,3306,4444,5432,6379,9300,11211";
 
 // ---- Control plane flags ---------------------------------------------------------------------
 
@@ -103,6 +109,18 @@ mod tests {
         ] {
             assert!(crate::duration::parse(text).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_opaque_ports_default_is_a_list_of_ports() {
+        let ports: Vec<u16> = OPAQUE_PORTS
+            .split(',')
+            .map(|p| p.parse().expect("a port"))
+            .collect();
+        assert!(
+            ports.iter().all(|p| *p > 0) && ports.contains(&5432),
+            "{ports:?}"
+        );
     }
 
     #[test]
