@@ -9,6 +9,10 @@
 //! installed does. Tests change objects with [`FakeApi::apply`] and [`FakeApi::delete`] and read
 //! what the control plane sent with [`FakeApi::events`] and [`FakeApi::token_reviews`].
 //!
+//! Namespaced reads (one object, or a list by label selector) and the pods' `portforward`
+//! subresource, which the CLI's `deploy/`, `pod/` and `svc/` targets use, live in
+//! `kube_api/namespaced.rs` and `kube_api/portforward.rs`.
+//!
 //! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events) kept in one place.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +34,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::snapshot::TempDir;
+
+mod namespaced;
+mod portforward;
+
+pub use namespaced::DEPLOYMENTS;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -139,6 +148,10 @@ struct State {
     token_reviews: Vec<Value>,
     events: Vec<Value>,
     requests: Vec<String>,
+    /// Resources (`deployments`, `pods/portforward`) RBAC refuses (`namespaced.rs`).
+    forbidden: BTreeSet<String>,
+    /// Where port-forwards to (namespace, pod, port) land (`portforward.rs`).
+    pod_ports: BTreeMap<(String, String, u16), SocketAddr>,
 }
 
 /// The running fake API server.
@@ -222,7 +235,7 @@ impl FakeApi {
                         async move { Ok::<_, Infallible>(handle(&state, &bearer, request).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -388,7 +401,11 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     )
 }
 
-async fn handle(state: &Mutex<State>, bearer: &str, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: &Arc<Mutex<State>>,
+    bearer: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     state.lock().expect("state lock").requests.push(format!(
         "{} {}",
@@ -407,6 +424,10 @@ async fn handle(state: &Mutex<State>, bearer: &str, request: Request<Incoming>) 
     if !authorized {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
+    let request = match namespaced::handle(state, request) {
+        Ok(response) => return response,
+        Err(request) => *request,
+    };
     let method = request.method().clone();
     if let Some(collection) = ALL.iter().find(|c| c.path == path) {
         if method != Method::GET {
