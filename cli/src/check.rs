@@ -2,7 +2,6 @@
 //! certificates valid for long enough, and are the proxies connected and in sync. Each check
 //! is a line; any failure makes the command exit non-zero.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,21 +13,22 @@ use strait_identity::bundle::TrustBundle;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::http_get::get;
+use crate::http_get::get_from;
+use crate::target::Endpoint;
 
 /// What to check.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CheckOptions {
     /// The control plane's gRPC address.
     pub control_plane: Option<String>,
-    /// The control plane's admin address.
-    pub control_plane_admin: Option<SocketAddr>,
+    /// The control plane's admin endpoint.
+    pub control_plane_admin: Option<Endpoint>,
     /// Trust anchors to verify the control plane with.
     pub trust_anchors: Option<PathBuf>,
     /// The identity the control plane must prove.
     pub control_plane_identity: String,
-    /// Proxies' admin addresses.
-    pub proxies: Vec<SocketAddr>,
+    /// Proxies' admin endpoints.
+    pub proxies: Vec<Endpoint>,
     /// Certificates expiring sooner than this fail the check.
     pub min_validity: Duration,
 }
@@ -75,8 +75,8 @@ pub async fn run(options: &CheckOptions) -> Vec<CheckResult> {
     if let Some(addr) = &options.control_plane {
         results.push(control_plane_tls(addr, options).await);
     }
-    if let Some(admin) = options.control_plane_admin {
-        match get(admin, "/proxies", Duration::from_secs(5)).await {
+    if let Some(admin) = &options.control_plane_admin {
+        match get_from(admin, "/proxies", Duration::from_secs(5)).await {
             Ok(body) => {
                 let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
                 results.push(result(
@@ -90,7 +90,7 @@ pub async fn run(options: &CheckOptions) -> Vec<CheckResult> {
         }
     }
     for proxy in &options.proxies {
-        results.extend(check_proxy(*proxy, options, versions.as_deref()).await);
+        results.extend(check_proxy(proxy, options, versions.as_deref()).await);
     }
     results
 }
@@ -174,12 +174,12 @@ async fn control_plane_tls(addr: &str, options: &CheckOptions) -> CheckResult {
 }
 
 async fn check_proxy(
-    proxy: SocketAddr,
+    proxy: &Endpoint,
     options: &CheckOptions,
     versions: Option<&[serde_json::Value]>,
 ) -> Vec<CheckResult> {
     let name = |what: &str| format!("proxy {proxy} {what}");
-    let status = match get(proxy, "/status", Duration::from_secs(5)).await {
+    let status = match get_from(proxy, "/status", Duration::from_secs(5)).await {
         Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
             Ok(status) => status,
             Err(error) => {

@@ -1,91 +1,28 @@
 //! `strait`: the operator CLI.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use strait_cli::args::{Cli, Command, Output};
+use strait_cli::target::{Endpoint, KubeOptions, Resolver, Role, Target};
 use strait_cli::{check, http_get, proxy_config, stat};
-
-/// Operate a Strait mesh: check its health, read its golden signals, validate configuration,
-/// inspect a proxy.
-#[derive(Parser)]
-#[command(name = "strait", version, about)]
-struct Cli {
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "table", global = true)]
-    output: Output,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    /// Aligned columns.
-    Table,
-    /// JSON, for scripts.
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Check the control plane, the proxies' certificates and their sync; non-zero on failure.
-    Check {
-        /// Control plane gRPC address (host:port).
-        #[arg(long, env = "STRAIT_CONTROL_PLANE")]
-        control_plane: Option<String>,
-        /// Control plane admin address, to compare the proxies' snapshot versions.
-        #[arg(long, env = "STRAIT_CONTROL_PLANE_ADMIN")]
-        control_plane_admin: Option<SocketAddr>,
-        /// Trust anchors (PEM) to verify the control plane with.
-        #[arg(long, env = "STRAIT_TRUST_ANCHORS")]
-        trust_anchors: Option<PathBuf>,
-        /// The identity the control plane must prove.
-        #[arg(
-            long,
-            default_value = "spiffe://cluster.local/ns/strait-system/sa/strait-control-plane"
-        )]
-        control_plane_identity: String,
-        /// A proxy's admin address (repeatable).
-        #[arg(long = "proxy")]
-        proxies: Vec<SocketAddr>,
-        /// Certificates expiring sooner than this fail the check.
-        #[arg(long, value_parser = strait_control_plane::settings::parse_duration, default_value = "1h")]
-        min_validity: Duration,
-    },
-    /// Golden signals (rate, success, latency, split) from proxies' metrics.
-    Stat {
-        /// A proxy's admin address (repeatable).
-        #[arg(long = "proxy", required = true)]
-        proxies: Vec<SocketAddr>,
-        /// Only services whose name contains this.
-        #[arg(long)]
-        service: Option<String>,
-        /// Time between the two scrapes.
-        #[arg(long, value_parser = strait_control_plane::settings::parse_duration, default_value = "5s")]
-        interval: Duration,
-    },
-    /// Validate a configuration directory; prints every error, non-zero when any.
-    Validate {
-        /// The directory of YAML files.
-        dir: PathBuf,
-    },
-    /// A proxy's current snapshot, readable.
-    ProxyConfig {
-        /// The proxy's admin address.
-        addr: SocketAddr,
-    },
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.output == Output::Json;
+    let mut kube = KubeOptions {
+        kubeconfig: cli.kubeconfig,
+        context: cli.context,
+        namespace: cli.namespace,
+        control_plane_namespace: String::new(),
+    };
     match cli.command {
         Command::Check {
             control_plane,
             control_plane_admin,
+            control_plane_namespace,
             trust_anchors,
             control_plane_identity,
             proxies,
@@ -97,6 +34,19 @@ async fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            kube.control_plane_namespace = control_plane_namespace;
+            let resolver = Resolver::new(kube);
+            let control_plane_admin = match control_plane_admin {
+                Some(target) => match resolver.resolve(&target, Role::ControlPlaneAdmin).await {
+                    Ok(endpoint) => Some(endpoint),
+                    Err(error) => return fail(&error.to_string()),
+                },
+                None => None,
+            };
+            let proxies = match resolve_all(&resolver, &proxies).await {
+                Ok(endpoints) => endpoints,
+                Err(message) => return fail(&message),
+            };
             let results = check::run(&check::CheckOptions {
                 control_plane,
                 control_plane_admin,
@@ -126,41 +76,24 @@ async fn main() -> ExitCode {
             }
         }
         Command::Stat {
+            mut targets,
             proxies,
             service,
             interval,
         } => {
-            let mut before = Vec::new();
-            for proxy in &proxies {
-                match stat::scrape(*proxy).await {
-                    Ok(snapshot) => before.push(snapshot),
-                    Err(error) => return fail(&error.to_string()),
-                }
-            }
-            tokio::time::sleep(interval).await;
-            let mut after = Vec::new();
-            for proxy in &proxies {
-                match stat::scrape(*proxy).await {
-                    Ok(snapshot) => after.push(snapshot),
-                    Err(error) => return fail(&error.to_string()),
-                }
-            }
-            let rows = stat::outbound(
-                &before.iter().collect::<Vec<_>>(),
-                &after.iter().collect::<Vec<_>>(),
-                service.as_deref(),
-            );
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+            targets.extend(proxies);
+            if targets.is_empty() {
+                eprintln!(
+                    "strait stat: no proxy to read; name one or more (HOST:PORT, deploy/NAME, pod/NAME, svc/NAME)"
                 );
-            } else if rows.is_empty() {
-                println!("no outbound requests through these proxies in the last {interval:?}");
-            } else {
-                print!("{}", stat::outbound_table(&rows));
+                return ExitCode::from(2);
             }
-            ExitCode::SUCCESS
+            let resolver = Resolver::new(kube);
+            let endpoints = match resolve_all(&resolver, &targets).await {
+                Ok(endpoints) => endpoints,
+                Err(message) => return fail(&message),
+            };
+            stat_command(&endpoints, service.as_deref(), interval, json).await
         }
         Command::Validate { dir } => match strait_control_plane::config::load(&dir) {
             Ok(model) => {
@@ -191,7 +124,12 @@ async fn main() -> ExitCode {
             }
         },
         Command::ProxyConfig { addr } => {
-            let body = match http_get::get(addr, "/config", Duration::from_secs(5)).await {
+            let endpoint = match Resolver::new(kube).resolve(&addr, Role::Proxy).await {
+                Ok(endpoint) => endpoint,
+                Err(error) => return fail(&error.to_string()),
+            };
+            let body = match http_get::get_from(&endpoint, "/config", Duration::from_secs(5)).await
+            {
                 Ok(body) => body,
                 Err(error) => return fail(&error.to_string()),
             };
@@ -204,10 +142,62 @@ async fn main() -> ExitCode {
                     print!("{}", proxy_config::summary(&snapshot));
                     ExitCode::SUCCESS
                 }
-                Err(error) => fail(&format!("{addr}/config is not a snapshot: {error}")),
+                Err(error) => fail(&format!("{endpoint}/config is not a snapshot: {error}")),
             }
         }
     }
+}
+
+async fn resolve_all(resolver: &Resolver, targets: &[Target]) -> Result<Vec<Endpoint>, String> {
+    let mut endpoints = Vec::with_capacity(targets.len());
+    for target in targets {
+        endpoints.push(
+            resolver
+                .resolve(target, Role::Proxy)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(endpoints)
+}
+
+async fn stat_command(
+    proxies: &[Endpoint],
+    service: Option<&str>,
+    interval: Duration,
+    json: bool,
+) -> ExitCode {
+    let mut before = Vec::new();
+    for proxy in proxies {
+        match stat::scrape_endpoint(proxy).await {
+            Ok(snapshot) => before.push(snapshot),
+            Err(error) => return fail(&error.to_string()),
+        }
+    }
+    tokio::time::sleep(interval).await;
+    let mut after = Vec::new();
+    for proxy in proxies {
+        match stat::scrape_endpoint(proxy).await {
+            Ok(snapshot) => after.push(snapshot),
+            Err(error) => return fail(&error.to_string()),
+        }
+    }
+    let rows = stat::outbound(
+        &before.iter().collect::<Vec<_>>(),
+        &after.iter().collect::<Vec<_>>(),
+        service,
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else if rows.is_empty() {
+        println!("no outbound requests through these proxies in the last {interval:?}");
+    } else {
+        print!("{}", stat::outbound_table(&rows));
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(message: &str) -> ExitCode {

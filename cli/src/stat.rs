@@ -10,7 +10,8 @@ use prometheus_parse::{Sample, Scrape, Value};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::http_get::{GetError, get};
+use crate::http_get::{GetError, get_from};
+use crate::target::Endpoint;
 
 /// One proxy's metrics at one moment.
 pub struct Snapshot {
@@ -20,10 +21,15 @@ pub struct Snapshot {
 
 /// Scrapes `admin`'s `/metrics`.
 pub async fn scrape(admin: SocketAddr) -> Result<Snapshot, GetError> {
-    let text = get(admin, "/metrics", Duration::from_secs(5)).await?;
+    scrape_endpoint(&Endpoint::from(admin)).await
+}
+
+/// Scrapes `/metrics` of `admin`, directly or through a port-forward.
+pub async fn scrape_endpoint(admin: &Endpoint) -> Result<Snapshot, GetError> {
+    let text = get_from(admin, "/metrics", Duration::from_secs(5)).await?;
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).map_err(|e| {
         GetError::Unreachable {
-            addr: admin,
+            addr: admin.to_string(),
             reason: format!("its /metrics does not parse: {e}"),
         }
     })?;

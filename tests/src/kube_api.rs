@@ -14,6 +14,10 @@
 //! kubeconfig's context namespace is `strait-system`, as a control plane's in-cluster
 //! credentials would say.
 //!
+//! Namespaced reads (one object, or a list by label selector) and the pods' `portforward`
+//! subresource, which the CLI's `deploy/`, `pod/` and `svc/` targets use, live in
+//! `kube_api/namespaced.rs` and `kube_api/portforward.rs`.
+//!
 //! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events,
 //! Secrets) kept in one place.
 
@@ -36,6 +40,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::snapshot::TempDir;
+
+mod namespaced;
+mod portforward;
+
+pub use namespaced::DEPLOYMENTS;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -155,6 +164,10 @@ struct State {
     requests: Vec<String>,
     /// A Secret another replica creates just before the next create arrives.
     create_race: Option<Value>,
+    /// Resources (`deployments`, `pods/portforward`) RBAC refuses (`namespaced.rs`).
+    forbidden: BTreeSet<String>,
+    /// Where port-forwards to (namespace, pod, port) land (`portforward.rs`).
+    pod_ports: BTreeMap<(String, String, u16), SocketAddr>,
 }
 
 /// The running fake API server.
@@ -238,7 +251,7 @@ impl FakeApi {
                         async move { Ok::<_, Infallible>(handle(&state, &bearer, request).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -421,7 +434,11 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     )
 }
 
-async fn handle(state: &Mutex<State>, bearer: &str, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: &Arc<Mutex<State>>,
+    bearer: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     state.lock().expect("state lock").requests.push(format!(
         "{} {}",
@@ -440,6 +457,10 @@ async fn handle(state: &Mutex<State>, bearer: &str, request: Request<Incoming>) 
     if !authorized {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
+    let request = match namespaced::handle(state, request) {
+        Ok(response) => return response,
+        Err(request) => *request,
+    };
     let method = request.method().clone();
     if let Some((namespace, name)) = secret_path(&path) {
         let body = if method == Method::POST {

@@ -63,6 +63,9 @@ pub const PROXY_OUTBOUND_PORT: u16 = 4140;
 pub const PROXY_INBOUND_PORT: u16 = 4143;
 /// The proxy's admin listener port.
 pub const PROXY_ADMIN_PORT: u16 = 4191;
+/// The control plane's admin port (`--admin-addr`, the chart's `admin` container port), where
+/// `strait check` reads `/proxies`.
+pub const CONTROL_PLANE_ADMIN_PORT: u16 = 9990;
 
 // ---- Proxy flags (a BackendPolicy overrides the first two per backend) -----------------------
 
