@@ -32,6 +32,7 @@ mod memory_budget;
 mod mtls;
 mod pod_interception;
 mod rotation;
+mod route_filters;
 mod shutdown;
 mod soak;
 mod telemetry;
