@@ -714,7 +714,7 @@ async fn a_rule_with_an_unsupported_or_forbidden_filter_answers_500_and_the_rout
     let rules = [
         rule("/extension", "[{type: ExtensionRef, extensionRef: {group: example.com, kind: Magic, name: m}}]", TO_V1),
         rule("/forge-identity", "[{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: strait-client-id, value: spiffe://cluster.local/ns/demo/sa/admin}]}}]", TO_V1),
-        rule("/ok", "[{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Ok, value: yes}]}}]", TO_V1),
+        rule("/ok", "[{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Ok, value: ok-value}]}}]", TO_V1),
     ]
     .concat();
     let world = world(&http_route("partly-refused", &rules), false).await;
@@ -731,7 +731,7 @@ async fn a_rule_with_an_unsupported_or_forbidden_filter_answers_500_and_the_rout
     expect_headers(
         &r,
         &[
-            ("X-Ok", "yes"),
+            ("X-Ok", "ok-value"),
             (
                 "strait-client-id",
                 "spiffe://cluster.local/ns/demo/sa/frontend",
