@@ -93,7 +93,10 @@ impl ReplayBody {
             // hyper stops reading a body at its `Content-Length` without polling its end, so
             // an inner body at its end counts as read whole (polling it yields nothing).
             let ended = shared.done
-                || shared.inner.as_ref().is_some_and(|inner| inner.is_end_stream());
+                || shared
+                    .inner
+                    .as_ref()
+                    .is_some_and(|inner| inner.is_end_stream());
             ended && !shared.overflowed && shared.error.is_none()
         };
         if complete { self.replay() } else { None }

@@ -180,6 +180,10 @@ struct RawMirrorBackend {
     port: Option<i64>,
 }
 
+/// Resolves a mirror's backendRef (`name`, `namespace`, `port`) to a Service port.
+pub(super) type MirrorTarget<'a> =
+    dyn FnMut(&str, Option<&str>, Option<i64>) -> Result<(ObjectKey, u16), String> + 'a;
+
 /// What a rule's path matches say, for `ReplacePrefixMatch`: the one `PathPrefix` value, or
 /// why there is none.
 pub(super) type PrefixMatch<'a> = Result<&'a str, &'static str>;
@@ -190,11 +194,7 @@ pub(super) fn rule_filters(
     filters: &[serde_json::Value],
     place: FilterPlace,
     prefix: PrefixMatch<'_>,
-    mirror_target: &mut dyn FnMut(
-        &str,
-        Option<&str>,
-        Option<i64>,
-    ) -> Result<(ObjectKey, u16), String>,
+    mirror_target: &mut MirrorTarget<'_>,
 ) -> Result<RouteFilters, Refusal> {
     let mut out = RouteFilters::default();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -557,7 +557,7 @@ fn rewrite(
 fn mirror(
     raw: &serde_json::Value,
     field: &str,
-    target: &mut dyn FnMut(&str, Option<&str>, Option<i64>) -> Result<(ObjectKey, u16), String>,
+    target: &mut MirrorTarget<'_>,
 ) -> Result<Mirror, Refusal> {
     let m: RawMirror = body(raw, field, "requestMirror")?;
     let field = format!("{field}.requestMirror");
