@@ -40,6 +40,9 @@ fn main() -> ExitCode {
                     model.backend_policies.len(),
                     model.authorization_policies.len()
                 );
+                for refused in &model.refused_rules {
+                    println!("  refused rule (the route's other rules apply): {refused}");
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

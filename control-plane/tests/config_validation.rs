@@ -311,15 +311,6 @@ fn every_mistake_is_reported_with_its_exact_place_and_reason() {
             reason: "200 is not an HTTP error status (400-599)",
         },
         Case {
-            name: "filters",
-            files: vec![("routes.yaml", route_with("backendRefs: [{name: web, port: 80}]\n    filters: [{type: RequestHeaderModifier}]"))],
-            file: "routes.yaml",
-            document: Some(1),
-            object: Some("HTTPRoute demo/split"),
-            field: "spec.rules[0].filters",
-            reason: "filters are not supported yet",
-        },
-        Case {
             name: "service port out of range",
             files: vec![("services.yaml", SERVICES.replacen("port: 80, targetPort: http", "port: 70000, targetPort: http", 1))],
             file: "services.yaml",
@@ -534,5 +525,117 @@ fn unset_circuit_breaker_fields_take_the_documented_defaults() {
         .expect("the policy's breaker");
     assert_eq!(breaker.max_ejection, std::time::Duration::from_secs(2));
     assert_eq!(breaker.base_ejection, std::time::Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two rules: `/bad` with `filter` (a YAML flow item), `/good` with a header modifier.
+fn two_rule_route(filter: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: split, namespace: demo}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: web, port: 80}}]
+  rules:
+  - name: bad
+    matches: [{{path: {{type: PathPrefix, value: /bad}}}}]
+    filters: [{filter}]
+    backendRefs: [{{name: web, port: 80}}]
+  - name: good
+    matches: [{{path: {{type: PathPrefix, value: /good}}}}]
+    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-a, value: "1"}}]}}}}]
+    backendRefs: [{{name: web, port: 80}}]
+"#
+    )
+}
+
+/// An unsupported or invalid filter refuses its rule alone, with a reason naming the rule
+/// and the filter; the route's other rules stay in force (they used to refuse the whole
+/// configuration: "filters are not supported yet").
+#[test]
+fn a_rule_with_an_unsupported_or_invalid_filter_is_refused_alone_naming_rule_and_filter() {
+    let cases = [
+        (
+            "{type: ExtensionRef, extensionRef: {group: x.io, kind: K, name: n}}",
+            "spec.rules[0].filters[0].type",
+            "ExtensionRef filters are not supported",
+        ),
+        (
+            "{type: CORS, cors: {}}",
+            "spec.rules[0].filters[0].type",
+            "CORS filters are not supported",
+        ),
+        (
+            "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: strait-client-id, value: x}]}}",
+            "spec.rules[0].filters[0].requestHeaderModifier.set[0]",
+            "filters may not modify it",
+        ),
+        (
+            "{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: x-a, value: \"a\\r\\nx-b: 1\"}]}}",
+            "spec.rules[0].filters[0].requestHeaderModifier.add[0].value",
+            "is not a valid header value",
+        ),
+        (
+            "{type: RequestRedirect, requestRedirect: {hostname: \"evil.org/x\"}}",
+            "spec.rules[0].filters[0].requestRedirect.hostname",
+            "is not a valid hostname",
+        ),
+    ];
+    let dir = scratch("refused-rules");
+    for (filter, field, reason) in cases {
+        write_config(&dir, &[("routes.yaml", two_rule_route(filter))]);
+        let model = config::load(&dir).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let [refused] = model.refused_rules.as_slice() else {
+            panic!("{filter}: {:?}", model.refused_rules);
+        };
+        assert_eq!(refused.field, field, "{filter}");
+        assert!(
+            refused.reason.contains(reason),
+            "{filter}: {}",
+            refused.reason
+        );
+        assert!(
+            refused.reason.contains("rule demo/split/bad is refused"),
+            "{}",
+            refused.reason
+        );
+        let rules = &model.routes[&(config::model::ObjectKey::new("demo", "web"), 80)];
+        let bad = rules
+            .iter()
+            .find(|r| r.name == "demo/split/bad")
+            .expect("the refused rule stays, answering 500");
+        assert!(bad.filters.refused.is_some() && bad.backends.is_empty());
+        let good = rules
+            .iter()
+            .find(|r| r.name == "demo/split/good")
+            .expect("the other rule");
+        assert!(good.filters.refused.is_none() && good.filters.request_headers.is_some());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A rule whose action is a redirect has no backendRefs (upstream's redirect fixtures).
+#[test]
+fn a_redirect_rule_needs_no_backend_ref() {
+    let dir = scratch("redirect-only");
+    write_config(
+        &dir,
+        &[(
+            "routes.yaml",
+            route_with(
+                "matches: [{path: {type: PathPrefix, value: /old}}]\n    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 301}}]",
+            ),
+        )],
+    );
+    let model = config::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(model.refused_rules.is_empty(), "{:?}", model.refused_rules);
+    let rules = &model.routes[&(config::model::ObjectKey::new("demo", "web"), 80)];
+    let redirect = rules[0].filters.redirect.as_ref().expect("the redirect");
+    assert_eq!(
+        (redirect.hostname.as_deref(), redirect.status),
+        (Some("example.org"), 301)
+    );
+    assert!(rules[0].backends.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -142,6 +142,13 @@ pub enum ProxyError {
     /// Authorization policy refuses the caller; the message names no policy.
     #[error("forbidden: {}", .0.explanation())]
     Forbidden(crate::authz::DenyReason),
+    /// The control plane refused the matching route rule (an unsupported or invalid filter):
+    /// answering beats forwarding without a filter the route asked for.
+    #[error("route {route} was refused by the control plane (see its configuration status)")]
+    RouteRefused {
+        /// The route's name.
+        route: String,
+    },
 }
 
 impl ProxyError {
@@ -165,6 +172,7 @@ impl ProxyError {
             ProxyError::RequestHeadTooLarge(_) => "request-head-too-large",
             ProxyError::ClientBody(_) => "client-body",
             ProxyError::ResponseHeadTooLarge { .. } => "response-head-too-large",
+            ProxyError::RouteRefused { .. } => "route-refused",
         }
     }
 
@@ -188,6 +196,7 @@ impl ProxyError {
             ProxyError::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ProxyError::RouteRefused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -213,6 +222,7 @@ impl ProxyError {
             ProxyError::BreakerOpen { .. } => grpc_code::UNAVAILABLE,
             ProxyError::Forbidden(_) => grpc_code::PERMISSION_DENIED,
             ProxyError::RequestLineTooLong { .. } => grpc_code::INVALID_ARGUMENT,
+            ProxyError::RouteRefused { .. } => grpc_code::INTERNAL,
         }
     }
 
@@ -276,7 +286,7 @@ impl SendError {
 
 /// Every kind [`ProxyError::kind`] can return, so a kind read back from a response header can
 /// be turned into a `&'static str` for metric labels.
-pub const KINDS: [&str; 18] = [
+pub const KINDS: [&str; 19] = [
     "no-route",
     "no-authority",
     "no-endpoints",
@@ -294,6 +304,7 @@ pub const KINDS: [&str; 18] = [
     "request-head-too-large",
     "client-body",
     "response-head-too-large",
+    "route-refused",
     "other",
 ];
 

@@ -14,7 +14,7 @@
 //! prose only).
 //!
 //! 1. `admin_access`, `authz`, `backoff`, `body`, `control_plane`, `detect`, `flags`,
-//!    `head_limits`, `io`, `listener`, `memory`, `mesh_tls`, `original_dst`, `readiness`,
+//!    `filters`, `head_limits`, `io`, `listener`, `memory`, `mesh_tls`, `original_dst`, `readiness`,
 //!    `redirect`, `reserved`, `route`, `split`, `tcp`, `telemetry`, `transport_header`: the
 //!    foundations, types, pure decisions and I/O helpers that use only each other.
 //! 2. `errors`: every failure of a request ([`errors::ProxyError`], [`errors::SendError`])
@@ -40,6 +40,7 @@ pub mod control_plane;
 pub mod detect;
 pub mod discovery;
 pub mod errors;
+pub mod filters;
 pub mod flags;
 pub mod head_limits;
 pub mod http;

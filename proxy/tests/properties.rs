@@ -625,10 +625,12 @@ fn realistic_snapshot() -> pb::Snapshot {
                         pb::WeightedBackend {
                             backend: "demo/web-v1:80".into(),
                             weight: 90,
+                            ..Default::default()
                         },
                         pb::WeightedBackend {
                             backend: "demo/web-v2:80".into(),
                             weight: 10,
+                            ..Default::default()
                         },
                     ],
                     sticky_header: "x-user".into(),
@@ -645,6 +647,7 @@ fn realistic_snapshot() -> pb::Snapshot {
                     backends: vec![pb::WeightedBackend {
                         backend: "demo/web-v1:80".into(),
                         weight: 1,
+                        ..Default::default()
                     }],
                     ..Default::default()
                 },

@@ -40,6 +40,7 @@ pub fn service(
             backends: vec![pb::WeightedBackend {
                 backend: backend.clone(),
                 weight: 1,
+                ..Default::default()
             }],
             ..Default::default()
         }],

@@ -39,6 +39,7 @@ mod memory_budget;
 mod mtls;
 mod pod_interception;
 mod rotation;
+mod route_filters;
 mod shutdown;
 mod sidecar_lifecycle;
 mod soak;

@@ -27,11 +27,22 @@ pub use model::Model;
 pub fn load(dir: &Path) -> Result<Model, ConfigErrors> {
     let (loaded, mut errors) = load::load_dir(dir);
     match validate::build_model(&loaded) {
-        Ok(model) if errors.is_empty() => Ok(model),
+        Ok(model) if errors.is_empty() => {
+            warn_refused_rules(&model);
+            Ok(model)
+        }
         Ok(_) => Err(errors),
         Err(more) => {
             errors.0.extend(more.0);
             Err(errors)
         }
+    }
+}
+
+/// Logs each route rule the model holds refused (for its filters): the rest of the
+/// configuration is in force, so this is a warning, not an error.
+pub fn warn_refused_rules(model: &Model) {
+    for refused in &model.refused_rules {
+        tracing::warn!(rule = %refused, "route rule refused; the route's other rules apply");
     }
 }

@@ -191,6 +191,8 @@ pub struct WeightedBackend {
     pub port: u16,
     /// Its weight.
     pub weight: u32,
+    /// Header changes for this backend alone (backendRef `filters`).
+    pub filters: BackendFilters,
 }
 
 /// Route timeouts; `None` means no limit.
@@ -232,6 +234,8 @@ pub struct RouteRule {
     pub retry: Option<Retry>,
     /// Sticky split header.
     pub sticky_header: Option<String>,
+    /// What the rule does besides choosing a backend (its `filters`).
+    pub filters: RouteFilters,
     /// For a consumer route (one in another namespace than its parent service): the
     /// namespace whose clients it applies to. `None` for the service owner's own routes.
     pub consumer_namespace: Option<String>,
@@ -327,6 +331,9 @@ pub struct Model {
     pub backend_policies: BTreeMap<(ObjectKey, Option<u16>), BackendPolicy>,
     /// Authorization policies.
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// Route rules refused alone, with why (an unsupported or invalid filter): each still
+    /// matches its requests and answers them 500, and the rest of its route is in force.
+    pub refused_rules: Vec<crate::config::error::ConfigError>,
 }
 
 impl Model {
@@ -336,4 +343,95 @@ impl Model {
             .get(&(service.clone(), Some(port)))
             .or_else(|| self.backend_policies.get(&(service.clone(), None)))
     }
+}
+
+/// Header changes of a `RequestHeaderModifier` or `ResponseHeaderModifier` filter; names are
+/// lower case, none of them one the mesh reserves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderModifier {
+    /// Replaced (or added when absent).
+    pub set: Vec<(String, String)>,
+    /// Appended to what is there.
+    pub add: Vec<(String, String)>,
+    /// Removed.
+    pub remove: Vec<String>,
+}
+
+/// A new path for a request (`ReplaceFullPath` or `ReplacePrefixMatch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathModifier {
+    /// The whole path.
+    Full(String),
+    /// The part the rule's path prefix `matched` took, replaced by `replacement`.
+    Prefix {
+        /// The rule's `PathPrefix` match value.
+        matched: String,
+        /// What takes its place.
+        replacement: String,
+    },
+}
+
+/// A `RequestRedirect` filter: the rule answers with a redirect and calls no backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `http` or `https`; `None`: the request's.
+    pub scheme: Option<String>,
+    /// `None`: the request's host.
+    pub hostname: Option<String>,
+    /// `None`: derived from the scheme or the service port, as the Gateway API says.
+    pub port: Option<u16>,
+    /// `None`: the request's path.
+    pub path: Option<PathModifier>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// A `URLRewrite` filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The host the backend sees.
+    pub hostname: Option<String>,
+    /// The path the backend sees.
+    pub path: Option<PathModifier>,
+}
+
+/// A `RequestMirror` filter: a share of requests copied to another backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// The Service mirrored to.
+    pub service: ObjectKey,
+    /// Its port.
+    pub port: u16,
+    /// Share mirrored: numerator / denominator (1 ≤ denominator, numerator ≤ denominator).
+    pub numerator: u32,
+    /// See `numerator`.
+    pub denominator: u32,
+}
+
+/// A rule's filters; the default does nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteFilters {
+    /// `RequestHeaderModifier`.
+    pub request_headers: Option<HeaderModifier>,
+    /// `ResponseHeaderModifier`.
+    pub response_headers: Option<HeaderModifier>,
+    /// `RequestRedirect`.
+    pub redirect: Option<Redirect>,
+    /// `URLRewrite`.
+    pub rewrite: Option<Rewrite>,
+    /// `RequestMirror` (may repeat).
+    pub mirrors: Vec<Mirror>,
+    /// Set when the rule was refused for its filters: requests it matches are answered 500
+    /// instead of being forwarded without a filter (the Gateway API: a filter is never
+    /// skipped).
+    pub refused: Option<String>,
+}
+
+/// A backendRef's filters (header changes only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendFilters {
+    /// `RequestHeaderModifier`.
+    pub request_headers: Option<HeaderModifier>,
+    /// `ResponseHeaderModifier`.
+    pub response_headers: Option<HeaderModifier>,
 }

@@ -86,6 +86,9 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                 for weighted in &rule.backends {
                     add_backend(model, &mut backends, &weighted.service, weighted.port);
                 }
+                for mirror in &rule.filters.mirrors {
+                    add_backend(model, &mut backends, &mirror.service, mirror.port);
+                }
                 routes.push(route(rule));
             }
             add_backend(model, &mut backends, key, port.port);
@@ -95,6 +98,7 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                 backends: vec![pb::WeightedBackend {
                     backend: backend_name(key, port.port),
                     weight: 1,
+                    ..Default::default()
                 }],
                 ..Default::default()
             });
@@ -205,6 +209,7 @@ fn direct_entry(
             backends: vec![pb::WeightedBackend {
                 backend: name.clone(),
                 weight: 1,
+                ..Default::default()
             }],
             ..Default::default()
         }],
@@ -291,6 +296,16 @@ fn route(rule: &model::RouteRule) -> pb::Route {
             .map(|b| pb::WeightedBackend {
                 backend: backend_name(&b.service, b.port),
                 weight: b.weight,
+                request_headers: b
+                    .filters
+                    .request_headers
+                    .as_ref()
+                    .map(super::filters::header_modifier),
+                response_headers: b
+                    .filters
+                    .response_headers
+                    .as_ref()
+                    .map(super::filters::header_modifier),
             })
             .collect(),
         timeouts: Some(pb::Timeouts {
@@ -304,6 +319,7 @@ fn route(rule: &model::RouteRule) -> pb::Route {
             backoff_base: r.backoff.map(Into::into),
         }),
         sticky_header: rule.sticky_header.clone().unwrap_or_default(),
+        filters: super::filters::route_filters(&rule.filters, backend_name),
     }
 }
 

@@ -149,6 +149,7 @@ impl Source {
                 rejected = translation.rejected.len(),
                 "configuration from the Kubernetes API updated"
             );
+            crate::config::warn_refused_rules(&translation.model);
             let state = Arc::new(ModelState {
                 model: Arc::new(translation.model),
                 applied_at: Instant::now(),

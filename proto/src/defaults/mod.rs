@@ -77,6 +77,11 @@ pub const POOL_IDLE_TIMEOUT: &str = "30s";
 pub const TCP_IDLE_TIMEOUT: &str = "1h";
 /// `--retry-buffer-bytes`: request bodies up to this size are kept for a retry.
 pub const RETRY_BUFFER_BYTES: usize = 64 * 1024;
+/// Most mirrored requests (`RequestMirror`) one proxy has in flight; beyond it a copy is not
+/// sent, so a mirror target that hangs holds at most this many tasks.
+pub const MIRROR_MAX_IN_FLIGHT: usize = 64;
+/// A mirrored request is abandoned after this long.
+pub const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// `--inbound-mode`: for ports the control plane says nothing about (as `MeshConfig`'s
 /// `inboundMode`, whose unset value is the proto's zero, `Permissive`).
 pub const INBOUND_MODE: &str = "permissive";

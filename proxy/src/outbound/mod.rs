@@ -11,6 +11,7 @@
 //! - `CONNECT host:port` (what apps behind an `HTTPS_PROXY` send) opens an opaque tunnel to a
 //!   mesh service, the local-mode way to carry TCP.
 
+pub mod mirror;
 pub mod request;
 
 use std::collections::HashMap;
@@ -55,6 +56,7 @@ impl Outbound {
                 retry_buffer: shared.settings.retry_buffer,
                 idle_timeout: shared.settings.tcp_idle_timeout,
                 tracer: shared.tracer.clone(),
+                mirror_slots: mirror::MirrorSlots::default(),
             },
             shared,
             passthrough: Mutex::new(HashMap::new()),

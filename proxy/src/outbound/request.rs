@@ -19,9 +19,11 @@ use tokio::time::Instant;
 
 use crate::body::{Body, boxed, with_guard};
 use crate::errors::{ProxyError, SendError, grpc_status, is_grpc, kind_of};
+use crate::filters::{BackendFilters, RouteFilters};
 use crate::http::HttpVersion;
 use crate::http::client_body;
 use crate::http::forward::{forward, takes_over_connection};
+use crate::outbound::mirror::{self, MirrorSlots};
 use crate::resilience::attempts::{Attempts, Next, RetryBackoff, classify};
 use crate::resilience::breaker::is_endpoint_failure;
 use crate::resilience::replay::ReplayBody;
@@ -41,6 +43,8 @@ pub struct RequestSettings {
     pub idle_timeout: Duration,
     /// Starts client spans.
     pub tracer: Tracer,
+    /// Bounds the mirrored requests in flight.
+    pub mirror_slots: MirrorSlots,
 }
 
 /// Sends `request` to `service` and returns the response to give the client, the proxy's own
@@ -63,6 +67,11 @@ pub async fn send(
         }
         .into_response(grpc);
     };
+    if let Some(filters) = &route.filters
+        && let Some(answer) = apply_route_filters(filters, &route.name, &mut head, grpc)
+    {
+        return answer;
+    }
     let Some(index) = route.pick_backend(&head.headers) else {
         return ProxyError::NoEndpoints {
             backend: format!(
@@ -73,6 +82,10 @@ pub async fn send(
         .into_response(grpc);
     };
     let backend = &route.backends[index].0;
+    let backend_filters = route.backend_filters.get(index).and_then(Option::as_ref);
+    if let Some(m) = backend_filters.and_then(|f| f.request_headers.as_ref()) {
+        m.apply(&mut head.headers);
+    }
     let metrics = &route.metrics[index];
     metrics.request();
     let mut span = settings
@@ -112,6 +125,8 @@ pub async fn send(
         };
         attempts(call, request).await
     };
+    let result =
+        result.map(|response| filter_response(response, route.filters.as_deref(), backend_filters));
     let response = result.unwrap_or_else(|error| {
         tracing::info!(kind = error.kind(), service = %service.name, route = %route.name, %error, "outbound request failed");
         error.into_response(grpc)
@@ -130,6 +145,58 @@ pub async fn send(
         }
         None => response,
     }
+}
+
+/// Applies a route's filters to the request; returns the answer when the route answers
+/// itself (a redirect, a refused rule, a rewrite that makes no valid URI).
+fn apply_route_filters(
+    filters: &RouteFilters,
+    route: &str,
+    head: &mut Parts,
+    grpc: bool,
+) -> Option<Response<Body>> {
+    if filters.refused.is_some() {
+        return Some(
+            ProxyError::RouteRefused {
+                route: route.to_owned(),
+            }
+            .into_response(grpc),
+        );
+    }
+    if let Some((status, location)) = filters.redirect_for(head) {
+        let Some(location) = location else {
+            let error = ProxyError::BadRequest("the redirect makes no valid Location".into());
+            return Some(error.into_response(grpc));
+        };
+        let mut response = Response::new(crate::body::empty());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+        return Some(response);
+    }
+    match filters.apply_to_request(head) {
+        Ok(()) => None,
+        Err(error) => Some(
+            ProxyError::BadRequest(format!("the rewritten request is not valid: {error}"))
+                .into_response(grpc),
+        ),
+    }
+}
+
+/// The response header changes of the route, then of the backend.
+fn filter_response(
+    mut response: Response<Body>,
+    route: Option<&RouteFilters>,
+    backend: Option<&BackendFilters>,
+) -> Response<Body> {
+    if let Some(m) = route.and_then(|f| f.response_headers.as_ref()) {
+        m.apply(response.headers_mut());
+    }
+    if let Some(m) = backend.and_then(|f| f.response_headers.as_ref()) {
+        m.apply(response.headers_mut());
+    }
+    response
 }
 
 /// Upgrades and tunnels: one attempt, no retry (the connection is handed over).
@@ -248,6 +315,16 @@ async fn retry_loop(
         let outstanding = endpoint.start();
         let started = Instant::now();
         let result = attempt(call, endpoint, attempt_request(&head, body)).await;
+        if tried.len() == 1 && !call.route.mirrors.is_empty() {
+            mirror::send_copies(
+                &call.route.mirrors,
+                &head,
+                root.as_ref(),
+                call.version,
+                call.settings.idle_timeout,
+                &call.settings.mirror_slots,
+            );
+        }
         let rtt = started.elapsed();
         if let Some(error) = clients_fault(&result, client_fault.reason()) {
             return finish(Err(error), outstanding);

@@ -118,6 +118,9 @@ fn service(endpoints: &[SocketAddr], retry: RetryPolicy, budget: BudgetPolicy) -
             timeouts: Timeouts::default(),
             retry,
             backoff_base: Some(Duration::from_millis(1)),
+            filters: None,
+            backend_filters: Vec::new(),
+            mirrors: Vec::new(),
         }],
     })
 }
@@ -138,6 +141,7 @@ async fn front(service: Arc<Service>) -> SocketAddr {
         retry_buffer: 64 * 1024,
         idle_timeout: Duration::from_secs(30),
         tracer: Tracer::disabled(),
+        mirror_slots: crate::outbound::mirror::MirrorSlots::default(),
     });
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

@@ -84,6 +84,24 @@ impl ReplayBody {
         })
     }
 
+    /// A replay of the whole body, only once the client's body has ended within the limit:
+    /// such a replay never reads from the client, so it can be sent alongside the attempt in
+    /// flight (a mirror) without taking any of its bytes.
+    pub fn replay_complete(&self) -> Option<Self> {
+        let complete = {
+            let shared = self.shared.lock().expect("replay lock poisoned");
+            // hyper stops reading a body at its `Content-Length` without polling its end, so
+            // an inner body at its end counts as read whole (polling it yields nothing).
+            let ended = shared.done
+                || shared
+                    .inner
+                    .as_ref()
+                    .is_some_and(|inner| inner.is_end_stream());
+            ended && !shared.overflowed && shared.error.is_none()
+        };
+        if complete { self.replay() } else { None }
+    }
+
     /// Whether a retry could still send the whole body.
     pub fn is_replayable(&self) -> bool {
         !self.shared.lock().expect("replay lock poisoned").overflowed

@@ -16,11 +16,12 @@ use strait_proto::discovery::v1 as pb;
 use super::backend::{Backend, BackendSettings, BackendState, LoadBalancer};
 use super::endpoint::Endpoint;
 use super::{
-    EndpointSettings, Route, Service, SetAside, SetAsideKind, Table, TableError, Timeouts,
+    EndpointSettings, Mirror, Route, Service, SetAside, SetAsideKind, Table, TableError, Timeouts,
 };
 use crate::authz::{DefaultAuthorization, Rule};
 use crate::connect::Dest;
 use crate::detect::Protocol;
+use crate::filters::{BackendFilters, RouteFilters};
 use crate::flags::InboundMode;
 use crate::resilience::breaker::BreakerPolicy;
 use crate::resilience::budget::BudgetPolicy;
@@ -185,7 +186,8 @@ fn compile_service(
     })?;
     let mut routes = Vec::with_capacity(service.routes.len());
     for (index, route) in service.routes.iter().enumerate() {
-        match compile_route(name, index, route, &backends, settings) {
+        let port = u16::try_from(service.port).unwrap_or_default();
+        match compile_route(name, index, route, &backends, settings, port) {
             Ok(compiled) => routes.push(compiled),
             Err(error) => table.set_aside.push(SetAside {
                 kind: SetAsideKind::Route,
@@ -208,6 +210,7 @@ fn compile_route(
     route: &pb::Route,
     backends: &HashMap<String, Arc<Backend>>,
     settings: &EndpointSettings,
+    service_port: u16,
 ) -> Result<Route, TableError> {
     let field = format!("routes[{index}]");
     let matchers = route
@@ -217,7 +220,15 @@ fn compile_route(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| service_error(service, &format!("{field}.matches"), e))?;
     let mut route_backends = Vec::with_capacity(route.backends.len());
-    for weighted in &route.backends {
+    let mut backend_filters = Vec::new();
+    for (b, weighted) in route.backends.iter().enumerate() {
+        let at = format!("{field}.backends[{b}]");
+        if let Some(filters) =
+            BackendFilters::compile(weighted, &at).map_err(|e| service_error(service, &at, e))?
+        {
+            backend_filters.resize_with(route.backends.len(), || None);
+            backend_filters[b] = Some(filters);
+        }
         let backend = backends.get(&weighted.backend).ok_or_else(|| {
             service_error(
                 service,
@@ -262,6 +273,38 @@ fn compile_route(
         ),
         None => (RetryPolicy::default(), None),
     };
+    let (filters, mirrors) = match &route.filters {
+        None => (None, Vec::new()),
+        Some(f) => {
+            let at = format!("{field}.filters");
+            let compiled = RouteFilters::compile(f, &at, service_port)
+                .map_err(|e| service_error(service, &at, e))?;
+            let mirrors = f
+                .mirrors
+                .iter()
+                .map(|m| {
+                    let backend = backends.get(&m.backend).ok_or_else(|| {
+                        service_error(
+                            service,
+                            &at,
+                            format!("unknown mirror backend {:?}", m.backend),
+                        )
+                    })?;
+                    let denominator = if m.denominator == 0 {
+                        100
+                    } else {
+                        m.denominator
+                    };
+                    Ok(Mirror {
+                        backend: backend.clone(),
+                        numerator: m.numerator.min(denominator),
+                        denominator,
+                    })
+                })
+                .collect::<Result<Vec<_>, TableError>>()?;
+            (Some(Box::new(compiled)), mirrors)
+        }
+    };
     let metrics = route_backends
         .iter()
         .map(|(backend, _)| {
@@ -285,6 +328,9 @@ fn compile_route(
         timeouts,
         retry,
         backoff_base,
+        filters,
+        backend_filters,
+        mirrors,
     })
 }
 
@@ -468,6 +514,7 @@ mod tests {
                     backends: vec![pb::WeightedBackend {
                         backend: "demo/web:80".into(),
                         weight: 1,
+                        ..Default::default()
                     }],
                     ..Default::default()
                 }],

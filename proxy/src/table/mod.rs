@@ -126,6 +126,22 @@ pub struct Route {
     pub retry: RetryPolicy,
     /// Retry backoff base set by the route (else the backend's).
     pub backoff_base: Option<Duration>,
+    /// The route's filters; `None` for a route without any, which pays nothing for them.
+    pub filters: Option<Box<crate::filters::RouteFilters>>,
+    /// Each backend's own filters, in the order of `backends`; empty when none has any.
+    pub backend_filters: Vec<Option<crate::filters::BackendFilters>>,
+    /// Copies of requests sent elsewhere (`RequestMirror`).
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A `RequestMirror`: a share of a route's requests copied to another backend.
+pub struct Mirror {
+    /// Where copies go.
+    pub backend: Arc<Backend>,
+    /// Share copied: `numerator / denominator`.
+    pub numerator: u32,
+    /// See `numerator`; never 0.
+    pub denominator: u32,
 }
 
 impl Route {

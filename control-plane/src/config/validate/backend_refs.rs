@@ -129,14 +129,6 @@ pub(super) fn backends(
             );
             continue;
         }
-        if backend.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-            ctx.err(
-                location,
-                format!("{field}.filters"),
-                "backend filters are not supported",
-            );
-            continue;
-        }
         let namespace = backend
             .namespace
             .clone()
@@ -194,6 +186,8 @@ pub(super) fn backends(
             service: key,
             port: p,
             weight: weight as u32,
+            // Parsed with the rule's filters (`super::route`), which they can refuse.
+            filters: BackendFilters::default(),
         });
     }
     (ctx.errors.0.len() == errors_before).then_some(out)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use strait_proto::match_regex;
 
 use super::Ctx;
+use super::filters::FilterPlace;
 use super::matches::matches_list;
 use super::precedence::Attached;
 use super::route::{RouteFields, RouteRuleKind, route};
@@ -40,8 +41,10 @@ impl RouteRuleKind for raw::GrpcRouteRule {
         self.name.as_deref()
     }
 
-    fn has_filters(&self) -> bool {
-        !self.filters.is_empty()
+    const FILTERS: FilterPlace = FilterPlace::GrpcRule;
+
+    fn filters(&self) -> &[serde_json::Value] {
+        &self.filters
     }
 
     fn has_session_persistence(&self) -> bool {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
+use super::filters::{FilterPlace, PrefixMatch};
 use super::matches::http_match;
 use super::precedence::Attached;
 use super::route::{RouteFields, RouteRuleKind, route};
@@ -39,8 +40,26 @@ impl RouteRuleKind for raw::HttpRouteRule {
         self.name.as_deref()
     }
 
-    fn has_filters(&self) -> bool {
-        !self.filters.is_empty()
+    const FILTERS: FilterPlace = FilterPlace::HttpRule;
+
+    fn filters(&self) -> &[serde_json::Value] {
+        &self.filters
+    }
+
+    fn prefix_match(&self) -> PrefixMatch<'_> {
+        match self.matches.as_slice() {
+            // A match without a path, or without a path type, is the default `PathPrefix /`.
+            [only] => match &only.path {
+                None => Ok("/"),
+                Some(p) if matches!(p.match_type.as_deref(), None | Some("PathPrefix")) => {
+                    Ok(p.value.as_deref().unwrap_or("/"))
+                }
+                Some(_) => {
+                    Err("ReplacePrefixMatch needs the rule's match to be of type PathPrefix")
+                }
+            },
+            _ => Err("ReplacePrefixMatch needs a rule with exactly one match, of type PathPrefix"),
+        }
     }
 
     fn has_session_persistence(&self) -> bool {

@@ -14,6 +14,7 @@
 mod authorization;
 mod backend_policy;
 mod backend_refs;
+mod filters;
 mod grpcroute;
 mod httproute;
 mod matches;
@@ -40,6 +41,8 @@ pub use strait_proto::defaults::PROXY_INBOUND_PORT as DEFAULT_PROXY_INBOUND_PORT
 /// The errors found so far; every check adds to it and goes on, so one pass reports all.
 pub(super) struct Ctx {
     pub(super) errors: ConfigErrors,
+    /// Rules refused alone (an unsupported or invalid filter); their routes stay in force.
+    pub(super) refused_rules: ConfigErrors,
 }
 
 impl Ctx {
@@ -92,6 +95,7 @@ fn key_of(
 pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
     let mut ctx = Ctx {
         errors: ConfigErrors::default(),
+        refused_rules: ConfigErrors::default(),
     };
     let mut model = Model::default();
     let mut seen: HashMap<(&'static str, ObjectKey), Location> = HashMap::new();
@@ -246,6 +250,7 @@ pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
     }
 
     if ctx.errors.is_empty() {
+        model.refused_rules = ctx.refused_rules.0;
         Ok(model)
     } else {
         Err(ctx.errors)

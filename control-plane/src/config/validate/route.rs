@@ -8,9 +8,11 @@ use strait_proto::defaults;
 
 use super::Ctx;
 use super::backend_refs::{backends, parents};
+use super::filters::{FilterPlace, PrefixMatch, Refusal, backend_filters, rule_filters};
 use super::matches::http_header_name;
 use super::precedence::{Attached, rank};
 use super::scalars::parse_duration;
+use super::scalars::port;
 use crate::config::error::Location;
 use crate::config::model::*;
 use crate::config::raw;
@@ -172,8 +174,14 @@ pub(super) trait RouteRuleKind {
     type Match;
     /// The rule's name, if it has one.
     fn name(&self) -> Option<&str>;
-    /// Whether the rule has filters (refused: not supported yet).
-    fn has_filters(&self) -> bool;
+    /// Which filters the kind's rules accept.
+    const FILTERS: FilterPlace;
+    /// The rule's raw filters.
+    fn filters(&self) -> &[serde_json::Value];
+    /// The rule's single `PathPrefix` match, which `ReplacePrefixMatch` replaces.
+    fn prefix_match(&self) -> PrefixMatch<'_> {
+        Err("ReplacePrefixMatch needs a rule with exactly one match, of type PathPrefix")
+    }
     /// Whether the rule asks for session persistence (refused where the kind checks it).
     fn has_session_persistence(&self) -> bool;
     /// The rule's raw matches.
@@ -232,13 +240,20 @@ pub(super) fn route<R: RouteRuleKind>(
     let source = format!("{} {key}", route.kind);
     for (r, rule) in route.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
-        if rule.has_filters() {
-            ctx.err(
-                location,
-                format!("{field}.filters"),
-                "filters are not supported yet; remove them",
-            );
-        }
+        let rule_name = format!(
+            "{key}/{}",
+            rule.name().map_or_else(|| r.to_string(), str::to_owned)
+        );
+        let mut mirror_to = |name: &str, namespace: Option<&str>, p: Option<i64>| {
+            mirror_target(&key.namespace, services, name, namespace, p)
+        };
+        let mut filters = rule_filters(
+            rule.filters(),
+            R::FILTERS,
+            rule.prefix_match(),
+            &mut mirror_to,
+        )
+        .unwrap_or_else(|refusal| refused(ctx, location, &field, &rule_name, &refusal));
         if rule.has_session_persistence() {
             ctx.err(
                 location,
@@ -257,14 +272,32 @@ pub(super) fn route<R: RouteRuleKind>(
                 })
                 .collect()
         };
-        let backends = backends(
-            ctx,
-            location,
-            &format!("{field}.backendRefs"),
-            &key.namespace,
-            rule.backend_refs(),
-            services,
-        );
+        // A rule whose action is a redirect (or that is refused) calls no backend.
+        let answers_itself = filters.redirect.is_some() || filters.refused.is_some();
+        let backends = if answers_itself && rule.backend_refs().is_empty() {
+            Some(Vec::new())
+        } else {
+            backends(
+                ctx,
+                location,
+                &format!("{field}.backendRefs"),
+                &key.namespace,
+                rule.backend_refs(),
+                services,
+            )
+            .map(|mut list| {
+                attach_backend_filters(
+                    ctx,
+                    location,
+                    &field,
+                    &rule_name,
+                    rule.backend_refs(),
+                    &mut list,
+                    &mut filters,
+                );
+                list
+            })
+        };
         let timeouts = rule.timeouts(ctx, location, &field);
         let retry = retry(
             ctx,
@@ -273,18 +306,21 @@ pub(super) fn route<R: RouteRuleKind>(
             rule.retry(),
             &notes,
         );
-        let Some(backends) = backends else { continue };
+        let Some(mut backends) = backends else {
+            continue;
+        };
+        if filters.refused.is_some() || filters.redirect.is_some() {
+            backends.clear();
+        }
         let template = RouteRule {
-            name: format!(
-                "{key}/{}",
-                rule.name().map_or_else(|| r.to_string(), str::to_owned)
-            ),
+            name: rule_name,
             source: source.clone(),
             matcher: RouteMatch::default(),
             backends,
             timeouts,
             retry,
             sticky_header: notes.sticky_header.clone(),
+            filters,
             consumer_namespace: None,
         };
         attach_rule(attached, &parents, &template, r, matches, location);
@@ -314,4 +350,85 @@ fn attach_rule(
             ));
         }
     }
+}
+
+/// Records a rule refused for its filters and returns the filters it keeps: only the refusal,
+/// so the rule answers 500 rather than forwarding without a filter the user asked for.
+fn refused(
+    ctx: &mut Ctx,
+    location: &Location,
+    field: &str,
+    rule_name: &str,
+    refusal: &Refusal,
+) -> RouteFilters {
+    let reason = format!(
+        "{}; rule {rule_name} is refused (it answers 500) and the route's other rules apply",
+        refusal.reason
+    );
+    ctx.refused_rules.push(
+        location,
+        format!("{field}.{}", refusal.field),
+        reason.clone(),
+    );
+    RouteFilters {
+        refused: Some(format!("{}.{}: {}", field, refusal.field, refusal.reason)),
+        ..RouteFilters::default()
+    }
+}
+
+/// Parses each backendRef's `filters` onto its backend; a refusal refuses the rule.
+fn attach_backend_filters(
+    ctx: &mut Ctx,
+    location: &Location,
+    field: &str,
+    rule_name: &str,
+    refs: &[raw::BackendRef],
+    list: &mut [WeightedBackend],
+    filters: &mut RouteFilters,
+) {
+    if filters.refused.is_some() {
+        return;
+    }
+    for (b, (backend, raw)) in list.iter_mut().zip(refs).enumerate() {
+        let Some(raw_filters) = raw.filters.as_deref() else {
+            continue;
+        };
+        match backend_filters(raw_filters) {
+            Ok(parsed) => backend.filters = parsed,
+            Err(refusal) => {
+                let refusal = Refusal {
+                    field: format!("backendRefs[{b}].{}", refusal.field),
+                    reason: refusal.reason,
+                };
+                *filters = refused(ctx, location, field, rule_name, &refusal);
+                return;
+            }
+        }
+    }
+}
+
+/// The Service port a `RequestMirror` sends to: in the route's namespace, existing, with the
+/// port named.
+fn mirror_target(
+    route_ns: &str,
+    services: &BTreeMap<ObjectKey, Service>,
+    name: &str,
+    namespace: Option<&str>,
+    p: Option<i64>,
+) -> Result<(ObjectKey, u16), String> {
+    let namespace = namespace.unwrap_or(route_ns);
+    if namespace != route_ns {
+        return Err(format!(
+            "a mirror to another namespace ({namespace}) is not supported; mirror to a Service in the route's namespace"
+        ));
+    }
+    let key = ObjectKey::new(namespace, name);
+    let service = services
+        .get(&key)
+        .ok_or_else(|| format!("Service {key} does not exist"))?;
+    let p = port(p.ok_or("port is required for a Service backend")?)?;
+    if service.port(p).is_none() {
+        return Err(format!("Service {key} has no port {p}"));
+    }
+    Ok((key, p))
 }
