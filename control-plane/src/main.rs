@@ -40,6 +40,9 @@ fn main() -> ExitCode {
                     model.backend_policies.len(),
                     model.authorization_policies.len()
                 );
+                for line in strait_control_plane::config::status_lines::lines(&model) {
+                    println!("  {line}");
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

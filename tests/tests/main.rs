@@ -21,6 +21,7 @@ mod configuration;
 mod demo;
 mod discovery;
 mod documented_defaults;
+mod gamma_conformance;
 mod grpc_proxying;
 mod http_proxying;
 mod identity;

@@ -89,6 +89,9 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                 routes.push(route(rule));
             }
             add_backend(model, &mut backends, key, port.port);
+            // With routes attached, a request none of them matches gets 404 (GAMMA); the
+            // service itself still takes opaque connections.
+            let opaque_only = !routes.is_empty();
             routes.push(pb::Route {
                 name: "default".into(),
                 matches: Vec::new(),
@@ -96,6 +99,7 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                     backend: backend_name(key, port.port),
                     weight: 1,
                 }],
+                opaque_only,
                 ..Default::default()
             });
             out.push(pb::OutboundService {
@@ -292,6 +296,17 @@ fn route(rule: &model::RouteRule) -> pb::Route {
                 backend: backend_name(&b.service, b.port),
                 weight: b.weight,
             })
+            .chain(
+                (rule.unresolved_weight > 0 || rule.backends.is_empty()).then(|| {
+                    // A rule none of whose references resolve answers 500 whatever their weights.
+                    pb::WeightedBackend {
+                        backend: String::new(),
+                        weight: rule
+                            .unresolved_weight
+                            .max(u32::from(rule.backends.is_empty())),
+                    }
+                }),
+            )
             .collect(),
         timeouts: Some(pb::Timeouts {
             request: rule.timeouts.request.map(Into::into),
@@ -304,6 +319,7 @@ fn route(rule: &model::RouteRule) -> pb::Route {
             backoff_base: r.backoff.map(Into::into),
         }),
         sticky_header: rule.sticky_header.clone().unwrap_or_default(),
+        opaque_only: false,
     }
 }
 

@@ -118,6 +118,7 @@ fn service(endpoints: &[SocketAddr], retry: RetryPolicy, budget: BudgetPolicy) -
             timeouts: Timeouts::default(),
             retry,
             backoff_base: Some(Duration::from_millis(1)),
+            opaque_only: false,
         }],
     })
 }

@@ -2,14 +2,12 @@
 //! header matches; retries come from annotations. The rest of its validation is shared with
 //! HTTPRoute ([`super::route`]).
 
-use std::collections::BTreeMap;
-
 use strait_proto::match_regex;
 
 use super::Ctx;
 use super::matches::matches_list;
 use super::precedence::Attached;
-use super::route::{RouteFields, RouteRuleKind, route};
+use super::route::{Referable, RouteFields, RouteRuleKind, route};
 use crate::config::error::Location;
 use crate::config::model::*;
 use crate::config::raw;
@@ -20,9 +18,9 @@ pub(super) fn grpc_route(
     location: &Location,
     key: &ObjectKey,
     object: &raw::Object<raw::GrpcRouteSpec>,
-    services: &BTreeMap<ObjectKey, Service>,
+    referable: &Referable<'_>,
     attached: &mut Attached,
-) {
+) -> RouteStatus {
     let fields = RouteFields {
         kind: "GRPCRoute",
         metadata: &object.metadata,
@@ -30,7 +28,7 @@ pub(super) fn grpc_route(
         parent_refs: &object.spec.parent_refs,
         rules: &object.spec.rules,
     };
-    route(ctx, location, key, fields, services, attached);
+    route(ctx, location, key, fields, referable, attached)
 }
 
 impl RouteRuleKind for raw::GrpcRouteRule {

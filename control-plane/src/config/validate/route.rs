@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use strait_proto::defaults;
 
 use super::Ctx;
-use super::backend_refs::{backends, parents};
+use super::backend_refs::{Referrer, backends, parents};
 use super::matches::http_header_name;
 use super::precedence::{Attached, rank};
 use super::scalars::parse_duration;
@@ -211,15 +211,25 @@ pub(super) struct RouteFields<'a, R> {
     pub rules: &'a [R],
 }
 
-/// Validates a route and attaches each match of each valid rule to each parent port.
+/// What routes refer to: the Services and the ReferenceGrants.
+pub(super) struct Referable<'a> {
+    /// Every Service.
+    pub services: &'a BTreeMap<ObjectKey, Service>,
+    /// Every ReferenceGrant.
+    pub grants: &'a [ReferenceGrant],
+}
+
+/// Validates a route and attaches each match of each valid rule to each parent port; returns
+/// the route's status (meaningful when the route has no errors).
 pub(super) fn route<R: RouteRuleKind>(
     ctx: &mut Ctx,
     location: &Location,
     key: &ObjectKey,
     route: RouteFields<'_, R>,
-    services: &BTreeMap<ObjectKey, Service>,
+    referable: &Referable<'_>,
     attached: &mut Attached,
-) {
+) -> RouteStatus {
+    let services = referable.services;
     if !route.hostnames.is_empty() {
         ctx.err(
             location,
@@ -228,8 +238,17 @@ pub(super) fn route<R: RouteRuleKind>(
         );
     }
     let parents = parents(ctx, location, &key.namespace, route.parent_refs, services);
+    let mut parent_services: Vec<ObjectKey> = parents.iter().map(|(k, _, _)| k.clone()).collect();
+    parent_services.dedup();
+    let referrer = Referrer {
+        kind: route.kind,
+        namespace: &key.namespace,
+        parents: &parent_services,
+        grants: referable.grants,
+    };
     let notes = route_annotations(ctx, location, route.metadata);
     let source = format!("{} {key}", route.kind);
+    let mut unresolved = Vec::new();
     for (r, rule) in route.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
         if rule.has_filters() {
@@ -261,7 +280,7 @@ pub(super) fn route<R: RouteRuleKind>(
             ctx,
             location,
             &format!("{field}.backendRefs"),
-            &key.namespace,
+            &referrer,
             rule.backend_refs(),
             services,
         );
@@ -274,6 +293,7 @@ pub(super) fn route<R: RouteRuleKind>(
             &notes,
         );
         let Some(backends) = backends else { continue };
+        unresolved.extend(backends.unresolved);
         let template = RouteRule {
             name: format!(
                 "{key}/{}",
@@ -281,13 +301,80 @@ pub(super) fn route<R: RouteRuleKind>(
             ),
             source: source.clone(),
             matcher: RouteMatch::default(),
-            backends,
+            backends: backends.backends,
             timeouts,
             retry,
             sticky_header: notes.sticky_header.clone(),
             consumer_namespace: None,
+            unresolved_weight: backends.unresolved_weight,
         };
         attach_rule(attached, &parents, &template, r, matches, location);
+    }
+    status(&key.namespace, route.parent_refs, &unresolved)
+}
+
+/// At most this many unresolved references are described in a condition's message, so a
+/// route with thousands of them cannot make its status (or a status write) large.
+const MAX_DESCRIBED: usize = 8;
+
+/// A valid route's status: accepted by every parentRef, and whether its references resolve.
+fn status(
+    route_ns: &str,
+    parent_refs: &[raw::ParentRef],
+    unresolved: &[(super::backend_refs::Unresolved, String)],
+) -> RouteStatus {
+    let resolved = match unresolved.first() {
+        None => RouteCondition {
+            type_: "ResolvedRefs".into(),
+            status: true,
+            reason: "ResolvedRefs".into(),
+            message: "every backendRef resolves".into(),
+        },
+        Some((why, _)) => {
+            let mut message: Vec<&str> = unresolved
+                .iter()
+                .take(MAX_DESCRIBED)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            let more = unresolved.len().saturating_sub(MAX_DESCRIBED);
+            let more = format!("and {more} more");
+            if unresolved.len() > MAX_DESCRIBED {
+                message.push(&more);
+            }
+            RouteCondition {
+                type_: "ResolvedRefs".into(),
+                status: false,
+                reason: why.reason().into(),
+                message: format!(
+                    "requests for these backends are answered 500: {}",
+                    message.join("; ")
+                ),
+            }
+        }
+    };
+    RouteStatus {
+        parents: parent_refs
+            .iter()
+            .map(|p| ParentStatus {
+                parent: ParentRefKey {
+                    group: p.group.clone().unwrap_or_default(),
+                    kind: p.kind.clone().unwrap_or_else(|| "Service".into()),
+                    namespace: p.namespace.clone().unwrap_or_else(|| route_ns.to_owned()),
+                    name: p.name.clone(),
+                    port: p.port.and_then(|port| u16::try_from(port).ok()),
+                    section_name: p.section_name.clone(),
+                },
+                conditions: vec![
+                    RouteCondition {
+                        type_: "Accepted".into(),
+                        status: true,
+                        reason: "Accepted".into(),
+                        message: "attached to the Service".into(),
+                    },
+                    resolved.clone(),
+                ],
+            })
+            .collect(),
     }
 }
 
