@@ -99,9 +99,13 @@ async fn main() -> ExitCode {
             Ok(model) => {
                 if json {
                     println!(
-                        "{{\"valid\": true, \"services\": {}, \"workloads\": {}}}",
-                        model.services.len(),
-                        model.workloads.len()
+                        "{}",
+                        serde_json::json!({
+                            "valid": true,
+                            "services": model.services.len(),
+                            "workloads": model.workloads.len(),
+                            "routes": strait_control_plane::config::status_lines::json(&model),
+                        })
                     );
                 } else {
                     println!(
@@ -110,6 +114,9 @@ async fn main() -> ExitCode {
                         model.services.len(),
                         model.workloads.len()
                     );
+                    for line in strait_control_plane::config::status_lines::lines(&model) {
+                        println!("  {line}");
+                    }
                 }
                 ExitCode::SUCCESS
             }

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
                 for refused in &model.refused_rules {
                     println!("  refused rule (the route's other rules apply): {refused}");
                 }
+                for line in strait_control_plane::config::status_lines::lines(&model) {
+                    println!("  {line}");
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

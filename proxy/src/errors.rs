@@ -52,6 +52,13 @@ pub enum ProxyError {
         "the request names no authority (Host or :authority) and the connection has no original destination"
     )]
     NoAuthority,
+    /// The request fell to the share of a route's references the control plane could not
+    /// resolve (a missing Service, a reference no ReferenceGrant permits).
+    #[error("route {route} sends this share of its requests to a backend that does not resolve")]
+    UnresolvedBackend {
+        /// The route's name.
+        route: String,
+    },
     /// The chosen backend has no endpoints.
     #[error("backend {backend} has no endpoints")]
     NoEndpoints {
@@ -158,6 +165,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::NoAuthority => "no-authority",
             ProxyError::NoEndpoints { .. } => "no-endpoints",
+            ProxyError::UnresolvedBackend { .. } => "unresolved-backend",
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
             ProxyError::Tls { .. } => "tls-handshake-failed",
@@ -186,6 +194,7 @@ impl ProxyError {
             ProxyError::RequestHeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::ResponseHeadTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UnresolvedBackend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Tls { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -210,7 +219,9 @@ impl ProxyError {
             ProxyError::RequestHeadTooLarge(_) => grpc_code::RESOURCE_EXHAUSTED,
             // The same upstream would send the same head again: not UNAVAILABLE, which
             // invites a retry.
-            ProxyError::ResponseHeadTooLarge { .. } => grpc_code::INTERNAL,
+            ProxyError::ResponseHeadTooLarge { .. } | ProxyError::UnresolvedBackend { .. } => {
+                grpc_code::INTERNAL
+            }
             ProxyError::NoEndpoints { .. }
             | ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
@@ -290,6 +301,7 @@ pub const KINDS: [&str; 19] = [
     "no-route",
     "no-authority",
     "no-endpoints",
+    "unresolved-backend",
     "connect-failed",
     "connect-timeout",
     "tls-handshake-failed",

@@ -203,10 +203,12 @@ pub fn select<'r, R>(
     matchers: impl Fn(&R) -> &[Matcher],
     head: &Parts,
 ) -> Option<&'r R> {
-    routes.iter().find(|route| {
-        let matchers = matchers(route);
-        matchers.is_empty() || matchers.iter().any(|m| m.matches(head))
-    })
+    routes.iter().find(|route| accepts(matchers(route), head))
+}
+
+/// Whether a route with these matchers takes the request: none (a catch-all), or any one.
+pub fn accepts(matchers: &[Matcher], head: &Parts) -> bool {
+    matchers.is_empty() || matchers.iter().any(|m| m.matches(head))
 }
 
 #[cfg(test)]

@@ -705,7 +705,8 @@ fn exercise(table: &Table, snapshot: &pb::Snapshot) {
             };
             let _ = compiled.default_route();
             if let Some(route) = compiled.route(&head)
-                && let Some(index) = route.pick_backend(&head.headers)
+                && let Some(strait_proxy::table::Pick::Backend(index)) =
+                    route.pick_backend(&head.headers)
             {
                 let _ = route.backends[index].0.pick(&[]);
             }

@@ -89,6 +89,12 @@ pub const GRPC_ROUTES: Collection = Collection {
     api_version: "gateway.networking.k8s.io/v1",
     kind: "GRPCRoute",
 };
+/// Gateway API ReferenceGrants.
+pub const REFERENCE_GRANTS: Collection = Collection {
+    path: "/apis/gateway.networking.k8s.io/v1/referencegrants",
+    api_version: "gateway.networking.k8s.io/v1",
+    kind: "ReferenceGrant",
+};
 /// Strait BackendPolicies.
 pub const BACKEND_POLICIES: Collection = Collection {
     path: "/apis/strait.dev/v1alpha1/backendpolicies",
@@ -117,12 +123,13 @@ pub const SECRETS: Collection = Collection {
 };
 
 /// Every collection the control plane watches.
-pub const ALL: [Collection; 8] = [
+pub const ALL: [Collection; 9] = [
     SERVICES,
     PODS,
     ENDPOINT_SLICES,
     HTTP_ROUTES,
     GRPC_ROUTES,
+    REFERENCE_GRANTS,
     BACKEND_POLICIES,
     AUTHORIZATION_POLICIES,
     MESH_CONFIGS,

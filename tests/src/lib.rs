@@ -11,6 +11,8 @@ pub mod certs;
 pub mod chart;
 pub mod client;
 pub mod control_plane;
+pub mod echo;
+pub mod gamma;
 pub mod grpc;
 pub mod h2raw;
 pub mod helm;

@@ -238,7 +238,11 @@ async fn the_mesh_follows_the_kubernetes_api_with_proxies_certified_by_token_rev
         api.apply(PODS, pod_object(pod, port));
     }
     api.apply(HTTP_ROUTES, route("web", "web", Some("Service")));
-    api.apply(HTTP_ROUTES, route("typo", "wbe", Some("Service")));
+    // A reference to a missing Service is no error (it answers 500, GAMMA); a weight the
+    // schema forbids is.
+    let mut typo = route("typo", "wbe", Some("Service"));
+    typo["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(2_000_000);
+    api.apply(HTTP_ROUTES, typo);
     api.apply(HTTP_ROUTES, route("ingress", "web", None));
 
     let ca = dir.path().join("ca");
@@ -286,7 +290,7 @@ async fn the_mesh_follows_the_kubernetes_api_with_proxies_certified_by_token_rev
     assert_eq!(event["regarding"]["uid"], "uid-typo");
     let note = event["note"].as_str().unwrap();
     assert!(
-        note.contains("spec.rules[0].backendRefs[0]") && note.contains("wbe"),
+        note.contains("spec.rules[0].backendRefs[0].weight") && note.contains("2000000"),
         "{note}"
     );
     assert!(

@@ -27,6 +27,7 @@ mod discovery;
 mod documented_commands;
 mod documented_defaults;
 mod external_issuer;
+mod gamma_conformance;
 mod grpc_proxying;
 mod http_proxying;
 mod identity;

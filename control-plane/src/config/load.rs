@@ -190,6 +190,7 @@ fn describe(meta: &TypeMeta) -> String {
 }
 
 const GATEWAY: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
 const STRAIT: &str = "strait.dev/v1alpha1";
 
 fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document, (String, String)> {
@@ -206,12 +207,15 @@ fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document,
         "Service" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         "HTTPRoute" | "GRPCRoute" => GATEWAY,
+        // Served as v1 since Gateway API v1.5, and as v1beta1 before and alongside.
+        "ReferenceGrant" if api_version == GATEWAY_V1BETA1 => GATEWAY_V1BETA1,
+        "ReferenceGrant" => GATEWAY,
         "Workload" | "BackendPolicy" | "AuthorizationPolicy" | "MeshConfig" => STRAIT,
         other => {
             return Err((
                 "kind".into(),
                 format!(
-                    "unknown kind {other:?}; expected one of Service, EndpointSlice, Workload, HTTPRoute, GRPCRoute, BackendPolicy, AuthorizationPolicy, MeshConfig"
+                    "unknown kind {other:?}; expected one of Service, EndpointSlice, Workload, HTTPRoute, GRPCRoute, ReferenceGrant, BackendPolicy, AuthorizationPolicy, MeshConfig"
                 ),
             ));
         }
@@ -228,6 +232,7 @@ fn parse_document(meta: &TypeMeta, value: serde_json::Value) -> Result<Document,
         "Workload" => Document::Workload(typed(value)?),
         "HTTPRoute" => Document::HttpRoute(typed(value)?),
         "GRPCRoute" => Document::GrpcRoute(typed(value)?),
+        "ReferenceGrant" => Document::ReferenceGrant(typed(value)?),
         "BackendPolicy" => Document::BackendPolicy(typed(value)?),
         "AuthorizationPolicy" => Document::AuthorizationPolicy(typed(value)?),
         _ => Document::MeshConfig(typed(value)?),

@@ -10,6 +10,7 @@ pub mod load;
 pub mod model;
 pub mod raw;
 pub mod slices;
+pub mod status_lines;
 pub mod validate;
 
 use std::path::Path;

@@ -239,6 +239,90 @@ pub struct RouteRule {
     /// For a consumer route (one in another namespace than its parent service): the
     /// namespace whose clients it applies to. `None` for the service owner's own routes.
     pub consumer_namespace: Option<String>,
+    /// Summed weight of the rule's backendRefs that could not be resolved (a missing
+    /// Service, a reference no ReferenceGrant permits): that share of its requests gets 500.
+    pub unresolved_weight: u32,
+}
+
+/// A `ReferenceGrant`: routes of the `from` namespaces may refer to the `to` objects of the
+/// grant's own namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceGrant {
+    /// The grant (its namespace is the one it opens).
+    pub key: ObjectKey,
+    /// Who may refer.
+    pub from: Vec<GrantFrom>,
+    /// To what.
+    pub to: Vec<GrantTo>,
+}
+
+/// A `ReferenceGrant`'s `from` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantFrom {
+    /// API group of the referring kind.
+    pub group: String,
+    /// Referring kind (`HTTPRoute`, `GRPCRoute`).
+    pub kind: String,
+    /// Namespace of the referring objects.
+    pub namespace: String,
+}
+
+/// A `ReferenceGrant`'s `to` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantTo {
+    /// API group of the target kind (`""`: core).
+    pub group: String,
+    /// Target kind (`Service`).
+    pub kind: String,
+    /// One object, or every object of the kind when `None`.
+    pub name: Option<String>,
+}
+
+/// A condition of a route's status for one parent (the Gateway API's `metav1.Condition`
+/// without its times, which the writer adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCondition {
+    /// `Accepted`, `ResolvedRefs`, `PartiallyInvalid`.
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: bool,
+    /// A CamelCase reason from the Gateway API's list.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// What the mesh did with a route, per parentRef (the Gateway API's `status.parents[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteStatus {
+    /// One entry per parentRef, in the route's order.
+    pub parents: Vec<ParentStatus>,
+}
+
+/// One parentRef's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentStatus {
+    /// The parentRef as written, completed with its defaults (group, kind, namespace).
+    pub parent: ParentRefKey,
+    /// Its conditions.
+    pub conditions: Vec<RouteCondition>,
+}
+
+/// A parentRef, completed with its defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentRefKey {
+    /// Group (`""` for a Service).
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `port`, when set.
+    pub port: Option<u16>,
+    /// `sectionName`, when set.
+    pub section_name: Option<String>,
 }
 
 /// Circuit breaking.
@@ -334,6 +418,10 @@ pub struct Model {
     /// Route rules refused alone, with why (an unsupported or invalid filter): each still
     /// matches its requests and answers them 500, and the rest of its route is in force.
     pub refused_rules: Vec<crate::config::error::ConfigError>,
+    /// ReferenceGrants.
+    pub reference_grants: Vec<ReferenceGrant>,
+    /// The status of every route in the model, by (`HTTPRoute`|`GRPCRoute`, key).
+    pub route_status: BTreeMap<(String, ObjectKey), RouteStatus>,
 }
 
 impl Model {

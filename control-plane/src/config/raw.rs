@@ -236,6 +236,34 @@ pub struct BootstrapToken {
     pub sha256: Option<String>,
 }
 
+// ---- Gateway API ReferenceGrant -------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReferenceGrantSpec {
+    #[serde(default)]
+    pub from: Vec<ReferenceGrantFrom>,
+    #[serde(default)]
+    pub to: Vec<ReferenceGrantTo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReferenceGrantFrom {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReferenceGrantTo {
+    pub group: String,
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 // ---- Gateway API routes ----------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +305,9 @@ pub struct BackendRef {
 pub struct HttpRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
+    /// `useDefaultGateways` (Gateway API v1.6): a Gateway scope; no meaning for a mesh route.
+    #[serde(default)]
+    pub use_default_gateways: Option<String>,
     #[serde(default)]
     pub hostnames: Vec<String>,
     #[serde(default)]
@@ -358,6 +389,9 @@ pub struct HttpRouteRetry {
 pub struct GrpcRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
+    /// `useDefaultGateways` (Gateway API v1.6): a Gateway scope; no meaning for a mesh route.
+    #[serde(default)]
+    pub use_default_gateways: Option<String>,
     #[serde(default)]
     pub hostnames: Vec<String>,
     #[serde(default)]
@@ -512,6 +546,7 @@ pub enum Document {
     Workload(Object<WorkloadSpec>),
     HttpRoute(Object<HttpRouteSpec>),
     GrpcRoute(Object<GrpcRouteSpec>),
+    ReferenceGrant(Object<ReferenceGrantSpec>),
     BackendPolicy(Object<BackendPolicySpec>),
     AuthorizationPolicy(Object<AuthorizationPolicySpec>),
     MeshConfig(Object<MeshConfigSpec>),
@@ -526,6 +561,7 @@ impl Document {
             Document::Workload(o) => &o.metadata,
             Document::HttpRoute(o) => &o.metadata,
             Document::GrpcRoute(o) => &o.metadata,
+            Document::ReferenceGrant(o) => &o.metadata,
             Document::BackendPolicy(o) => &o.metadata,
             Document::AuthorizationPolicy(o) => &o.metadata,
             Document::MeshConfig(o) => &o.metadata,
@@ -540,6 +576,7 @@ impl Document {
             Document::Workload(_) => "Workload",
             Document::HttpRoute(_) => "HTTPRoute",
             Document::GrpcRoute(_) => "GRPCRoute",
+            Document::ReferenceGrant(_) => "ReferenceGrant",
             Document::BackendPolicy(_) => "BackendPolicy",
             Document::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Document::MeshConfig(_) => "MeshConfig",

@@ -92,6 +92,9 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                 routes.push(route(rule));
             }
             add_backend(model, &mut backends, key, port.port);
+            // With routes attached, a request none of them matches gets 404 (GAMMA); the
+            // service itself still takes opaque connections.
+            let opaque_only = !routes.is_empty();
             routes.push(pb::Route {
                 name: "default".into(),
                 matches: Vec::new(),
@@ -100,6 +103,7 @@ pub fn outbound_services(model: &Model, namespace: &str) -> Vec<pb::OutboundServ
                     weight: 1,
                     ..Default::default()
                 }],
+                opaque_only,
                 ..Default::default()
             });
             out.push(pb::OutboundService {
@@ -307,6 +311,17 @@ fn route(rule: &model::RouteRule) -> pb::Route {
                     .as_ref()
                     .map(super::filters::header_modifier),
             })
+            .chain(
+                (rule.unresolved_weight > 0 || rule.backends.is_empty()).then(|| {
+                    // A rule none of whose references resolve answers 500 whatever their weights.
+                    pb::WeightedBackend {
+                        backend: String::new(),
+                        weight: rule
+                            .unresolved_weight
+                            .max(u32::from(rule.backends.is_empty())),
+                    }
+                }),
+            )
             .collect(),
         timeouts: Some(pb::Timeouts {
             request: rule.timeouts.request.map(Into::into),
@@ -320,6 +335,7 @@ fn route(rule: &model::RouteRule) -> pb::Route {
         }),
         sticky_header: rule.sticky_header.clone().unwrap_or_default(),
         filters: super::filters::route_filters(&rule.filters, backend_name),
+        opaque_only: false,
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Kind {
     HttpRoute,
     /// `gateway.networking.k8s.io/v1` GRPCRoute.
     GrpcRoute,
+    /// `gateway.networking.k8s.io/v1` ReferenceGrant.
+    ReferenceGrant,
     /// `strait.dev/v1alpha1` BackendPolicy.
     BackendPolicy,
     /// `strait.dev/v1alpha1` AuthorizationPolicy.
@@ -30,12 +32,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every watched kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
         Kind::HttpRoute,
         Kind::GrpcRoute,
+        Kind::ReferenceGrant,
         Kind::BackendPolicy,
         Kind::AuthorizationPolicy,
         Kind::MeshConfig,
@@ -49,6 +52,12 @@ impl Kind {
             Kind::Pod => ("", "v1", "Pod", "pods"),
             Kind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
             Kind::GrpcRoute => ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes"),
+            Kind::ReferenceGrant => (
+                "gateway.networking.k8s.io",
+                "v1",
+                "ReferenceGrant",
+                "referencegrants",
+            ),
             Kind::BackendPolicy => ("strait.dev", "v1alpha1", "BackendPolicy", "backendpolicies"),
             Kind::AuthorizationPolicy => (
                 "strait.dev",

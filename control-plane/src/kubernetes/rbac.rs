@@ -44,6 +44,11 @@ pub const RBAC: &[Permission] = &[
         verbs: WATCH,
     },
     Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "referencegrants",
+        verbs: WATCH,
+    },
+    Permission {
         group: "strait.dev",
         resource: "backendpolicies",
         verbs: WATCH,

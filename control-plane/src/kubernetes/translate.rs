@@ -164,7 +164,10 @@ fn project(kind: Kind, object: &Value, services: &BTreeSet<ObjectKey>) -> Option
         Kind::EndpointSlice => endpoint_slice(object, services),
         Kind::Pod => pod(object),
         Kind::HttpRoute | Kind::GrpcRoute => route(kind, object),
-        Kind::BackendPolicy | Kind::AuthorizationPolicy | Kind::MeshConfig => Some(document(
+        Kind::ReferenceGrant
+        | Kind::BackendPolicy
+        | Kind::AuthorizationPolicy
+        | Kind::MeshConfig => Some(document(
             kind.api_version(),
             kind.name(),
             object,

@@ -178,12 +178,19 @@ fn default_endpoint(service: &Service) -> Result<Arc<Endpoint>, ProxyError> {
     let route = service.default_route().ok_or_else(|| ProxyError::NoRoute {
         authority: service.name.clone(),
     })?;
-    let index =
-        route
-            .pick_backend(&http::HeaderMap::new())
-            .ok_or_else(|| ProxyError::NoEndpoints {
+    let index = match route.pick_backend(&http::HeaderMap::new()) {
+        Some(crate::table::Pick::Backend(index)) => index,
+        Some(crate::table::Pick::Unresolved) => {
+            return Err(ProxyError::UnresolvedBackend {
+                route: route.name.clone(),
+            });
+        }
+        None => {
+            return Err(ProxyError::NoEndpoints {
                 backend: service.name.clone(),
-            })?;
+            });
+        }
+    };
     let backend = &route.backends[index].0;
     backend
         .pick(&[])

@@ -30,7 +30,7 @@ use crate::resilience::replay::ReplayBody;
 use crate::resilience::retry::{Outcome, is_idempotent};
 use crate::resilience::timeouts::request_timeout;
 use crate::table::endpoint::Endpoint;
-use crate::table::{Backend, Route, Service};
+use crate::table::{Backend, Pick, Route, Service};
 use crate::telemetry::http::{RequestMetrics, TimeoutKind};
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
@@ -72,14 +72,23 @@ pub async fn send(
     {
         return answer;
     }
-    let Some(index) = route.pick_backend(&head.headers) else {
-        return ProxyError::NoEndpoints {
-            backend: format!(
-                "{} (every backend of route {} has weight 0)",
-                service.name, route.name
-            ),
+    let index = match route.pick_backend(&head.headers) {
+        Some(Pick::Backend(index)) => index,
+        Some(Pick::Unresolved) => {
+            return ProxyError::UnresolvedBackend {
+                route: route.name.clone(),
+            }
+            .into_response(grpc);
         }
-        .into_response(grpc);
+        None => {
+            return ProxyError::NoEndpoints {
+                backend: format!(
+                    "{} (every backend of route {} has weight 0)",
+                    service.name, route.name
+                ),
+            }
+            .into_response(grpc);
+        }
     };
     let backend = &route.backends[index].0;
     let backend_filters = route.backend_filters.get(index).and_then(Option::as_ref);

@@ -121,6 +121,7 @@ fn service(endpoints: &[SocketAddr], retry: RetryPolicy, budget: BudgetPolicy) -
             filters: None,
             backend_filters: Vec::new(),
             mirrors: Vec::new(),
+            opaque_only: false,
         }],
     })
 }

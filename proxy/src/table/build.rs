@@ -220,14 +220,21 @@ fn compile_route(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| service_error(service, &format!("{field}.matches"), e))?;
     let mut route_backends = Vec::with_capacity(route.backends.len());
+    // Indexed like `route_backends`: the unresolved share (an empty name) is no backend.
     let mut backend_filters = Vec::new();
+    let mut unresolved_weight: u32 = 0;
     for (b, weighted) in route.backends.iter().enumerate() {
+        if weighted.backend.is_empty() {
+            unresolved_weight = unresolved_weight.saturating_add(weighted.weight);
+            continue;
+        }
         let at = format!("{field}.backends[{b}]");
         if let Some(filters) =
             BackendFilters::compile(weighted, &at).map_err(|e| service_error(service, &at, e))?
         {
-            backend_filters.resize_with(route.backends.len(), || None);
-            backend_filters[b] = Some(filters);
+            let position = route_backends.len();
+            backend_filters.resize_with(position + 1, || None);
+            backend_filters[position] = Some(filters);
         }
         let backend = backends.get(&weighted.backend).ok_or_else(|| {
             service_error(
@@ -321,8 +328,13 @@ fn compile_route(
     Ok(Route {
         name: route.name.clone(),
         matchers,
-        weights: route_backends.iter().map(|(_, w)| *w).collect(),
+        weights: route_backends
+            .iter()
+            .map(|(_, w)| *w)
+            .chain((unresolved_weight > 0).then_some(unresolved_weight))
+            .collect(),
         backends: route_backends,
+        opaque_only: route.opaque_only,
         metrics,
         sticky_header,
         timeouts,
@@ -486,6 +498,7 @@ fn compile_backend(
 mod tests {
     use super::*;
     use crate::connect::Connector;
+    use crate::table::Pick;
 
     fn settings() -> EndpointSettings {
         EndpointSettings {
@@ -613,6 +626,54 @@ mod tests {
 
     fn get(path: &str) -> http::request::Parts {
         http::Request::get(path).body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn an_opaque_only_default_route_takes_connections_but_no_request() {
+        let mut snapshot = with_api_route(snapshot(&["10.1.0.1:8080"]), "/a");
+        snapshot.services[1].routes[1].opaque_only = true;
+        let table = build(snapshot, &Table::empty(), &settings());
+        let api = table.service_for_authority("api.demo").unwrap();
+        assert_eq!(api.route(&get("/a")).unwrap().name, "demo/api/0");
+        assert!(api.route(&get("/b")).is_none(), "no route: 404");
+        assert_eq!(api.default_route().unwrap().name, "default");
+    }
+
+    #[tokio::test]
+    async fn an_unresolved_reference_takes_its_weight_as_a_share_of_picks() {
+        let table = |weights: [u32; 2]| {
+            let mut snapshot = snapshot(&["10.1.0.1:8080"]);
+            let route = &mut snapshot.services[0].routes[0];
+            route.sticky_header = "x-user".into();
+            route.backends[0].weight = weights[0];
+            route.backends.push(pb::WeightedBackend {
+                backend: String::new(),
+                weight: weights[1],
+            });
+            build(snapshot, &Table::empty(), &settings())
+        };
+        let sticky = |value: String| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-user", http::HeaderValue::from_str(&value).unwrap());
+            headers
+        };
+        let half = table([1, 1]);
+        assert!(half.set_aside().is_empty(), "{:?}", half.set_aside());
+        let route = &half.service_for_authority("web.demo").unwrap().routes[0];
+        assert_eq!(route.weights, [1, 1]);
+        let picks: std::collections::BTreeSet<String> = (0..64)
+            .map(|i| format!("{:?}", route.pick_backend(&sticky(format!("user-{i}")))))
+            .collect();
+        assert_eq!(
+            picks.into_iter().collect::<Vec<_>>(),
+            ["Some(Backend(0))", "Some(Unresolved)"]
+        );
+        let all = table([0, 1]);
+        let route = &all.service_for_authority("web.demo").unwrap().routes[0];
+        assert_eq!(
+            route.pick_backend(&sticky("x".into())),
+            Some(Pick::Unresolved)
+        );
     }
 
     #[tokio::test]

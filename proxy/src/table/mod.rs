@@ -132,6 +132,8 @@ pub struct Route {
     pub backend_filters: Vec<Option<crate::filters::BackendFilters>>,
     /// Copies of requests sent elsewhere (`RequestMirror`).
     pub mirrors: Vec<Mirror>,
+    /// Only for connections that carry no request: no request takes this route.
+    pub opaque_only: bool,
 }
 
 /// A `RequestMirror`: a share of a route's requests copied to another backend.
@@ -144,16 +146,31 @@ pub struct Mirror {
     pub denominator: u32,
 }
 
+/// Where a request's pick by weight lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The backend at this position of `backends` (and `metrics`).
+    Backend(usize),
+    /// The share of references the control plane could not resolve: answered 500.
+    Unresolved,
+}
+
 impl Route {
-    /// Picks a backend by weight, using the sticky header's value if present. Returns its
-    /// position in `backends` (and `metrics`).
-    pub fn pick_backend(&self, headers: &http::HeaderMap) -> Option<usize> {
+    /// Picks a backend by weight, using the sticky header's value if present. `weights` has
+    /// one entry more than `backends` when part of the route's references are unresolved.
+    pub fn pick_backend(&self, headers: &http::HeaderMap) -> Option<Pick> {
         let sticky = self
             .sticky_header
             .as_ref()
             .and_then(|name| headers.get(name))
             .map(|value| value.as_bytes());
-        crate::split::pick(&self.weights, crate::split::point(sticky))
+        crate::split::pick(&self.weights, crate::split::point(sticky)).map(|i| {
+            if i < self.backends.len() {
+                Pick::Backend(i)
+            } else {
+                Pick::Unresolved
+            }
+        })
     }
 }
 
@@ -168,9 +185,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// The route a request takes: the first whose matchers accept it.
+    /// The route a request takes: the first whose matchers accept it, among the routes a
+    /// request may take (a default route marked opaque-only is not one: GAMMA's 404).
     pub fn route(&self, head: &http::request::Parts) -> Option<&Route> {
-        crate::route::select(&self.routes, |r| &r.matchers, head)
+        self.routes
+            .iter()
+            .filter(|r| !r.opaque_only)
+            .find(|r| crate::route::accepts(&r.matchers, head))
     }
 
     /// The route for connections that carry no request (opaque TCP): the first route without

@@ -2,15 +2,13 @@
 //! header matches; retries come from annotations. The rest of its validation is shared with
 //! HTTPRoute ([`super::route`]).
 
-use std::collections::BTreeMap;
-
 use strait_proto::match_regex;
 
 use super::Ctx;
 use super::filters::FilterPlace;
 use super::matches::matches_list;
 use super::precedence::Attached;
-use super::route::{RouteFields, RouteRuleKind, route};
+use super::route::{Referable, RouteFields, RouteRuleKind, route};
 use crate::config::error::Location;
 use crate::config::model::*;
 use crate::config::raw;
@@ -21,9 +19,9 @@ pub(super) fn grpc_route(
     location: &Location,
     key: &ObjectKey,
     object: &raw::Object<raw::GrpcRouteSpec>,
-    services: &BTreeMap<ObjectKey, Service>,
+    referable: &Referable<'_>,
     attached: &mut Attached,
-) {
+) -> RouteStatus {
     let fields = RouteFields {
         kind: "GRPCRoute",
         metadata: &object.metadata,
@@ -31,7 +29,7 @@ pub(super) fn grpc_route(
         parent_refs: &object.spec.parent_refs,
         rules: &object.spec.rules,
     };
-    route(ctx, location, key, fields, services, attached);
+    route(ctx, location, key, fields, referable, attached)
 }
 
 impl RouteRuleKind for raw::GrpcRouteRule {

@@ -1,13 +1,11 @@
 //! `HTTPRoute`: HTTP matches (path, method, headers, query parameters), timeouts and the
 //! `retry` field; the rest of its validation is shared with GRPCRoute ([`super::route`]).
 
-use std::collections::BTreeMap;
-
 use super::Ctx;
 use super::filters::{FilterPlace, PrefixMatch};
 use super::matches::http_match;
 use super::precedence::Attached;
-use super::route::{RouteFields, RouteRuleKind, route};
+use super::route::{Referable, RouteFields, RouteRuleKind, route};
 use super::scalars::parse_duration;
 use crate::config::duration;
 use crate::config::error::Location;
@@ -20,9 +18,9 @@ pub(super) fn http_route(
     location: &Location,
     key: &ObjectKey,
     object: &raw::Object<raw::HttpRouteSpec>,
-    services: &BTreeMap<ObjectKey, Service>,
+    referable: &Referable<'_>,
     attached: &mut Attached,
-) {
+) -> RouteStatus {
     let fields = RouteFields {
         kind: "HTTPRoute",
         metadata: &object.metadata,
@@ -30,7 +28,7 @@ pub(super) fn http_route(
         parent_refs: &object.spec.parent_refs,
         rules: &object.spec.rules,
     };
-    route(ctx, location, key, fields, services, attached);
+    route(ctx, location, key, fields, referable, attached)
 }
 
 impl RouteRuleKind for raw::HttpRouteRule {

@@ -21,6 +21,7 @@ mod matches;
 mod mesh;
 mod policy_target;
 mod precedence;
+mod reference_grant;
 mod route;
 mod scalars;
 mod service;
@@ -188,15 +189,29 @@ pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
     }
     slices.check_references(&declared_ports, &mut ctx.errors);
 
-    let mut attached: precedence::Attached = BTreeMap::new();
     for (item, key) in &keyed {
-        match &item.document {
+        if let Document::ReferenceGrant(object) = &item.document
+            && let Some(grant) =
+                reference_grant::reference_grant(&mut ctx, &item.location, key, object)
+        {
+            model.reference_grants.push(grant);
+        }
+    }
+
+    let mut attached: precedence::Attached = BTreeMap::new();
+    let referable = route::Referable {
+        services: &model.services,
+        grants: &model.reference_grants,
+    };
+    let mut route_status = BTreeMap::new();
+    for (item, key) in &keyed {
+        let status = match &item.document {
             Document::HttpRoute(object) => httproute::http_route(
                 &mut ctx,
                 &item.location,
                 key,
                 object,
-                &model.services,
+                &referable,
                 &mut attached,
             ),
             Document::GrpcRoute(object) => grpcroute::grpc_route(
@@ -204,12 +219,14 @@ pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
                 &item.location,
                 key,
                 object,
-                &model.services,
+                &referable,
                 &mut attached,
             ),
-            _ => {}
-        }
+            _ => continue,
+        };
+        route_status.insert((item.document.kind().to_owned(), key.clone()), status);
     }
+    model.route_status = route_status;
     model.routes = precedence::order_routes(&mut ctx, attached);
 
     for (item, key) in &keyed {

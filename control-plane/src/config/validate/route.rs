@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use strait_proto::defaults;
 
 use super::Ctx;
-use super::backend_refs::{backends, parents};
+use super::backend_refs::{Referrer, RuleBackends, backends, parents};
 use super::filters::{FilterPlace, PrefixMatch, Refusal, backend_filters, rule_filters};
 use super::matches::http_header_name;
 use super::precedence::{Attached, rank};
@@ -219,15 +219,25 @@ pub(super) struct RouteFields<'a, R> {
     pub rules: &'a [R],
 }
 
-/// Validates a route and attaches each match of each valid rule to each parent port.
+/// What routes refer to: the Services and the ReferenceGrants.
+pub(super) struct Referable<'a> {
+    /// Every Service.
+    pub services: &'a BTreeMap<ObjectKey, Service>,
+    /// Every ReferenceGrant.
+    pub grants: &'a [ReferenceGrant],
+}
+
+/// Validates a route and attaches each match of each valid rule to each parent port; returns
+/// the route's status (meaningful when the route has no errors).
 pub(super) fn route<R: RouteRuleKind>(
     ctx: &mut Ctx,
     location: &Location,
     key: &ObjectKey,
     route: RouteFields<'_, R>,
-    services: &BTreeMap<ObjectKey, Service>,
+    referable: &Referable<'_>,
     attached: &mut Attached,
-) {
+) -> RouteStatus {
+    let services = referable.services;
     if !route.hostnames.is_empty() {
         ctx.err(
             location,
@@ -236,8 +246,17 @@ pub(super) fn route<R: RouteRuleKind>(
         );
     }
     let parents = parents(ctx, location, &key.namespace, route.parent_refs, services);
+    let mut parent_services: Vec<ObjectKey> = parents.iter().map(|(k, _, _)| k.clone()).collect();
+    parent_services.dedup();
+    let referrer = Referrer {
+        kind: route.kind,
+        namespace: &key.namespace,
+        parents: &parent_services,
+        grants: referable.grants,
+    };
     let notes = route_annotations(ctx, location, route.metadata);
     let source = format!("{} {key}", route.kind);
+    let mut unresolved = Vec::new();
     for (r, rule) in route.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
         let rule_name = format!(
@@ -275,27 +294,27 @@ pub(super) fn route<R: RouteRuleKind>(
         // A rule whose action is a redirect (or that is refused) calls no backend.
         let answers_itself = filters.redirect.is_some() || filters.refused.is_some();
         let backends = if answers_itself && rule.backend_refs().is_empty() {
-            Some(Vec::new())
+            Some(RuleBackends::default())
         } else {
             backends(
                 ctx,
                 location,
                 &format!("{field}.backendRefs"),
-                &key.namespace,
+                &referrer,
                 rule.backend_refs(),
                 services,
             )
-            .map(|mut list| {
+            .map(|mut resolved| {
                 attach_backend_filters(
                     ctx,
                     location,
                     &field,
                     &rule_name,
                     rule.backend_refs(),
-                    &mut list,
+                    &mut resolved,
                     &mut filters,
                 );
-                list
+                resolved
             })
         };
         let timeouts = rule.timeouts(ctx, location, &field);
@@ -310,20 +329,90 @@ pub(super) fn route<R: RouteRuleKind>(
             continue;
         };
         if filters.refused.is_some() || filters.redirect.is_some() {
-            backends.clear();
+            backends.backends.clear();
+            backends.ref_index.clear();
+            backends.unresolved_weight = 0;
         }
+        unresolved.extend(backends.unresolved);
         let template = RouteRule {
             name: rule_name,
             source: source.clone(),
             matcher: RouteMatch::default(),
-            backends,
+            backends: backends.backends,
             timeouts,
             retry,
             sticky_header: notes.sticky_header.clone(),
             filters,
             consumer_namespace: None,
+            unresolved_weight: backends.unresolved_weight,
         };
         attach_rule(attached, &parents, &template, r, matches, location);
+    }
+    status(&key.namespace, route.parent_refs, &unresolved)
+}
+
+/// At most this many unresolved references are described in a condition's message, so a
+/// route with thousands of them cannot make its status (or a status write) large.
+const MAX_DESCRIBED: usize = 8;
+
+/// A valid route's status: accepted by every parentRef, and whether its references resolve.
+fn status(
+    route_ns: &str,
+    parent_refs: &[raw::ParentRef],
+    unresolved: &[(super::backend_refs::Unresolved, String)],
+) -> RouteStatus {
+    let resolved = match unresolved.first() {
+        None => RouteCondition {
+            type_: "ResolvedRefs".into(),
+            status: true,
+            reason: "ResolvedRefs".into(),
+            message: "every backendRef resolves".into(),
+        },
+        Some((why, _)) => {
+            let mut message: Vec<&str> = unresolved
+                .iter()
+                .take(MAX_DESCRIBED)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            let more = unresolved.len().saturating_sub(MAX_DESCRIBED);
+            let more = format!("and {more} more");
+            if unresolved.len() > MAX_DESCRIBED {
+                message.push(&more);
+            }
+            RouteCondition {
+                type_: "ResolvedRefs".into(),
+                status: false,
+                reason: why.reason().into(),
+                message: format!(
+                    "requests for these backends are answered 500: {}",
+                    message.join("; ")
+                ),
+            }
+        }
+    };
+    RouteStatus {
+        parents: parent_refs
+            .iter()
+            .map(|p| ParentStatus {
+                parent: ParentRefKey {
+                    group: p.group.clone().unwrap_or_default(),
+                    kind: p.kind.clone().unwrap_or_else(|| "Service".into()),
+                    namespace: p.namespace.clone().unwrap_or_else(|| route_ns.to_owned()),
+                    name: p.name.clone(),
+                    port: p.port.and_then(|port| u16::try_from(port).ok()),
+                    section_name: p.section_name.clone(),
+                },
+                conditions: vec![
+                    RouteCondition {
+                        type_: "Accepted".into(),
+                        status: true,
+                        reason: "Accepted".into(),
+                        message: "attached to the Service".into(),
+                    },
+                    resolved.clone(),
+                ],
+            })
+            .collect(),
     }
 }
 
@@ -383,14 +472,14 @@ fn attach_backend_filters(
     field: &str,
     rule_name: &str,
     refs: &[raw::BackendRef],
-    list: &mut [WeightedBackend],
+    resolved: &mut RuleBackends,
     filters: &mut RouteFilters,
 ) {
     if filters.refused.is_some() {
         return;
     }
-    for (b, (backend, raw)) in list.iter_mut().zip(refs).enumerate() {
-        let Some(raw_filters) = raw.filters.as_deref() else {
+    for (backend, &b) in resolved.backends.iter_mut().zip(&resolved.ref_index) {
+        let Some(raw_filters) = refs.get(b).and_then(|raw| raw.filters.as_deref()) else {
             continue;
         };
         match backend_filters(raw_filters) {

@@ -1,0 +1,267 @@
+//! The Gateway API mesh conformance world (GAMMA), in local mode: upstream's
+//! `conformance/mesh/manifests.yaml` rebuilt as Strait configuration. Namespace
+//! `gateway-conformance-mesh` holds the Services `echo` (every echo pod), `echo-v1` and `echo-v2`
+//! (ports `http` 80 and `http-alt` 8080 to the pods' HTTP port, `grpc` 7070 to their gRPC port)
+//! and the pods `echo-v1-0` and `echo-v2-0`; namespace `gateway-conformance-mesh-consumer` holds
+//! pod `echo-v1-0` and no Service. Every pod runs the [`crate::echo`] backend behind its own
+//! proxy, and a test sends from a pod by talking to that pod's proxy's outbound listener, as
+//! upstream's suite execs into the pod.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::control_plane::ControlPlane;
+use crate::echo::{self, Echoed, Pod};
+use crate::ports::free_port;
+use crate::process::Proxy;
+use crate::snapshot::TempDir;
+
+/// Upstream's mesh namespace (`suite.MeshNamespace`).
+pub const MESH_NS: &str = "gateway-conformance-mesh";
+/// Upstream's consumer namespace (`suite.MeshConsumerNamespace`).
+pub const CONSUMER_NS: &str = "gateway-conformance-mesh-consumer";
+
+/// One echo pod: its app ports and its proxy.
+#[derive(Debug)]
+pub struct EchoPod {
+    /// `echo-v1-0`, `echo-v2-0`.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// `v1` or `v2`.
+    pub version: String,
+    /// The HTTP echo's port.
+    pub http_port: u16,
+    /// The gRPC echo's port.
+    pub grpc_port: u16,
+    /// Its proxy's inbound port.
+    pub proxy_port: u16,
+    token: String,
+}
+
+/// The running conformance mesh.
+pub struct ConformanceMesh {
+    /// Scratch space.
+    pub dir: TempDir,
+    /// The configuration directory.
+    pub config_dir: PathBuf,
+    /// The control plane.
+    pub control_plane: ControlPlane,
+    /// The pods.
+    pub pods: Vec<EchoPod>,
+    /// Their proxies, in the order of `pods`.
+    pub proxies: Vec<Proxy>,
+}
+
+fn pods() -> Vec<EchoPod> {
+    [(MESH_NS, "v1"), (MESH_NS, "v2"), (CONSUMER_NS, "v1")]
+        .into_iter()
+        .map(|(namespace, version)| EchoPod {
+            name: format!("echo-{version}-0"),
+            namespace: namespace.to_owned(),
+            version: version.to_owned(),
+            http_port: free_port(),
+            grpc_port: free_port(),
+            proxy_port: free_port(),
+            token: format!("token-{namespace}-{version}-{}", fastrand::u64(..)),
+        })
+        .collect()
+}
+
+fn token_file(pod: &EchoPod) -> String {
+    format!("tokens/{}.{}.token", pod.namespace, pod.name)
+}
+
+/// The Services and pods of upstream's manifests as Strait configuration.
+fn world_yaml(pods: &[EchoPod]) -> String {
+    let mut yaml = String::new();
+    for (name, selector) in [
+        ("echo", "{app: echo}"),
+        ("echo-v1", "{app: echo, version: v1}"),
+        ("echo-v2", "{app: echo, version: v2}"),
+    ] {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {MESH_NS}}}\nspec:\n  selector: {selector}\n  ports:\n  - {{name: http, port: 80, appProtocol: http, targetPort: http}}\n  - {{name: http-alt, port: 8080, appProtocol: http, targetPort: http}}\n  - {{name: grpc, port: 7070, appProtocol: kubernetes.io/h2c, targetPort: grpc}}\n"
+        );
+    }
+    for pod in pods {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: strait.dev/v1alpha1\nkind: Workload\nmetadata: {{name: {}, namespace: {}, labels: {{app: echo, version: {}}}}}\nspec:\n  serviceAccount: echo\n  address: 127.0.0.1\n  ports: [{{name: http, port: {}}}, {{name: grpc, port: {}}}]\n  proxy: {{inboundPort: {}}}\n  bootstrapToken: {{file: {}}}\n",
+            pod.name,
+            pod.namespace,
+            pod.version,
+            pod.http_port,
+            pod.grpc_port,
+            pod.proxy_port,
+            token_file(pod),
+        );
+    }
+    yaml
+}
+
+impl ConformanceMesh {
+    /// Starts the world with `routes` (YAML documents, upstream's route shapes) applied, and
+    /// waits until every proxy holds a certificate and a snapshot.
+    pub async fn start(routes: &str) -> Self {
+        let dir = TempDir::new("gamma");
+        let config_dir = dir.path().join("config");
+        std::fs::create_dir_all(config_dir.join("tokens")).expect("creating the config dir");
+        let pods = pods();
+        for pod in &pods {
+            std::fs::write(config_dir.join(token_file(pod)), &pod.token).expect("writing a token");
+            let who = Pod {
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+            };
+            echo::start_http(
+                SocketAddr::from(([127, 0, 0, 1], pod.http_port)),
+                who.clone(),
+            )
+            .await;
+            echo::start_grpc(SocketAddr::from(([127, 0, 0, 1], pod.grpc_port)), who).await;
+        }
+        std::fs::write(config_dir.join("world.yaml"), world_yaml(&pods)).expect("writing config");
+        std::fs::write(config_dir.join("routes.yaml"), routes).expect("writing routes");
+        let ca_dir = dir.path().join("ca");
+        let control_plane =
+            ControlPlane::start(&config_dir, &[("--dev-ca", ca_dir.display().to_string())]);
+        let anchors = ca_dir.join("trust-anchors.pem");
+        let proxies: Vec<Proxy> = pods
+            .iter()
+            .map(|pod| {
+                Proxy::builder()
+                    .flag("--control-plane", control_plane.grpc)
+                    .flag("--trust-anchors", anchors.display())
+                    .flag("--namespace", &pod.namespace)
+                    .flag("--service-account", "echo")
+                    .flag("--workload", &pod.name)
+                    .flag("--token-file", config_dir.join(token_file(pod)).display())
+                    .flag("--inbound-addr", format!("127.0.0.1:{}", pod.proxy_port))
+                    .start()
+            })
+            .collect();
+        let mesh = Self {
+            dir,
+            config_dir,
+            control_plane,
+            pods,
+            proxies,
+        };
+        for proxy in &mesh.proxies {
+            mesh.wait_meshed(proxy);
+        }
+        mesh
+    }
+
+    fn wait_meshed(&self, proxy: &Proxy) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if proxy.process.logged("snapshot applied")
+                && proxy.process.logged("certificate installed")
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "a proxy did not get a certificate and a snapshot; its output:\n{}\ncontrol plane:\n{}",
+            proxy.process.logs().join("\n"),
+            self.control_plane.process.logs().join("\n")
+        );
+    }
+
+    /// The outbound listener of pod `name` in `namespace`: where that pod's calls go.
+    pub fn client(&self, namespace: &str, name: &str) -> SocketAddr {
+        let index = self
+            .pods
+            .iter()
+            .position(|p| p.namespace == namespace && p.name == name)
+            .unwrap_or_else(|| panic!("no pod {namespace}/{name}"));
+        self.proxies[index].outbound
+    }
+
+    /// Upstream's default client: `echo-v1` in the mesh namespace.
+    pub fn echo_v1(&self) -> SocketAddr {
+        self.client(MESH_NS, "echo-v1-0")
+    }
+}
+
+/// One answer through the mesh: the status and, for a 200 from an echo pod, what it saw.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The echo's report (`None` when the answer is not an echo's, e.g. the proxy's 404).
+    pub echoed: Option<Echoed>,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+}
+
+impl Answer {
+    /// The backend that answered, as upstream names it: the pod name without its last part.
+    pub fn backend(&self) -> Option<String> {
+        self.echoed
+            .as_ref()
+            .and_then(|e| e.pod.rsplit_once('-').map(|(b, _)| b.to_owned()))
+    }
+}
+
+/// Sends `GET path` with `host` and `headers` through `client` (a pod's outbound listener) on
+/// one HTTP/1.1 connection.
+pub async fn request(
+    client: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut sender = crate::client::http1(client).await;
+    let mut builder = http::Request::get(path).header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        sender.send_request(
+            builder
+                .body(crate::client::empty())
+                .expect("a valid request"),
+        ),
+    )
+    .await
+    .expect("the mesh answers within 10 s")
+    .expect("the mesh answers");
+    let collected = crate::client::collect(response).await;
+    let status = collected.status.as_u16();
+    let echoed = (status == 200)
+        .then(|| serde_json::from_slice::<Echoed>(&collected.body).ok())
+        .flatten();
+    Answer {
+        status,
+        echoed,
+        headers: collected.headers,
+    }
+}
+
+/// Repeats [`request`] until it answers as `expected` says or 10 s pass (upstream's
+/// `MakeRequestAndExpectEventuallyConsistentResponse`: a configuration takes a moment to reach
+/// every proxy), and returns the last answer.
+pub async fn eventually(
+    client: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    expected: impl Fn(&Answer) -> bool,
+) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = request(client, host, path, headers).await;
+        if expected(&answer) || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
