@@ -55,6 +55,7 @@ impl Outbound {
                 retry_buffer: shared.settings.retry_buffer,
                 idle_timeout: shared.settings.tcp_idle_timeout,
                 tracer: shared.tracer.clone(),
+                access_log: shared.access_log.clone(),
             },
             shared,
             passthrough: Mutex::new(HashMap::new()),

@@ -138,6 +138,7 @@ async fn front(service: Arc<Service>) -> SocketAddr {
         retry_buffer: 64 * 1024,
         idle_timeout: Duration::from_secs(30),
         tracer: Tracer::disabled(),
+        access_log: crate::telemetry::access_log::AccessLog::default(),
     });
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
