@@ -44,7 +44,8 @@ pub async fn scrape_endpoint(admin: &Endpoint) -> Result<Snapshot, GetError> {
 pub struct Signals {
     /// Requests per second.
     pub rps: f64,
-    /// Share of responses that were not 5xx; `None` without responses.
+    /// Share of responses the proxies classified as successes (`classification`: not 5xx,
+    /// and for gRPC not a server-fault `grpc-status`); `None` without responses.
     pub success: Option<f64>,
     /// Median latency in seconds.
     pub p50: Option<f64>,
@@ -95,6 +96,16 @@ fn value(sample: &Sample) -> f64 {
 
 fn label<'a>(sample: &'a Sample, name: &str) -> &'a str {
     sample.labels.get(name).unwrap_or("")
+}
+
+/// Whether a response sample counts as a success: the proxy's own `classification`, which
+/// judges gRPC by its `grpc-status` (trailers included); a proxy from before that label is
+/// judged by status class.
+fn succeeded(sample: &Sample) -> bool {
+    match sample.labels.get("classification") {
+        Some(classification) => classification != "failure",
+        None => label(sample, "status_class") != "5xx",
+    }
 }
 
 /// Per-key sums of a counter's increase between two snapshots.
@@ -214,7 +225,7 @@ pub fn outbound(
             )
         })
     };
-    let ok_key = |s: &Sample| key(s).filter(|_| label(s, "status_class") != "5xx");
+    let ok_key = |s: &Sample| key(s).filter(|_| succeeded(s));
     let mut requests = BTreeMap::new();
     let mut ok = BTreeMap::new();
     let mut responses = BTreeMap::new();
@@ -299,7 +310,7 @@ pub fn inbound(
 ) -> Vec<InboundRow> {
     let key =
         |s: &Sample| (label(s, "direction") == "inbound").then(|| label(s, "service").to_owned());
-    let ok_key = |s: &Sample| key(s).filter(|_| label(s, "status_class") != "5xx");
+    let ok_key = |s: &Sample| key(s).filter(|_| succeeded(s));
     let mtls_key = |s: &Sample| {
         key(s)
             .filter(|_| label(s, "tls") == "true")
@@ -426,6 +437,27 @@ mod tests {
         let v1 = rows.iter().find(|r| r.backend == "v1").unwrap();
         assert_eq!(v1.signals.rps, 9.0);
         assert_eq!(v1.signals.success, Some(1.0));
+    }
+
+    #[test]
+    fn a_grpc_failure_answered_http_200_counts_against_the_success_rate() {
+        let start = Instant::now();
+        let before = snapshot(
+            "# TYPE strait_http_requests_total counter\n\
+             strait_http_requests_total{direction=\"outbound\",service=\"g\",route=\"r\",backend=\"b\"} 0\n",
+            start,
+        );
+        let after = snapshot(
+            "# TYPE strait_http_requests_total counter\n\
+             strait_http_requests_total{direction=\"outbound\",service=\"g\",route=\"r\",backend=\"b\"} 4\n\
+             # TYPE strait_http_responses_total counter\n\
+             strait_http_responses_total{direction=\"outbound\",service=\"g\",route=\"r\",backend=\"b\",status_class=\"2xx\",grpc_status=\"0\",classification=\"success\"} 1\n\
+             strait_http_responses_total{direction=\"outbound\",service=\"g\",route=\"r\",backend=\"b\",status_class=\"2xx\",grpc_status=\"5\",classification=\"success\"} 1\n\
+             strait_http_responses_total{direction=\"outbound\",service=\"g\",route=\"r\",backend=\"b\",status_class=\"2xx\",grpc_status=\"14\",classification=\"failure\"} 2\n",
+            start + Duration::from_secs(1),
+        );
+        let rows = outbound(&[&before], &[&after], None);
+        assert_eq!(rows[0].signals.success, Some(0.5));
     }
 
     #[test]

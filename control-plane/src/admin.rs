@@ -102,7 +102,7 @@ impl Admin {
             ),
             "/metrics" => (
                 StatusCode::OK,
-                self.metrics.render(),
+                render_metrics(&self.metrics),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
             "/proxies" => match serde_json::to_string_pretty(&self.connections.list()) {
@@ -139,6 +139,24 @@ pub fn refusal(path: &str, peer: IpAddr) -> Option<String> {
          port-forward`; only {} are open to the network\n",
         OPEN_PATHS.join(", ")
     ))
+}
+
+/// Registers the process metrics' help texts and sets `strait_build_info{version}` to 1.
+/// The process metrics come from the `metrics-process` crate, read from `/proc/self` at each
+/// scrape (the proxy does the same in `telemetry::process`).
+pub fn describe_process_and_build_info() {
+    metrics_process::Collector::default().describe();
+    metrics::describe_gauge!(
+        "strait_build_info",
+        "Always 1; the binary's version in the `version` label."
+    );
+    metrics::gauge!("strait_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// `/metrics`: the process metrics read now, then everything rendered.
+fn render_metrics(handle: &PrometheusHandle) -> String {
+    metrics_process::Collector::default().collect();
+    handle.render()
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub async fn run(
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     describe_metrics();
+    crate::admin::describe_process_and_build_info();
 
     let (model, source) = load_model(&config).await?;
     let trust_domain = model.mesh.trust_domain.clone();

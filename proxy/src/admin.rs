@@ -188,7 +188,10 @@ impl Admin {
                 }
             }
             "/metrics" => {
-                let mut response = text(StatusCode::OK, self.metrics.render());
+                let mut response = text(
+                    StatusCode::OK,
+                    crate::telemetry::process::render(&self.metrics),
+                );
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -234,6 +234,11 @@ pub struct ProxyFlags {
     #[arg(long, env = "STRAIT_TRACE_QUEUE", default_value_t = 2048)]
     pub trace_queue: usize,
 
+    /// Access log: `json` writes one JSON line per HTTP request to stdout when its response
+    /// ends (fields in docs/operations.md); `off` costs nothing.
+    #[arg(long, env = "STRAIT_ACCESS_LOG", value_enum, default_value = "off")]
+    pub access_log: crate::telemetry::access_log::AccessLogFormat,
+
     /// Runtime worker threads; 0 = one per CPU core.
     #[arg(long, env = "STRAIT_THREADS", default_value_t = 0)]
     pub threads: usize,

@@ -94,6 +94,7 @@ fn shared() -> Arc<Shared> {
         tcp_metrics: TcpMetrics::new(),
         drain: CancellationToken::new(),
         tracer: Tracer::disabled(),
+        access_log: crate::telemetry::access_log::AccessLog::default(),
     })
 }
 

@@ -35,6 +35,7 @@ use crate::outbound::Outbound;
 use crate::readiness::Readiness;
 use crate::shared::{Settings, Shared};
 use crate::table::{EndpointSettings, TableHandle};
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::tcp::TcpMetrics;
 use crate::telemetry::trace::{TraceSettings, Tracer};
 use crate::{snapshot_file, telemetry};
@@ -151,6 +152,8 @@ pub async fn run(
             queue: config.trace_queue,
             resource: trace_resource(&config),
         }),
+        access_log: AccessLog::start(config.access_log)
+            .context("starting the access log's writer thread")?,
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();

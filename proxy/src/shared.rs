@@ -15,6 +15,7 @@ use crate::connect::Connector;
 use crate::flags::InboundMode;
 use crate::http::server::ServerLimits;
 use crate::table::TableHandle;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::tcp::TcpMetrics;
 use crate::telemetry::trace::Tracer;
 
@@ -57,4 +58,6 @@ pub struct Shared {
     pub drain: CancellationToken,
     /// Starts request spans.
     pub tracer: Tracer,
+    /// The access log (off unless `--access-log` asks for it).
+    pub access_log: AccessLog,
 }

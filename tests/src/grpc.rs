@@ -12,7 +12,8 @@ tonic::include_proto!("strait.test.v1");
 pub use echo_client::EchoClient;
 pub use echo_server::EchoServer;
 
-/// Echoes messages; fails with the status code a request asks for.
+/// Echoes messages; fails with the status code a request asks for (a unary call trailers-only,
+/// a stream in its trailers after the replies before it).
 #[derive(Clone, Debug, Default)]
 pub struct EchoService;
 
@@ -53,11 +54,20 @@ impl echo_server::Echo for EchoService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             while let Some(message) = incoming.message().await.transpose() {
-                let reply = message.map(|m| EchoReply {
-                    message: m.message,
-                    client_id: client_id.clone(),
+                // A message asking to fail ends the stream with that status, in trailers after
+                // the replies already sent.
+                let reply = message.and_then(|m| match m.fail_with {
+                    0 => Ok(EchoReply {
+                        message: m.message,
+                        client_id: client_id.clone(),
+                    }),
+                    code => Err(Status::new(
+                        tonic::Code::from(code),
+                        format!("failing as asked: {}", m.message),
+                    )),
                 });
-                if tx.send(reply).await.is_err() {
+                let last = reply.is_err();
+                if tx.send(reply).await.is_err() || last {
                     return;
                 }
             }

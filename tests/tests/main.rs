@@ -38,6 +38,7 @@ mod kubernetes_source;
 mod limits;
 mod memory_budget;
 mod mtls;
+mod observability;
 mod pod_interception;
 mod rotation;
 mod route_filters;

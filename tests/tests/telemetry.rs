@@ -154,11 +154,14 @@ fn promtool_check(text: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
 
-/// Traffic that makes every family of metrics appear: successes, a retried failure, a
-/// timeout, an ejection.
+/// Traffic that makes every family of metrics appear: an authorization denial, successes, a
+/// retried failure, a timeout, an ejection.
 async fn varied_traffic(mesh: &Mesh, apps: &[HttpBackend]) {
-    apps[1].faults.fail_percent.store(100, Ordering::SeqCst);
     let outbound = mesh.proxy("frontend-1").outbound;
+    // A path the authorization policy does not cover: denied.
+    let denied = client::get(outbound, "backend.demo", "/denied").await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    apps[1].faults.fail_percent.store(100, Ordering::SeqCst);
     drive(outbound, 60, 2, |_| Spec::get("backend.demo", "/")).await;
     apps[1].faults.fail_percent.store(0, Ordering::SeqCst);
     apps[0].faults.delay_ms.store(1500, Ordering::SeqCst);
@@ -181,20 +184,26 @@ fn varied_mesh() -> MeshBuilder {
             "policy.yaml",
             "apiVersion: strait.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {name: backend, namespace: demo}\nspec:\n  targetRef: {group: \"\", kind: Service, name: backend}\n  circuitBreaker: {consecutiveFailures: 3}\n",
         )
+        .yaml(
+            "authorization.yaml",
+            "apiVersion: strait.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: root-only, namespace: demo}\nspec:\n  targetRef: {group: \"\", kind: Service, name: backend, port: 80}\n  routes: [{path: {type: Exact, value: /}}]\n  from: [{identity: spiffe://cluster.local/ns/demo/sa/frontend}]\n",
+        )
 }
 
-async fn varied_metrics() -> (Metrics, Metrics, Metrics) {
+async fn varied_metrics() -> Vec<Metrics> {
     let mesh = varied_mesh().start();
     let apps = [
         HttpBackend::start_on(mesh.workload("backend-0").app(), "backend-0").await,
         HttpBackend::start_on(mesh.workload("backend-1").app(), "backend-1").await,
     ];
     varied_traffic(&mesh, &apps).await;
-    (
+    // Both backends: the balancer decides which one saw the denied request.
+    vec![
         Metrics::fetch(mesh.proxy("frontend-1").admin).await,
         Metrics::fetch(mesh.proxy("backend-0").admin).await,
+        Metrics::fetch(mesh.proxy("backend-1").admin).await,
         Metrics::fetch(mesh.control_plane.admin).await,
-    )
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,8 +211,7 @@ async fn promtool_accepts_the_proxy_and_control_plane_metrics() {
     if !promtool_available("promtool_accepts_the_proxy_and_control_plane_metrics") {
         return;
     }
-    let (outbound, inbound, control_plane) = varied_metrics().await;
-    for metrics in [outbound, inbound, control_plane] {
+    for metrics in varied_metrics().await {
         let remarks = promtool_check(&metrics.text);
         assert!(
             remarks.trim().is_empty(),
@@ -214,9 +222,8 @@ async fn promtool_accepts_the_proxy_and_control_plane_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_dashboard_expression_refers_only_to_exported_metrics_and_labels() {
-    let (outbound, inbound, control_plane) = varied_metrics().await;
     let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for metrics in [&outbound, &inbound, &control_plane] {
+    for metrics in &varied_metrics().await {
         for name in metrics.names() {
             let labels = exported.entry(name.clone()).or_default();
             for label in metrics.label_names(&name) {
@@ -269,19 +276,27 @@ fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-/// Metric names (identifiers starting `strait_`) in a PromQL expression, each with the label
-/// names of the selector right after it.
+/// Metric names (identifiers starting `strait_` or `process_`) in a PromQL expression, each
+/// with the label names of the selector right after it.
 fn references(expr: &str) -> Vec<(String, BTreeSet<String>)> {
     let bytes = expr.as_bytes();
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut out = Vec::new();
     let mut i = 0;
-    while let Some(found) = expr[i..].find("strait_") {
-        let start = i + found;
-        let end = start
-            + expr[start..]
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(expr.len() - start);
-        let name = expr[start..end].to_owned();
+    while i < bytes.len() {
+        if !is_ident(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_ident(bytes[i]) {
+            i += 1;
+        }
+        let end = i;
+        let name = &expr[start..end];
+        if !(name.starts_with("strait_") || name.starts_with("process_")) {
+            continue;
+        }
         let mut labels = BTreeSet::new();
         if bytes.get(end) == Some(&b'{')
             && let Some(close) = expr[end..].find('}')
@@ -296,20 +311,20 @@ fn references(expr: &str) -> Vec<(String, BTreeSet<String>)> {
                     labels.insert(label);
                 }
             }
+            i = end + close;
         }
-        out.push((name, labels));
-        i = end;
+        out.push((name.to_owned(), labels));
     }
     out
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_exported_metric_is_in_the_reference() {
-    let (outbound, inbound, control_plane) = varied_metrics().await;
+    let scrapes = varied_metrics().await;
     let reference =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md"))
             .unwrap();
-    for metrics in [outbound, inbound, control_plane] {
+    for metrics in scrapes {
         for name in metrics.names() {
             let base = ["_bucket", "_count", "_sum"]
                 .iter()

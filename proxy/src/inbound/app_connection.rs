@@ -9,7 +9,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{Body, boxed};
-use crate::errors::{ProxyError, SendError, grpc_status, is_grpc, kind_of};
+use crate::errors::{ProxyError, SendError, is_grpc, kind_of};
 use crate::http::forward::{Additions, forward_with, head_takes_over_connection};
 use crate::http::upstream::Upstream;
 use crate::http::{HttpVersion, client_body, path, smuggling};
@@ -85,6 +85,14 @@ impl AppConnection {
                 Some(head.clone()),
             )
         });
+        let mut entry = self.shared.access_log.begin(&head, "inbound");
+        if let Some(entry) = &mut entry {
+            entry.client_addr(self.client);
+            entry.identities(self.peer.identity.as_ref().map(ToString::to_string), None);
+            if let crate::connect::Dest::Direct(app) = self.upstream.dest() {
+                entry.upstream(*app);
+            }
+        }
         let (body, client_fault) = client_body::watch(body);
         let mut request = Request::from_parts(head, WithoutClientIdTrailers(body));
         if let Some(error) = refused {
@@ -92,13 +100,10 @@ impl AppConnection {
                 tracing::info!(client = %self.client, %reason, "inbound request refused");
             }
             let response = error.into_response(grpc);
-            self.metrics.response(
-                response.status().as_u16(),
-                grpc_status(&response),
-                kind_of(&response),
-                started.elapsed(),
-            );
-            return response;
+            let kind = kind_of(&response);
+            return self
+                .metrics
+                .respond(response, grpc, kind, started.elapsed(), entry);
         }
         reserved::remove_lookalikes(request.headers_mut(), &reserved::CLIENT_ID);
         let method = request.method().clone();
@@ -142,12 +147,10 @@ impl AppConnection {
             error.into_response(grpc)
         });
         let status = response.status().as_u16();
-        self.metrics.response(
-            status,
-            grpc_status(&response),
-            kind_of(&response),
-            started.elapsed(),
-        );
+        let kind = kind_of(&response);
+        let response = self
+            .metrics
+            .respond(response, grpc, kind, started.elapsed(), entry);
         match span {
             Some(span) => {
                 response.map(|body| crate::body::with_guard(body, FinishOnDrop::new(span, status)))

@@ -57,6 +57,7 @@ impl Outbound {
                 idle_timeout: shared.settings.tcp_idle_timeout,
                 tracer: shared.tracer.clone(),
                 mirror_slots: mirror::MirrorSlots::default(),
+                access_log: shared.access_log.clone(),
             },
             shared,
             passthrough: Mutex::new(HashMap::new()),

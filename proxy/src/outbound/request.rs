@@ -31,6 +31,7 @@ use crate::resilience::retry::{Outcome, is_idempotent};
 use crate::resilience::timeouts::request_timeout;
 use crate::table::endpoint::Endpoint;
 use crate::table::{Backend, Pick, Route, Service};
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::http::{RequestMetrics, TimeoutKind};
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
@@ -45,6 +46,8 @@ pub struct RequestSettings {
     pub tracer: Tracer,
     /// Bounds the mirrored requests in flight.
     pub mirror_slots: MirrorSlots,
+    /// Writes a line per request when on.
+    pub access_log: AccessLog,
 }
 
 /// Sends `request` to `service` and returns the response to give the client, the proxy's own
@@ -97,6 +100,13 @@ pub async fn send(
     }
     let metrics = &route.metrics[index];
     metrics.request();
+    let mut entry = settings.access_log.begin(&head, "outbound");
+    if let Some(entry) = &mut entry {
+        entry.route(&route.name);
+        entry.identities(None, Some(backend.identity.clone()));
+    }
+    // The endpoint that answered, for the access log only (no lock taken when it is off).
+    let upstream = entry.as_ref().map(|_| std::sync::Mutex::new(None));
     let mut span = settings
         .tracer
         .begin(Side::Client, head.method.as_str(), &mut head.headers);
@@ -131,6 +141,7 @@ pub async fn send(
             metrics,
             version,
             settings,
+            upstream: upstream.as_ref(),
         };
         attempts(call, request).await
     };
@@ -141,12 +152,14 @@ pub async fn send(
         error.into_response(grpc)
     });
     let status = response.status().as_u16();
-    metrics.response(
-        status,
-        grpc_status(&response),
-        kind_of(&response),
-        started.elapsed(),
-    );
+    let error = kind_of(&response);
+    if let (Some(entry), Some(addr)) = (
+        &mut entry,
+        upstream.and_then(|u| u.into_inner().ok().flatten()),
+    ) {
+        entry.upstream(addr);
+    }
+    let response = metrics.respond(response, grpc, error, started.elapsed(), entry);
     match span {
         Some(mut span) => {
             span.set_int("strait.retries", i64::from(retries));
@@ -235,6 +248,8 @@ struct Call<'a> {
     metrics: &'a RequestMetrics,
     version: HttpVersion,
     settings: &'a RequestSettings,
+    /// Where the last attempt went, kept only for the access log.
+    upstream: Option<&'a std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
 /// Sends `request` under the backend's pending limit and the request timeout, with retries;
@@ -321,6 +336,11 @@ async fn retry_loop(
                 backend: backend.name.clone(),
             })?;
         tried.push(index);
+        if let Some(slot) = call.upstream
+            && let Ok(mut slot) = slot.lock()
+        {
+            *slot = Some(endpoint.addr);
+        }
         let outstanding = endpoint.start();
         let started = Instant::now();
         let result = attempt(call, endpoint, attempt_request(&head, body)).await;

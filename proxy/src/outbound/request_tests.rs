@@ -143,6 +143,7 @@ async fn front(service: Arc<Service>) -> SocketAddr {
         idle_timeout: Duration::from_secs(30),
         tracer: Tracer::disabled(),
         mirror_slots: crate::outbound::mirror::MirrorSlots::default(),
+        access_log: crate::telemetry::access_log::AccessLog::default(),
     });
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

@@ -152,4 +152,8 @@ pub fn describe_all() {
         "strait_trace_export_failures_total",
         "Span batches the collector did not accept."
     );
+    describe_counter!(
+        "strait_access_log_dropped_total",
+        "Access log lines dropped because stdout did not keep up (the queue of 1024 lines was full)."
+    );
 }

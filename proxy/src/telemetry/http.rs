@@ -5,12 +5,21 @@
 //! Handles are resolved when a snapshot is compiled (outbound) or a connection is accepted
 //! (inbound); the request path only increments. Responses are counted by status, which is
 //! only known per response, through a small lock-free cache of handles per label set.
+//!
+//! A response is counted once its outcome is known ([`super::outcome`]): at its headers for
+//! HTTP and trailers-only gRPC, when its trailers pass for other gRPC responses. Latency is
+//! always measured to the headers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::Response;
 use metrics::{Counter, Histogram, Label, counter, histogram};
+
+use super::access_log::{Ending, Entry};
+use super::outcome::{Classification, classify_outcome, grpc_status, watch_end};
+use crate::body::Body;
 
 /// Why a retry was not made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,14 +98,33 @@ pub struct RequestLabels {
     pub tls: bool,
 }
 
+/// The `peer_namespace` and `peer_serviceaccount` values of a peer identity: its SPIFFE ID's
+/// parts, or [`UNKNOWN_PEER`] for both when there is no identity (plaintext, an unmeshed
+/// endpoint) or it is not a mesh SPIFFE ID. The identity is the one the caller's certificate
+/// proved (inbound) or the one the snapshot names (outbound), never a header, so a caller
+/// cannot choose these values, and they have no more values than the identities the mesh's
+/// CA issues.
+pub fn peer_workload_labels(peer_identity: &str) -> (String, String) {
+    match peer_identity.parse::<strait_identity::SpiffeId>() {
+        Ok(id) => (id.namespace().to_owned(), id.service_account().to_owned()),
+        Err(_) => (UNKNOWN_PEER.to_owned(), UNKNOWN_PEER.to_owned()),
+    }
+}
+
+/// The peer namespace and service account of a peer without a (mesh) identity.
+pub const UNKNOWN_PEER: &str = "unknown";
+
 impl RequestLabels {
     fn to_labels(&self) -> Vec<Label> {
+        let (namespace, service_account) = peer_workload_labels(&self.peer_identity);
         vec![
             Label::new("direction", self.direction),
             Label::new("service", self.service.clone()),
             Label::new("route", self.route.clone()),
             Label::new("backend", self.backend.clone()),
             Label::new("peer_identity", self.peer_identity.clone()),
+            Label::new("peer_namespace", namespace),
+            Label::new("peer_serviceaccount", service_account),
             Label::new("tls", if self.tls { "true" } else { "false" }),
         ]
     }
@@ -124,6 +152,7 @@ struct ResponseKey {
     status: u16,
     grpc: Option<u32>,
     error: &'static str,
+    classification: Classification,
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -184,14 +213,56 @@ impl RequestMetrics {
         self.inner.timeouts[kind as usize].increment(1);
     }
 
-    /// Counts a response and its latency. `error` names the proxy error behind a response
-    /// the proxy generated itself, empty otherwise.
-    pub fn response(&self, status: u16, grpc: Option<u32>, error: &'static str, elapsed: Duration) {
+    /// Records the latency of `response` (its headers are leaving now) and counts it once its
+    /// outcome is known: now, or for a gRPC response without a status in its headers, when
+    /// its trailers pass (the body is wrapped, never buffered). `grpc_call` says whether the
+    /// request was gRPC; `error` names the proxy error behind a response the proxy generated
+    /// itself, empty otherwise. An access-log `entry` is written when the body ends.
+    pub fn respond(
+        &self,
+        response: Response<Body>,
+        grpc_call: bool,
+        error: &'static str,
+        elapsed: Duration,
+        entry: Option<Entry>,
+    ) -> Response<Body> {
         self.inner.duration.record(elapsed.as_secs_f64());
+        let status = response.status().as_u16();
+        let in_headers = grpc_status(response.headers());
+        let deferred = grpc_call && in_headers.is_none() && response.status().is_success();
+        if !deferred {
+            self.count_response(status, in_headers, error, grpc_call);
+            if entry.is_none() {
+                return response;
+            }
+        }
+        let metrics = deferred.then(|| self.clone());
+        response.map(|body| {
+            watch_end(body, move |end| {
+                let grpc = in_headers.or(end.grpc.status().filter(|_| grpc_call));
+                if let Some(metrics) = metrics {
+                    metrics.count_response(status, grpc, error, true);
+                }
+                if let Some(entry) = entry {
+                    entry.finish(Ending {
+                        status,
+                        grpc_status: grpc,
+                        response_bytes: end.bytes,
+                        error,
+                    });
+                }
+            })
+        })
+    }
+
+    /// Counts a response whose outcome is known.
+    fn count_response(&self, status: u16, grpc: Option<u32>, error: &'static str, grpc_call: bool) {
+        let classification = classify_outcome(status, grpc, grpc_call);
         let key = ResponseKey {
             status,
             grpc,
             error,
+            classification,
         };
         if let Some((_, counter)) = self.inner.responses.load().iter().find(|(k, _)| *k == key) {
             counter.increment(1);
@@ -205,6 +276,7 @@ impl RequestMetrics {
             grpc.map(|c| c.to_string()).unwrap_or_default(),
         ));
         labels.push(Label::new("error", error));
+        labels.push(Label::new("classification", classification.as_str()));
         let counter = counter!("strait_http_responses_total", labels);
         counter.increment(1);
         self.inner.responses.rcu(|cache| {
@@ -233,6 +305,31 @@ impl BackendMetrics {
         Self {
             ejections: counter!("strait_endpoint_ejections_total", &labels),
             fast_fails: counter!("strait_breaker_fast_fails_total", &labels),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_workload_labels_come_from_the_spiffe_id_or_are_unknown() {
+        assert_eq!(
+            peer_workload_labels("spiffe://cluster.local/ns/shop/sa/web"),
+            ("shop".to_owned(), "web".to_owned())
+        );
+        for not_an_identity in [
+            "",
+            "spiffe://cluster.local/ns/shop",
+            "web",
+            "https://x/ns/a/sa/b",
+        ] {
+            assert_eq!(
+                peer_workload_labels(not_an_identity),
+                (UNKNOWN_PEER.to_owned(), UNKNOWN_PEER.to_owned()),
+                "{not_an_identity:?}"
+            );
         }
     }
 }

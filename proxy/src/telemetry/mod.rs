@@ -4,8 +4,11 @@
 //! only incremented, so the hot path never formats labels or hashes metric keys. Every metric
 //! is documented in `docs/metrics.md`.
 
+pub mod access_log;
 pub mod describe;
 pub mod http;
+pub mod outcome;
+pub mod process;
 pub mod tcp;
 pub mod trace;
 
@@ -28,6 +31,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    process::describe_and_set_build_info();
     describe::describe_all();
     let upkeep = handle.clone();
     // Histograms accumulate samples until upkeep folds them into buckets.
