@@ -37,6 +37,8 @@ pub struct Admin {
     pub metrics: PrometheusHandle,
     /// Set once the gRPC server is serving.
     pub ready: AtomicBool,
+    /// False while the injector webhook's caBundle could not be set (`--injector-webhook`).
+    pub webhook_ca_bundle: Arc<AtomicBool>,
     /// The proxies watching discovery.
     pub connections: crate::discovery::service::Connections,
 }
@@ -92,6 +94,12 @@ impl Admin {
     fn answer(&self, path: &str) -> (StatusCode, String, &'static str) {
         match path {
             "/live" => (StatusCode::OK, "live\n".to_owned(), "text/plain"),
+            "/ready" if !self.webhook_ca_bundle.load(Ordering::Acquire) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the injector webhook's caBundle could not be set (see the error log)\n"
+                    .to_owned(),
+                "text/plain",
+            ),
             "/ready" if self.ready.load(Ordering::Acquire) => {
                 (StatusCode::OK, "ready\n".to_owned(), "text/plain")
             }

@@ -68,8 +68,29 @@ pub async fn run(
         config.cert_ttl,
     )?;
     tokio::spawn(authority.clone().maintain(config.reload_interval));
+    let webhook_ca_bundle = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    if config.injector_config.is_some() && config.injector().is_none() {
+        anyhow::bail!(
+            "--injector-config needs --injector-cert and --injector-key, or --injector-webhook"
+        );
+    }
+    if let Some(name) = &config.injector_webhook {
+        let ModelSource::Kubernetes(source) = &source else {
+            anyhow::bail!("--injector-webhook needs --config-source kubernetes");
+        };
+        // Before the injector serves: the API server trusts it from the first review on.
+        crate::kubernetes::webhook_ca_bundle::start(
+            source.client().clone(),
+            name.clone(),
+            authority.bundle.clone(),
+            webhook_ca_bundle.clone(),
+            config.reload_interval,
+        )
+        .await;
+    }
     if let Some(injector) = config.injector() {
-        crate::inject::server::start(injector, authority.bundle.clone()).await?;
+        crate::inject::server::start(injector, authority.bundle.clone(), authority.own.clone())
+            .await?;
     }
 
     let local_tokens = LocalTokens::from_model(&model);
@@ -127,6 +148,7 @@ pub async fn run(
     let admin = Arc::new(Admin {
         metrics,
         ready: Default::default(),
+        webhook_ca_bundle,
         connections: connections.clone(),
     });
     tokio::spawn(admin.clone().serve(admin_listener));

@@ -136,21 +136,30 @@ pub struct ControlPlaneConfig {
     )]
     pub dns_names: Vec<String>,
 
-    /// Injector webhook listener (HTTPS). Served only with --injector-cert and --injector-key.
+    /// Injector webhook listener (HTTPS). Served only with --injector-cert and --injector-key,
+    /// or --injector-webhook.
     #[arg(long, env = "STRAIT_INJECTOR_ADDR", default_value = "127.0.0.1:8443")]
     pub injector_addr: SocketAddr,
 
     /// Injector serving certificate (PEM, leaf first); re-read when the file changes.
-    #[arg(long, env = "STRAIT_INJECTOR_CERT", requires_all = ["injector_key", "injector_config"])]
+    #[arg(long, env = "STRAIT_INJECTOR_CERT", requires_all = ["injector_key", "injector_config"], conflicts_with = "injector_webhook")]
     pub injector_cert: Option<PathBuf>,
 
     /// Injector serving key (PEM); re-read when the file changes.
     #[arg(long, env = "STRAIT_INJECTOR_KEY", requires = "injector_cert")]
     pub injector_key: Option<PathBuf>,
 
-    /// The proxy defaults the injector writes into pods (YAML; the chart renders it).
-    #[arg(long, env = "STRAIT_INJECTOR_CONFIG", requires = "injector_cert")]
+    /// The proxy defaults the injector writes into pods (YAML; the chart renders it). Needs
+    /// --injector-cert and --injector-key, or --injector-webhook.
+    #[arg(long, env = "STRAIT_INJECTOR_CONFIG")]
     pub injector_config: Option<PathBuf>,
+
+    /// Serve the injector with the control plane's own certificate (issued by the mesh CA for
+    /// the --dns-name names, renewed with it) and keep the caBundle of every webhook in this
+    /// MutatingWebhookConfiguration set to the trust anchors, at start and whenever they change
+    /// (with `--config-source kubernetes`); instead of --injector-cert and --injector-key.
+    #[arg(long, env = "STRAIT_INJECTOR_WEBHOOK", requires = "injector_config")]
+    pub injector_webhook: Option<String>,
 
     /// How often the configuration directory and CA files are checked for changes.
     #[arg(long, env = "STRAIT_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
@@ -168,22 +177,25 @@ pub struct ControlPlaneConfig {
 impl ControlPlaneConfig {
     /// The injector's settings, when it is to be served (clap makes the flags all-or-none).
     pub fn injector(&self) -> Option<crate::inject::server::InjectorSettings> {
-        match (
+        use crate::inject::server::{InjectorSettings, ServingSource};
+        let serving = match (
             &self.injector_cert,
             &self.injector_key,
-            &self.injector_config,
+            &self.injector_webhook,
         ) {
-            (Some(cert), Some(key), Some(config)) => {
-                Some(crate::inject::server::InjectorSettings {
-                    addr: self.injector_addr,
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    config: config.clone(),
-                    reload_interval: self.reload_interval,
-                })
-            }
-            _ => None,
-        }
+            (Some(cert), Some(key), _) => ServingSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (_, _, Some(_)) => ServingSource::ControlPlane,
+            _ => return None,
+        };
+        Some(InjectorSettings {
+            addr: self.injector_addr,
+            serving,
+            config: self.injector_config.clone()?,
+            reload_interval: self.reload_interval,
+        })
     }
 }
 

@@ -10,7 +10,8 @@
 //! what the control plane sent with [`FakeApi::events`] and [`FakeApi::token_reviews`].
 //!
 //! Secrets are served by name (get, create with 409 for a name taken), for the control plane's
-//! CA Secret; [`FakeApi::lose_next_secret_create_to`] stages a lost create race. The
+//! CA Secret, and MutatingWebhookConfigurations by name (get, JSON patch), for the injector
+//! webhook's caBundle; [`FakeApi::lose_next_secret_create_to`] stages a lost create race. The
 //! kubeconfig's context namespace is `strait-system`, as a control plane's in-cluster
 //! credentials would say.
 //!
@@ -120,6 +121,16 @@ pub const SECRETS: Collection = Collection {
     path: "/api/v1/secrets",
     api_version: "v1",
     kind: "Secret",
+};
+
+/// `admissionregistration.k8s.io/v1` MutatingWebhookConfigurations (cluster-scoped): served by
+/// name (get, and JSON patch as `application/json-patch+json`), as the control plane keeping the
+/// injector webhook's caBundle needs; never listed or watched. Tests put one in with
+/// [`FakeApi::apply`].
+pub const MUTATING_WEBHOOKS: Collection = Collection {
+    path: "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+    api_version: "admissionregistration.k8s.io/v1",
+    kind: "MutatingWebhookConfiguration",
 };
 
 /// Every collection the control plane watches.
@@ -336,6 +347,17 @@ impl FakeApi {
             .cloned()
     }
 
+    /// The MutatingWebhookConfiguration `name`, as stored.
+    pub fn mutating_webhook(&self, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .objects
+            .get(&MUTATING_WEBHOOKS)?
+            .get(&(String::new(), name.to_owned()))
+            .cloned()
+    }
+
     /// Makes the next Secret create lose a race: `winner` is stored just before it is handled,
     /// as if another replica had created it between this one's read and its create.
     pub fn lose_next_secret_create_to(&self, winner: Value) {
@@ -479,6 +501,24 @@ async fn handle(
             None
         };
         return secrets(state, &method, &namespace, name.as_deref(), body);
+    }
+    if let Some(name) = path
+        .strip_prefix(MUTATING_WEBHOOKS.path)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .map(str::to_owned)
+    {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return status(StatusCode::BAD_REQUEST, "BadRequest", "unreadable body"),
+        };
+        return mutating_webhook(state, &method, &name, &content_type, &body);
     }
     if let Some(collection) = ALL.iter().find(|c| c.path == path) {
         if method != Method::GET {
@@ -700,6 +740,69 @@ fn secrets(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "the fake serves only get and create of secrets",
+        ),
+    }
+}
+
+/// Get and RFC 6902 JSON patch of a MutatingWebhookConfiguration, with the API server's
+/// answers: 404 `NotFound`, 415 for another patch type, 422 `Invalid` for a patch that does not
+/// apply (a failed `test` included), 200 with the stored object.
+fn mutating_webhook(
+    state: &Mutex<State>,
+    method: &Method,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response<Body> {
+    let mut state = state.lock().expect("state lock");
+    let key = (String::new(), name.to_owned());
+    let Some(mut object) = state
+        .objects
+        .get(&MUTATING_WEBHOOKS)
+        .and_then(|objects| objects.get(&key))
+        .cloned()
+    else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!(
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io \"{name}\" not found"
+            ),
+        );
+    };
+    object["apiVersion"] = json!(MUTATING_WEBHOOKS.api_version);
+    object["kind"] = json!(MUTATING_WEBHOOKS.kind);
+    match *method {
+        Method::GET => json_response(StatusCode::OK, &object),
+        Method::PATCH if content_type == "application/json-patch+json" => {
+            let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(body) else {
+                return status(StatusCode::BAD_REQUEST, "BadRequest", "not a JSON patch");
+            };
+            if let Err(error) = json_patch::patch(&mut object, &patch) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    &format!("the patch does not apply: {error}"),
+                );
+            }
+            state.version += 1;
+            object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+            state
+                .objects
+                .entry(MUTATING_WEBHOOKS)
+                .or_default()
+                .insert(key, object.clone());
+            json_response(StatusCode::OK, &object)
+        }
+        Method::PATCH => status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the fake takes only application/json-patch+json, not {content_type}"),
+        ),
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the fake serves only get and patch of mutatingwebhookconfigurations",
         ),
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use strait_control_plane::ca::{Ca, CaFiles};
 use strait_control_plane::inject::config::InjectorConfig;
 use strait_control_plane::inject::{ADMIN_PORT_NAME, INJECT, PATH_NAMESPACE, PATH_POD, PROXIED};
-use strait_control_plane::kubernetes::rbac::RBAC;
+use strait_control_plane::kubernetes::rbac::{INJECTOR_WEBHOOK, RBAC};
 use strait_control_plane::settings::ControlPlaneConfig;
 use strait_proxy::flags::ProxyFlags;
 use strait_tests::admission;
@@ -135,6 +135,14 @@ impl<'a> Rendering<'a> {
             &self.container,
             flag(&self.control_plane_flags_passed, flag_name),
         )
+    }
+
+    /// The webhook whose caBundle the control plane keeps (`--injector-webhook`), if any.
+    fn kept_webhook(&self) -> Option<String> {
+        self.control_plane_flags_passed
+            .iter()
+            .find(|(f, _)| f == "--injector-webhook")
+            .map(|(_, v)| v.clone())
     }
 
     /// Every check one rendering must pass.
@@ -435,7 +443,9 @@ impl<'a> Rendering<'a> {
                 flag(&self.control_plane_flags_passed, "--ca-secret"),
                 "strait-identity"
             );
-            self.mounted("--injector-key");
+            if self.kept_webhook().is_none() {
+                self.mounted("--injector-key");
+            }
             return;
         }
         // Every file the flags name is mounted from the right Secret or ConfigMap.
@@ -443,7 +453,9 @@ impl<'a> Rendering<'a> {
         let anchors = read("--trust-anchors");
         let issuer = read("--issuer-cert");
         let issuer_key = read("--issuer-key");
-        read("--injector-key");
+        if self.kept_webhook().is_none() {
+            read("--injector-key");
+        }
 
         // The identity Secret loads with the control plane's own CA loader and signs leaves.
         let dir = scratch(&format!("{context}-ca"));
@@ -611,14 +623,34 @@ impl<'a> Rendering<'a> {
             ..
         } = self;
         let (ns, context) = (*ns, *context);
-        let serving_cert = self.mounted("--injector-cert");
         // The webhook: both entries call the injector through the Service, with a caBundle that
-        // verifies the serving certificate for the Service's name.
+        // verifies the serving certificate for the Service's name; or, by default, none: the
+        // control plane serves its own certificate and sets the caBundle of the webhook it is
+        // named (--injector-webhook).
         let webhook_config = the(&rendered.webhooks, "MutatingWebhookConfiguration");
         let webhooks = webhook_config.webhooks.clone().unwrap();
         assert_eq!(webhooks.len(), 2);
-        let tls = &rendered.secrets["strait-injector-tls"];
-        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+        let kept = self.kept_webhook();
+        if let Some(kept) = &kept {
+            assert_eq!(
+                webhook_config.metadata.name.as_ref(),
+                Some(kept),
+                "{context}"
+            );
+            assert!(
+                !rendered.secrets.contains_key("strait-injector-tls"),
+                "{context}"
+            );
+            assert!(
+                webhooks.iter().all(|w| w.client_config.ca_bundle.is_none()),
+                "{context}: the chart renders no caBundle the control plane keeps"
+            );
+        }
+        let serving = kept.is_none().then(|| {
+            let tls = &rendered.secrets["strait-injector-tls"];
+            assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+            (self.mounted("--injector-cert"), tls)
+        });
         let mut excluded = vec![ns.to_owned(), "kube-system".to_owned()];
         for extra in values["injector"]["excludeNamespaces"].as_array().unwrap() {
             excluded.push(extra.as_str().unwrap().to_owned());
@@ -684,6 +716,9 @@ impl<'a> Rendering<'a> {
             );
             assert_eq!(object[0].values.clone().unwrap(), ["disabled"]);
 
+            let Some((serving_cert, tls)) = &serving else {
+                continue;
+            };
             let ca_bundle = client.ca_bundle.clone().expect("a caBundle").0;
             assert_eq!(
                 ca_bundle,
@@ -692,7 +727,7 @@ impl<'a> Rendering<'a> {
             );
             verify_serving_cert(
                 &ca_bundle,
-                &serving_cert,
+                serving_cert,
                 &format!("{CONTROL_PLANE}.{ns}.svc"),
             );
         }
@@ -711,14 +746,28 @@ impl<'a> Rendering<'a> {
             ..
         } = self;
         let (ns, context) = (*ns, *context);
-        // RBAC: exactly the permissions the control plane declares, bound to its account.
+        // RBAC: exactly the permissions the control plane declares, bound to its account; the
+        // one named grant is the webhook it keeps (INJECTOR_WEBHOOK), only when it keeps one.
+        let kept = self.kept_webhook();
         let role = the(&rendered.cluster_roles, "ClusterRole");
         let granted: BTreeSet<(String, String, String)> = role
             .rules
             .iter()
             .flatten()
             .flat_map(|rule| {
-                assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
+                assert!(rule.non_resource_urls.is_none());
+                let webhook_rule = rule
+                    .resources
+                    .iter()
+                    .flatten()
+                    .any(|r| r == "mutatingwebhookconfigurations");
+                assert_eq!(
+                    rule.resource_names.as_deref(),
+                    webhook_rule
+                        .then(|| kept.as_ref().map(std::slice::from_ref))
+                        .flatten(),
+                    "{context}: only the kept webhook is granted, by name"
+                );
                 let groups = rule.api_groups.clone().unwrap_or_default();
                 let resources = rule.resources.clone().unwrap_or_default();
                 let verbs = rule.verbs.clone();
@@ -736,6 +785,7 @@ impl<'a> Rendering<'a> {
             .collect();
         let declared: BTreeSet<(String, String, String)> = RBAC
             .iter()
+            .chain(kept.iter().flat_map(|_| INJECTOR_WEBHOOK))
             .flat_map(|p| {
                 p.verbs
                     .iter()

@@ -48,3 +48,4 @@ mod soak;
 mod telemetry;
 mod traffic;
 mod upgrades_and_tcp;
+mod webhook_ca_bundle;

@@ -35,6 +35,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "strait.injectorTlsSecret" -}}strait-injector-tls{{- end -}}
 {{- define "strait.injectorCertificate" -}}strait-injector{{- end -}}
 {{- define "strait.injectorConfig" -}}strait-injector-config{{- end -}}
+{{- define "strait.injectorWebhook" -}}strait-sidecar-injector{{- end -}}
+{{/* Non-empty when the injector serves a certificate from the Secret (cert-manager's or the
+values' PEMs); empty by default, when the control plane serves its own and keeps the
+webhook's caBundle (--injector-webhook). */}}
+{{- define "strait.injectorTlsSecretUsed" -}}
+{{- if or .Values.injector.tls.certManager.enabled .Values.injector.tls.certPEM -}}true{{- end -}}
+{{- end -}}
 
 {{/*
 The mesh CA, in one of three shapes (identity.generate, identity.issuerSecret, or the PEMs in

@@ -314,11 +314,15 @@ fn route(rule: &model::RouteRule) -> pb::Route {
             .chain(
                 (rule.unresolved_weight > 0 || rule.backends.is_empty()).then(|| {
                     // A rule none of whose references resolve answers 500 whatever their weights.
+                    // (A redirect or refused rule answers before any pick: this share is
+                    // never reached for those.)
                     pb::WeightedBackend {
                         backend: String::new(),
                         weight: rule
                             .unresolved_weight
                             .max(u32::from(rule.backends.is_empty())),
+                        request_headers: None,
+                        response_headers: None,
                     }
                 }),
             )

@@ -4,7 +4,8 @@
 //! namespaceSelector chose namespaces labelled `strait.dev/inject=enabled`.
 //!
 //! TLS uses rustls's defaults (the API server is the only client); the certificate comes from
-//! [`ServingCert`] and follows file changes.
+//! [`ServingCert`] and follows file changes, or is the control plane's own (mesh CA, renewed
+//! with it) when the control plane keeps the webhook's caBundle.
 //!
 //! Limits, sized for the API server as the one legitimate client, and so that any other
 //! client that can reach the port cannot crowd it out or exhaust memory:
@@ -31,7 +32,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
+use rustls::server::ResolvesServerCert;
 use strait_identity::bundle::TrustBundle;
+use strait_identity::store::CertStore;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -67,14 +70,26 @@ pub const REVIEW_WAIT: Duration = Duration::from_secs(5);
 pub struct InjectorSettings {
     /// Listener address.
     pub addr: SocketAddr,
-    /// Serving certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
+    /// Where the serving certificate comes from.
+    pub serving: ServingSource,
     /// The proxy defaults file.
     pub config: PathBuf,
     /// How often the certificate files are checked for changes.
     pub reload_interval: Duration,
+}
+
+/// Where the injector's serving certificate comes from.
+#[derive(Clone, Debug)]
+pub enum ServingSource {
+    /// PEM files (cert-manager's Secret, or the chart's values), re-read when they change.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// The control plane's own certificate, from the mesh CA (`--injector-webhook`).
+    ControlPlane,
 }
 
 /// The state every request reads.
@@ -91,6 +106,7 @@ struct Injector {
 pub async fn start(
     settings: InjectorSettings,
     bundle: Arc<TrustBundle>,
+    own: Arc<CertStore>,
 ) -> anyhow::Result<SocketAddr> {
     metrics::describe_counter!(
         "strait_injector_requests_total",
@@ -114,18 +130,24 @@ pub async fn start(
             .absolute(0);
     }
     let config = InjectorConfig::load(&settings.config)?;
-    let cert = ServingCert::load(&settings.cert, &settings.key)?;
+    let resolver: Arc<dyn ResolvesServerCert> = match &settings.serving {
+        ServingSource::Files { cert, key } => {
+            let cert = ServingCert::load(cert, key)?;
+            tokio::spawn(cert.clone().watch(settings.reload_interval));
+            cert
+        }
+        ServingSource::ControlPlane => own,
+    };
     let mut tls = ServerConfig::builder_with_provider(strait_identity::tls::provider())
         .with_safe_default_protocol_versions()
         .context("configuring the injector's TLS")?
         .with_no_client_auth()
-        .with_cert_resolver(cert.clone());
+        .with_cert_resolver(resolver);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let listener = TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("binding the injector listener to {}", settings.addr))?;
     let addr = listener.local_addr()?;
-    tokio::spawn(cert.watch(settings.reload_interval));
     tracing::info!(
         addr = %addr,
         config = %settings.config.display(),

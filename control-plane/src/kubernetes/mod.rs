@@ -1,7 +1,7 @@
 //! Kubernetes: the configuration source that watches the API server (Services,
 //! EndpointSlices, meshed Pods, Gateway API routes and Strait's own kinds) and feeds the same
 //! validated model as the YAML files, the TokenReview check behind `Identity.Certify`, and the CA
-//! kept in a Secret of the control plane's namespace.
+//! kept in a Secret of the control plane's namespace, and the injector webhook's caBundle.
 
 pub mod ca_secret;
 pub mod kinds;
@@ -9,3 +9,4 @@ pub mod rbac;
 pub mod source;
 pub mod token_review;
 pub mod translate;
+pub mod webhook_ca_bundle;

@@ -95,6 +95,17 @@ pub const CA_SECRET: &[Permission] = &[
     },
 ];
 
+/// With `--injector-webhook` (the chart's default), in the ClusterRole restricted by
+/// `resourceNames` to that one MutatingWebhookConfiguration: read it and patch its webhooks'
+/// `caBundle` ([`crate::kubernetes::webhook_ca_bundle`]). Webhook configurations are
+/// cluster-scoped, so no tenant can write one; the grant names the one object the control
+/// plane keeps.
+pub const INJECTOR_WEBHOOK: &[Permission] = &[Permission {
+    group: "admissionregistration.k8s.io",
+    resource: "mutatingwebhookconfigurations",
+    verbs: &["get", "patch"],
+}];
+
 #[cfg(test)]
 mod tests {
     use super::*;
