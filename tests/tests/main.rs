@@ -20,6 +20,7 @@ mod cli;
 mod configuration;
 mod demo;
 mod discovery;
+mod discovery_fanout;
 mod documented_defaults;
 mod grpc_proxying;
 mod http_proxying;

@@ -1,5 +1,7 @@
-//! Discovery: per-proxy snapshots computed from the model, and the gRPC `Discovery.Watch`
-//! service that streams them.
+//! Discovery: per-proxy snapshots computed from the model, shared by every proxy of a class,
+//! and the gRPC `Discovery.Watch` service that streams them.
 
+pub mod server;
 pub mod service;
+pub mod shared;
 pub mod snapshot;
