@@ -124,7 +124,7 @@ fn stores(ca_dir: &Path, identities: &[String]) -> BTreeMap<String, Arc<CertStor
             let leaf = ca.leaf(identity, &Defects::default());
             let store = CertStore::new(identity.parse().unwrap());
             store.install(leaf.chain, leaf.key).unwrap();
-            (identity.clone(), Arc::new(store))
+            (identity.clone(), store)
         })
         .collect()
 }
