@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use kube::runtime::events::Reporter;
 use strait_identity::SpiffeId;
 use strait_identity::tls::{ALPN_H2, ClientAuth, server_config};
-use strait_proto::discovery::v1::discovery_server::DiscoveryServer;
 use strait_proto::identity::v1::identity_server::IdentityServer;
 use tokio::net::TcpListener;
 
@@ -166,10 +165,10 @@ pub async fn run(
         ))
         .max_decoding_message_size(MAX_CERTIFY_REQUEST_BYTES),
     )
-    .add_service(
-        DiscoveryServer::new(DiscoveryService::new(models_rx, connections))
-            .max_decoding_message_size(MAX_WATCH_REQUEST_BYTES),
-    );
+    .add_service(crate::discovery::server::DiscoveryServer::new(
+        DiscoveryService::new(models_rx, connections),
+        MAX_WATCH_REQUEST_BYTES,
+    ));
     let server = crate::grpc_server::serve(
         incoming,
         routes,
@@ -307,6 +306,10 @@ fn describe_metrics() {
     describe_counter!(
         "strait_discovery_snapshots_sent_total",
         "Snapshots sent to proxies."
+    );
+    describe_counter!(
+        "strait_discovery_snapshots_computed_total",
+        "Snapshots computed and encoded: once per class of workloads and model, however many proxies watch them."
     );
     describe_histogram!(
         "strait_discovery_push_seconds",

@@ -297,7 +297,7 @@ impl SendError {
 
 /// Every kind [`ProxyError::kind`] can return, so a kind read back from a response header can
 /// be turned into a `&'static str` for metric labels.
-pub const KINDS: [&str; 19] = [
+pub const KINDS: [&str; 20] = [
     "no-route",
     "no-authority",
     "no-endpoints",

@@ -24,6 +24,7 @@ mod cli_kubernetes;
 mod configuration;
 mod demo;
 mod discovery;
+mod discovery_fanout;
 mod documented_commands;
 mod documented_defaults;
 mod external_issuer;

@@ -2,22 +2,23 @@
 //!
 //! The caller must present a mesh client certificate; the identity it proves picks the
 //! workload (which must carry that identity), so a proxy can never read another workload's
-//! view. One task per stream recomputes the snapshot on each model change and sends it only
-//! if its version differs from the last one sent.
+//! view. Each stream, when the model changes, takes its workload's snapshot from the shared
+//! [`SnapshotCache`] (computed and encoded once per class of workloads, `discovery::shared`)
+//! and sends it only if its version differs from the last one sent. The stream is polled by
+//! the HTTP/2 connection itself: no task or channel per proxy.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::Stream;
-use strait_proto::discovery::v1::discovery_server::Discovery;
-use strait_proto::discovery::v1::{Snapshot, WatchRequest};
+use strait_proto::discovery::v1::WatchRequest;
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use crate::config::Model;
 use crate::config::model::ObjectKey;
-use crate::discovery::snapshot::snapshot_for;
+use crate::discovery::shared::{EncodedSnapshot, SnapshotCache};
 use crate::tls_incoming::PeerInfo;
 
 /// A model and when it took effect, broadcast to every stream.
@@ -90,10 +91,14 @@ impl Connections {
     }
 }
 
+/// The stream of one `Watch` call: each new snapshot of the caller's workload, encoded.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Arc<EncodedSnapshot>, Status>> + Send>>;
+
 /// The discovery service.
 pub struct DiscoveryService {
     models: watch::Receiver<Arc<ModelState>>,
     connections: Connections,
+    snapshots: Arc<SnapshotCache>,
 }
 
 impl DiscoveryService {
@@ -103,34 +108,23 @@ impl DiscoveryService {
         Self {
             models,
             connections,
+            snapshots: Arc::new(SnapshotCache::new()),
         }
     }
-}
 
-/// Counts a connected proxy for as long as it lives.
-struct Connected;
-
-impl Connected {
-    fn new() -> Self {
-        metrics::gauge!("strait_discovery_connected_proxies").increment(1.0);
-        Connected
+    /// The cache every stream takes its snapshots from.
+    pub fn snapshots(&self) -> &Arc<SnapshotCache> {
+        &self.snapshots
     }
-}
 
-impl Drop for Connected {
-    fn drop(&mut self) {
-        metrics::gauge!("strait_discovery_connected_proxies").decrement(1.0);
-    }
-}
-
-#[tonic::async_trait]
-impl Discovery for DiscoveryService {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<Snapshot, Status>> + Send>>;
-
-    async fn watch(
-        &self,
-        request: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    /// Opens a `Watch`: checks the caller may watch the workload it names, then streams it.
+    ///
+    /// # Errors
+    ///
+    /// `unauthenticated` without a mesh certificate, `permission_denied` for another
+    /// namespace or a workload running as another identity, `not_found` for an unknown
+    /// workload.
+    pub fn watch(&self, request: Request<WatchRequest>) -> Result<WatchStream, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let Some(identity) = peer.as_ref().and_then(|p| p.identity.clone()) else {
             return Err(Status::unauthenticated(
@@ -166,61 +160,100 @@ impl Discovery for DiscoveryService {
                 Some(_) => {}
             }
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let mut models = self.models.clone();
         let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
         tracing::info!(workload = %key, %identity, peer = %addr, "proxy connected to discovery");
-        let connections = self.connections.clone();
-        let id = connections.add(ConnectedProxy {
+        let id = self.connections.add(ConnectedProxy {
             workload: key.to_string(),
             identity: identity.to_string(),
-            peer: addr.clone(),
+            peer: addr,
             version: String::new(),
             connected_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         });
-        tokio::spawn(async move {
-            let _connected = Connected::new();
-            let mut last_version = request.version;
-            loop {
-                let (snapshot, applied_at) = {
-                    let state = models.borrow_and_update();
-                    let snapshot = state
-                        .model
-                        .workloads
-                        .get(&key)
-                        .map(|w| snapshot_for(&state.model, w));
-                    (snapshot, state.applied_at)
-                };
-                match snapshot {
-                    Some(snapshot) if snapshot.version != last_version => {
-                        last_version = snapshot.version.clone();
-                        if tx.send(Ok(snapshot)).await.is_err() {
-                            break;
-                        }
-                        connections.sent(id, &last_version);
-                        metrics::histogram!("strait_discovery_push_seconds")
-                            .record(applied_at.elapsed().as_secs_f64());
-                        metrics::counter!("strait_discovery_snapshots_sent_total").increment(1);
-                    }
-                    // The proxy already holds this version (it said so when it connected).
-                    Some(_) => connections.sent(id, &last_version),
-                    None => {
-                        tracing::warn!(workload = %key, "workload left the configuration; the proxy keeps its last snapshot")
-                    }
-                }
-                tokio::select! {
-                    changed = models.changed() => if changed.is_err() { break },
-                    () = tx.closed() => break,
-                }
-            }
-            connections.remove(id);
-            tracing::info!(workload = %key, "proxy disconnected from discovery");
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+        let watcher = Watcher {
+            models: self.models.clone(),
+            snapshots: self.snapshots.clone(),
+            last_version: request.version,
+            first: true,
+            connected: Connected::new(self.connections.clone(), id, key),
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            watcher,
+            Watcher::next,
         )))
+    }
+}
+
+/// One stream's state between snapshots.
+struct Watcher {
+    models: watch::Receiver<Arc<ModelState>>,
+    snapshots: Arc<SnapshotCache>,
+    /// The version the proxy holds.
+    last_version: String,
+    /// No snapshot was considered yet: the first does not wait for a change.
+    first: bool,
+    connected: Connected,
+}
+
+impl Watcher {
+    /// The next snapshot with a version other than the proxy's, or `None` when the control
+    /// plane stops.
+    async fn next(mut self) -> Option<(Result<Arc<EncodedSnapshot>, Status>, Self)> {
+        loop {
+            if !std::mem::take(&mut self.first) && self.models.changed().await.is_err() {
+                return None;
+            }
+            let state = self.models.borrow_and_update().clone();
+            let key = &self.connected.workload;
+            let Some(workload) = state.model.workloads.get(key) else {
+                tracing::warn!(workload = %key, "workload left the configuration; the proxy keeps its last snapshot");
+                continue;
+            };
+            let snapshot = self.snapshots.snapshot(&state, workload);
+            if snapshot.version == self.last_version {
+                // The proxy already holds this version (it said so when it connected).
+                self.connected.sent(&self.last_version);
+                continue;
+            }
+            self.last_version.clone_from(&snapshot.version);
+            // Recorded when handed to the connection, which writes it next.
+            self.connected.sent(&self.last_version);
+            metrics::histogram!("strait_discovery_push_seconds")
+                .record(state.applied_at.elapsed().as_secs_f64());
+            metrics::counter!("strait_discovery_snapshots_sent_total").increment(1);
+            return Some((Ok(snapshot), self));
+        }
+    }
+}
+
+/// A proxy in [`Connections`] and the connected-proxies gauge for as long as its stream lives.
+struct Connected {
+    connections: Connections,
+    id: u64,
+    workload: ObjectKey,
+}
+
+impl Connected {
+    fn new(connections: Connections, id: u64, workload: ObjectKey) -> Self {
+        metrics::gauge!("strait_discovery_connected_proxies").increment(1.0);
+        Connected {
+            connections,
+            id,
+            workload,
+        }
+    }
+
+    fn sent(&self, version: &str) {
+        self.connections.sent(self.id, version);
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("strait_discovery_connected_proxies").decrement(1.0);
+        self.connections.remove(self.id);
+        tracing::info!(workload = %self.workload, "proxy disconnected from discovery");
     }
 }

@@ -21,10 +21,26 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The snapshot for `workload`.
 pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
+    assemble(
+        model,
+        outbound_services(model, &workload.key.namespace),
+        inbound_ports(model, workload),
+    )
+}
+
+/// The snapshot made of a namespace's `services` ([`outbound_services`]) and a workload's
+/// `inbound_ports` ([`inbound_ports`]), versioned. These two are all a snapshot depends on
+/// besides the mesh-wide defaults, which is what lets `discovery::shared` compute a snapshot
+/// once for every workload that shares them.
+pub fn assemble(
+    model: &Model,
+    services: Vec<pb::OutboundService>,
+    inbound_ports: Vec<pb::InboundPort>,
+) -> pb::Snapshot {
     let mut snapshot = pb::Snapshot {
         version: String::new(),
-        services: outbound_services(model, &workload.key.namespace),
-        inbound_ports: inbound_ports(model, workload),
+        services,
+        inbound_ports,
         inbound_defaults: Some(pb::InboundDefaults {
             // The model's enumerations are the API's (config::model).
             mode: model.mesh.inbound_mode as i32,
@@ -382,7 +398,8 @@ pub fn route_match(m: &model::RouteMatch) -> pb::RouteMatch {
 }
 
 /// The workload's own ports, with who may call them.
-fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
+/// `workload`'s own inbound ports with their authorization.
+pub fn inbound_ports(model: &Model, workload: &Workload) -> Vec<pb::InboundPort> {
     let mut ports: BTreeMap<u16, pb::InboundPort> = BTreeMap::new();
     for service in model.services.values() {
         if service.key.namespace != workload.key.namespace {

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::{Body, boxed, with_guard};
-use crate::errors::{ProxyError, SendError, grpc_status, is_grpc, kind_of};
+use crate::errors::{ProxyError, SendError, is_grpc, kind_of};
 use crate::filters::{BackendFilters, RouteFilters};
 use crate::http::HttpVersion;
 use crate::http::client_body;
