@@ -649,6 +649,7 @@ mod tests {
             route.backends.push(pb::WeightedBackend {
                 backend: String::new(),
                 weight: weights[1],
+                ..Default::default()
             });
             build(snapshot, &Table::empty(), &settings())
         };
