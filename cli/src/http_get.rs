@@ -35,6 +35,9 @@ pub enum GetError {
     },
 }
 
+/// Largest admin answer read (a `/metrics` of a busy proxy is well under it).
+const MAX_BODY_BYTES: usize = 32 << 20;
+
 /// GETs `path` from `addr`, returning the body of a 2xx answer.
 pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, GetError> {
     get_from(&Endpoint::from(addr), path, timeout).await
@@ -73,11 +76,11 @@ pub async fn get_from(
                 .await
                 .map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
-            let body = response
-                .into_body()
+            // Bounded: the answer comes from whatever listens on that port.
+            let body = http_body_util::Limited::new(response.into_body(), MAX_BODY_BYTES)
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("reading the answer (at most {MAX_BODY_BYTES} bytes): {e}"))?
                 .to_bytes();
             Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
         };

@@ -11,6 +11,7 @@
 
 pub mod defaults;
 pub mod duration;
+pub mod header_names;
 pub mod match_regex;
 
 /// Protocol-level types of the discovery API (`strait.discovery.v1`).

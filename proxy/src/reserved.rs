@@ -26,14 +26,8 @@ pub const CLIENT_ID: HeaderName = HeaderName::from_static("strait-client-id");
 pub const PROXY_ERROR: HeaderName = HeaderName::from_static("strait-proxy-error");
 
 /// Whether `name` would be read as `reserved` by a server that ignores case and treats `_`
-/// as `-`. `reserved` is lower case with `-`.
-pub fn is_lookalike(name: &str, reserved: &str) -> bool {
-    name.len() == reserved.len()
-        && name
-            .bytes()
-            .zip(reserved.bytes())
-            .all(|(n, r)| n.to_ascii_lowercase() == r || (n == b'_' && r == b'-'))
-}
+/// as `-` (one definition, shared with the control plane's filter validation).
+pub use strait_proto::header_names::is_lookalike;
 
 /// Removes every header whose name is `reserved` or a look-alike of it.
 pub fn remove_lookalikes(headers: &mut HeaderMap, reserved: &HeaderName) {

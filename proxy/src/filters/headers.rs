@@ -7,30 +7,13 @@ use strait_proto::discovery::v1 as pb;
 
 use super::FilterError;
 
-/// Header names no filter may touch, whatever the snapshot says: those the mesh sets or
-/// strips itself (and their `_` look-alikes), and those describing the connection or the
-/// message framing. The control plane refuses them first; this is the proxy's own check, for
-/// snapshots from elsewhere (a `--snapshot` file, an older control plane).
-const PROTECTED: [&str; 12] = [
-    "strait-client-id",
-    "strait-proxy-error",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-length",
-    "proxy-authorization",
-];
-
-/// Whether a filter may modify the header `name`.
+/// Whether a filter may modify the header `name`: never one the mesh sets or strips itself
+/// (or a `_` look-alike), nor one describing the connection or the framing
+/// (`strait_proto::header_names::FILTER_PROTECTED`). The control plane refuses them first;
+/// this is the proxy's own check, for snapshots from elsewhere (a `--snapshot` file, an older
+/// control plane).
 pub fn may_modify(name: &HeaderName) -> bool {
-    !PROTECTED
-        .iter()
-        .any(|p| crate::reserved::is_lookalike(name.as_str(), p))
+    strait_proto::header_names::filter_may_modify(name.as_str())
 }
 
 /// Compiled header changes.

@@ -21,23 +21,6 @@ use super::matches::http_header_name;
 use super::scalars::{port, valid_name};
 use crate::config::model::*;
 
-/// Header names a filter may not set, add or remove: the mesh's own (the proxy sets or strips
-/// them) and those describing the connection or the message framing rather than the request.
-const PROTECTED_HEADERS: [&str; 12] = [
-    "strait-client-id",
-    "strait-proxy-error",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-length",
-    "proxy-authorization",
-];
-
 /// Most entries in one of `set`, `add`, `remove` (the Gateway API's `maxItems`).
 const MAX_HEADER_ENTRIES: usize = 16;
 /// Longest header name (the Gateway API's `maxLength`).
@@ -365,10 +348,7 @@ pub(super) fn header_name(field: &str, name: &str) -> Result<String, Refusal> {
         ));
     }
     let lower = name.to_ascii_lowercase();
-    if PROTECTED_HEADERS
-        .iter()
-        .any(|p| lower.len() == p.len() && lower.replace('_', "-") == *p)
-    {
+    if !strait_proto::header_names::filter_may_modify(&lower) {
         return Err(refuse(
             field,
             format!(
