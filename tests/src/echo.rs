@@ -101,6 +101,12 @@ pub async fn start_http(addr: SocketAddr, pod: Pod) -> SocketAddr {
     let listener = TcpListener::bind(addr)
         .await
         .expect("binding the echo backend");
+    serve_http(listener, pod)
+}
+
+/// Serves the HTTP echo on `listener` (bound wherever the caller chose, e.g. inside a test's
+/// network namespace) until the test ends, and returns its address.
+pub fn serve_http(listener: TcpListener, pod: Pod) -> SocketAddr {
     let addr = listener.local_addr().expect("echo address");
     tokio::spawn(async move {
         loop {
@@ -190,6 +196,11 @@ pub async fn start_grpc(addr: SocketAddr, pod: Pod) -> SocketAddr {
     let listener = TcpListener::bind(addr)
         .await
         .expect("binding the gRPC echo backend");
+    serve_grpc(listener, pod)
+}
+
+/// Serves the gRPC echo on `listener` until the test ends, and returns its address.
+pub fn serve_grpc(listener: TcpListener, pod: Pod) -> SocketAddr {
     let addr = listener.local_addr().expect("gRPC echo address");
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -1,19 +1,26 @@
 //! The Gateway API mesh conformance world (GAMMA), in local mode: upstream's
 //! `conformance/mesh/manifests.yaml` rebuilt as Strait configuration. Namespace
 //! `gateway-conformance-mesh` holds the Services `echo` (every echo pod), `echo-v1` and `echo-v2`
-//! (ports `http` 80 and `http-alt` 8080 to the pods' HTTP port, `grpc` 7070 to their gRPC port)
-//! and the pods `echo-v1-0` and `echo-v2-0`; namespace `gateway-conformance-mesh-consumer` holds
-//! pod `echo-v1-0` and no Service. Every pod runs the [`crate::echo`] backend behind its own
-//! proxy, and a test sends from a pod by talking to that pod's proxy's outbound listener, as
-//! upstream's suite execs into the pod.
+//! (ports `http` 80 and `http-alt` 8080 to the pods' HTTP port, `grpc` 7070 to their gRPC port,
+//! each with a ClusterIP, [`cluster_ip`]) and the pods `echo-v1-0` and `echo-v2-0`; namespace
+//! `gateway-conformance-mesh-consumer` holds pod `echo-v1-0` and no Service. Every pod runs the
+//! [`crate::echo`] backend behind its own proxy, and a test sends from a pod by talking to that
+//! pod's proxy's outbound listener, as upstream's suite execs into the pod.
+//!
+//! [`ConformanceMesh::start_intercepted`] runs the same world inside a network namespace the
+//! test makes, where `strait-proxy init` installs the real iptables rules and the proxies run
+//! under their own UID: an app in that namespace dialling a ClusterIP is redirected to the
+//! `echo-v1-0` proxy's outbound listener, as in a pod ([`ConformanceMesh::from_app`]).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::binaries;
 use crate::control_plane::ControlPlane;
 use crate::echo::{self, Echoed, Pod};
+use crate::netns::NetNs;
 use crate::ports::free_port;
 use crate::process::Proxy;
 use crate::snapshot::TempDir;
@@ -22,6 +29,26 @@ use crate::snapshot::TempDir;
 pub const MESH_NS: &str = "gateway-conformance-mesh";
 /// Upstream's consumer namespace (`suite.MeshConsumerNamespace`).
 pub const CONSUMER_NS: &str = "gateway-conformance-mesh-consumer";
+
+/// The UID the proxies run under in an intercepted world (`strait-proxy init`'s default), whose
+/// own connections the outbound rules leave alone.
+const PROXY_UID: u32 = 2102;
+/// Where the iptables rules send an app's outbound connections (`strait-proxy init`'s default).
+const REDIRECTED_OUTBOUND: &str = "127.0.0.1:4140";
+/// The range the ClusterIPs come from, routed out of an intercepted world's namespace through a
+/// veth (a connection over loopback is never redirected).
+const SERVICE_RANGE: &str = "10.96.0.0/16";
+
+/// The ClusterIP of Service `name` in the mesh namespace (`echo`, `echo-v1`, `echo-v2`).
+pub fn cluster_ip(name: &str) -> IpAddr {
+    let last = match name {
+        "echo" => 10,
+        "echo-v1" => 11,
+        "echo-v2" => 12,
+        other => panic!("the conformance world has no Service {other}"),
+    };
+    IpAddr::V4(Ipv4Addr::new(10, 96, 0, last))
+}
 
 /// One echo pod: its app ports and its proxy.
 #[derive(Debug)]
@@ -53,6 +80,8 @@ pub struct ConformanceMesh {
     pub pods: Vec<EchoPod>,
     /// Their proxies, in the order of `pods`.
     pub proxies: Vec<Proxy>,
+    /// The network namespace of an intercepted world (dropped last, after its processes).
+    pub netns: Option<NetNs>,
 }
 
 fn pods() -> Vec<EchoPod> {
@@ -84,7 +113,8 @@ fn world_yaml(pods: &[EchoPod]) -> String {
     ] {
         let _ = write!(
             yaml,
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {MESH_NS}}}\nspec:\n  selector: {selector}\n  ports:\n  - {{name: http, port: 80, appProtocol: http, targetPort: http}}\n  - {{name: http-alt, port: 8080, appProtocol: http, targetPort: http}}\n  - {{name: grpc, port: 7070, appProtocol: kubernetes.io/h2c, targetPort: grpc}}\n"
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {MESH_NS}}}\nspec:\n  clusterIP: {}\n  selector: {selector}\n  ports:\n  - {{name: http, port: 80, appProtocol: http, targetPort: http}}\n  - {{name: http-alt, port: 8080, appProtocol: http, targetPort: http}}\n  - {{name: grpc, port: 7070, appProtocol: kubernetes.io/h2c, targetPort: grpc}}\n",
+            cluster_ip(name)
         );
     }
     for pod in pods {
@@ -107,6 +137,37 @@ impl ConformanceMesh {
     /// Starts the world with `routes` (YAML documents, upstream's route shapes) applied, and
     /// waits until every proxy holds a certificate and a snapshot.
     pub async fn start(routes: &str) -> Self {
+        Self::start_world(routes, None).await
+    }
+
+    /// [`ConformanceMesh::start`] inside a network namespace the test makes, with the iptables
+    /// rules `strait-proxy init` installs and a route to the ClusterIPs, so an app there
+    /// reaches the Services by their ClusterIPs only through `echo-v1-0`'s proxy, which the
+    /// rules redirect it to. Needs root.
+    pub async fn start_intercepted(routes: &str) -> Self {
+        let ns = NetNs::create("gamma");
+        // A veth pair inside the namespace carries the ClusterIP range: a destination there
+        // leaves through a real interface, which the outbound rules redirect.
+        ns.exec(
+            "ip",
+            &[
+                "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
+            ],
+        );
+        for link in ["svc0", "svc1"] {
+            ns.exec("ip", &["link", "set", link, "up"]);
+        }
+        ns.exec("ip", &["addr", "add", "10.77.0.1/24", "dev", "svc0"]);
+        ns.exec("ip", &["route", "add", SERVICE_RANGE, "dev", "svc0"]);
+        let binary = binaries::path("strait-proxy");
+        ns.exec(
+            binary.to_str().expect("a UTF-8 binary path"),
+            &["init", "--proxy-uid", &PROXY_UID.to_string()],
+        );
+        Self::start_world(routes, Some(ns)).await
+    }
+
+    async fn start_world(routes: &str, netns: Option<NetNs>) -> Self {
         let dir = TempDir::new("gamma");
         let config_dir = dir.path().join("config");
         std::fs::create_dir_all(config_dir.join("tokens")).expect("creating the config dir");
@@ -117,23 +178,46 @@ impl ConformanceMesh {
                 name: pod.name.clone(),
                 namespace: pod.namespace.clone(),
             };
-            echo::start_http(
-                SocketAddr::from(([127, 0, 0, 1], pod.http_port)),
-                who.clone(),
-            )
-            .await;
-            echo::start_grpc(SocketAddr::from(([127, 0, 0, 1], pod.grpc_port)), who).await;
+            let http = SocketAddr::from(([127, 0, 0, 1], pod.http_port));
+            let grpc = SocketAddr::from(([127, 0, 0, 1], pod.grpc_port));
+            match &netns {
+                None => {
+                    echo::start_http(http, who.clone()).await;
+                    echo::start_grpc(grpc, who).await;
+                }
+                Some(ns) => {
+                    let listen = |addr| {
+                        tokio::net::TcpListener::from_std(ns.bind_tcp(addr))
+                            .expect("serving a listener of the namespace")
+                    };
+                    echo::serve_http(listen(http), who.clone());
+                    echo::serve_grpc(listen(grpc), who);
+                }
+            }
         }
         std::fs::write(config_dir.join("world.yaml"), world_yaml(&pods)).expect("writing config");
         std::fs::write(config_dir.join("routes.yaml"), routes).expect("writing routes");
         let ca_dir = dir.path().join("ca");
-        let control_plane =
-            ControlPlane::start(&config_dir, &[("--dev-ca", ca_dir.display().to_string())]);
-        let anchors = ca_dir.join("trust-anchors.pem");
+        let control_plane = ControlPlane::start_in(
+            netns.as_ref().map(NetNs::name),
+            &config_dir,
+            &[("--dev-ca", ca_dir.display().to_string())],
+        );
+        // The anchors are public; copied out of the CA's directory for the proxies' UID.
+        let anchors = dir.path().join("trust-anchors.pem");
+        std::fs::copy(ca_dir.join("trust-anchors.pem"), &anchors).expect("copying the anchors");
         let proxies: Vec<Proxy> = pods
             .iter()
             .map(|pod| {
-                Proxy::builder()
+                let mut builder = Proxy::builder();
+                if let Some(ns) = &netns {
+                    builder = builder.netns(ns.name()).run_as(PROXY_UID);
+                    // Upstream's client pod: the one an app's redirected connections reach.
+                    if pod.namespace == MESH_NS && pod.name == "echo-v1-0" {
+                        builder = builder.flag("--outbound-addr", REDIRECTED_OUTBOUND);
+                    }
+                }
+                builder
                     .flag("--control-plane", control_plane.grpc)
                     .flag("--trust-anchors", anchors.display())
                     .flag("--namespace", &pod.namespace)
@@ -150,6 +234,7 @@ impl ConformanceMesh {
             control_plane,
             pods,
             proxies,
+            netns,
         };
         for proxy in &mesh.proxies {
             mesh.wait_meshed(proxy);
@@ -187,6 +272,40 @@ impl ConformanceMesh {
     /// Upstream's default client: `echo-v1` in the mesh namespace.
     pub fn echo_v1(&self) -> SocketAddr {
         self.client(MESH_NS, "echo-v1-0")
+    }
+
+    /// [`eventually`] from an app of an intercepted world: it dials `dst` itself (a ClusterIP,
+    /// say) from inside the namespace, as an app in the `echo-v1-0` pod does, and the
+    /// iptables rules decide where the connection goes.
+    pub async fn from_app(
+        &self,
+        dst: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        expected: impl Fn(&Answer) -> bool + Send + 'static,
+    ) -> Answer {
+        let ns = self
+            .netns
+            .as_ref()
+            .expect("from_app needs a world from start_intercepted");
+        let (host, path) = (host.to_owned(), path.to_owned());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        let app = ns.spawn(move || async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            eventually(dst, &host, &path, &headers, expected).await
+        });
+        // Joined off this runtime, which serves the echo backends meanwhile.
+        tokio::task::spawn_blocking(move || app.join())
+            .await
+            .expect("joining the app thread")
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

@@ -6,6 +6,7 @@
 //! ([`NetNs::run`]) with its own single-threaded runtime.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::process::Command;
 
 use nix::sched::{CloneFlags, setns};
@@ -84,6 +85,18 @@ impl NetNs {
         self.spawn(f)
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// A TCP listener bound to `addr` inside the namespace, for the caller's own runtime to
+    /// serve (a socket stays in the namespace it was created in, whichever thread uses it).
+    pub fn bind_tcp(&self, addr: SocketAddr) -> std::net::TcpListener {
+        let listener = self
+            .run(move || async move { std::net::TcpListener::bind(addr) })
+            .unwrap_or_else(|e| panic!("binding {addr} in namespace {}: {e}", self.name));
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        listener
     }
 
     /// [`NetNs::run`] without waiting: the thread's handle, to join when the work is done.

@@ -2,21 +2,27 @@
 //! test by its short name (`gamma_conformance::mesh_basic` is upstream's `MeshBasic`), with the
 //! same route shapes, namespaces, Services and expected answers, run in local mode through real
 //! proxies with mTLS (`strait_tests::gamma`), against the echo backend that reports what
-//! upstream's echo server reports (`strait_tests::echo`).
+//! upstream's echo server reports (`strait_tests::echo`). `mesh_frontend_hostname` (upstream's
+//! test of the `MeshClusterIPMatching` feature) runs that world inside a network namespace it
+//! makes, with `strait-proxy init`'s real iptables rules, so an app's connection to a ClusterIP
+//! is redirected to its pod's proxy as in a pod; it needs root (CI runs it as root).
 //!
 //! Compared against kubernetes-sigs/gateway-api @ 4564255ac2c35d582249b3cdf261bdf51c8bca32
 //! (v1.6.1 and later), `conformance/tests/mesh/` and `conformance/utils/weight`. Written from
 //! the test descriptions and expectations there, not copied.
 //!
-//! Where an upstream test observes a filter (`ResponseHeaderModifier` in `MeshPorts` and
-//! `MeshConsumerRoute`), the mirror here observes the same routing decision through which
-//! backend answers instead; the filter assertions belong to the route filters work.
+//! Where upstream observes whether a route applied through the response header its
+//! `ResponseHeaderModifier` sets (`MeshPorts`, `MeshConsumerRoute`, `MeshFrontendHostname`), so
+//! does the mirror here: the header present with its value where the route applies, absent
+//! where it does not, and the answering backend as upstream expects it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use strait_tests::gamma::{Answer, CONSUMER_NS, ConformanceMesh, MESH_NS, eventually, request};
+use strait_tests::gamma::{
+    Answer, CONSUMER_NS, ConformanceMesh, MESH_NS, cluster_ip, eventually, request,
+};
 use strait_tests::grpc::{EchoClient, EchoRequest};
 
 fn route(name: &str, parent: &str, rules: &str) -> String {
@@ -339,8 +345,57 @@ async fn mesh_grpc_route_weight() {
 
 // ---- MeshPorts --------------------------------------------------------------------------
 
-/// Upstream's `MeshPorts` observes a response header set by the route; here each route sends
-/// to the other version, so the backend that answers tells whether the route applied.
+/// Upstream's `ResponseHeaderModifier` header in `MeshPorts`, `MeshConsumerRoute` and
+/// `MeshFrontendHostname`: present exactly when the route applied.
+const ROUTE_HEADER: &str = "x-header-set";
+
+/// A rule setting [`ROUTE_HEADER`] to `value` on the response and sending to `backend`, as
+/// upstream's routes shape it.
+fn header_rule(value: &str, backend: &str) -> String {
+    format!(
+        "  - filters:\n    - type: ResponseHeaderModifier\n      responseHeaderModifier:\n        set: [{{name: X-Header-Set, value: {value}}}]\n    backendRefs: [{backend}]\n"
+    )
+}
+
+/// Sends through `client` until `backend` answers 200 with [`ROUTE_HEADER`] set to `header`
+/// (`None`: absent, the route did not apply), and fails with the last answer otherwise.
+async fn expect_routed(
+    client: SocketAddr,
+    host: &str,
+    headers: &[(&str, &str)],
+    backend: &str,
+    header: Option<&str>,
+) -> Answer {
+    let wanted = routed(backend, header);
+    let answer = eventually(client, host, "/", headers, |a| route_outcome(a) == wanted).await;
+    assert_eq!(
+        route_outcome(&answer),
+        wanted,
+        "GET / (Host {host}, headers {headers:?}): {answer:?}"
+    );
+    answer
+}
+
+/// What [`expect_routed`] compares: the status, the backend and [`ROUTE_HEADER`]'s value.
+type Outcome = (u16, Option<String>, Option<String>);
+
+fn route_outcome(answer: &Answer) -> Outcome {
+    (
+        answer.status,
+        answer.backend(),
+        answer
+            .headers
+            .get(ROUTE_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    )
+}
+
+fn routed(backend: &str, header: Option<&str>) -> Outcome {
+    (200, Some(backend.to_owned()), header.map(str::to_owned))
+}
+
+/// A parentRef `port` attaches the route to that Service port only; without one, to every
+/// port of the Service.
 #[tokio::test]
 async fn mesh_ports() {
     let mesh = ConformanceMesh::start(&format!(
@@ -348,22 +403,22 @@ async fn mesh_ports() {
         route(
             "mesh-split-v1",
             "{group: \"\", kind: Service, name: echo-v1, port: 80}",
-            "  - backendRefs: [{name: echo-v2, port: 80}]\n",
+            &header_rule("v1", "{name: echo-v1, port: 80}"),
         ),
         route(
             "mesh-split-v2",
             "{group: \"\", kind: Service, name: echo-v2}",
-            "  - backendRefs: [{name: echo-v1, port: 80}]\n",
+            &header_rule("v2", "{name: echo-v2, port: 80}"),
         )
     ))
     .await;
     let client = mesh.echo_v1();
     // Explicit port: the route applies to that port only.
-    expect_backend(client, "echo-v1", "/", &[], "echo-v2").await;
-    expect_backend(client, "echo-v1:8080", "/", &[], "echo-v1").await;
+    expect_routed(client, "echo-v1", &[], "echo-v1", Some("v1")).await;
+    expect_routed(client, "echo-v1:8080", &[], "echo-v1", None).await;
     // No port: every port of the Service.
-    expect_backend(client, "echo-v2", "/", &[], "echo-v1").await;
-    expect_backend(client, "echo-v2:8080", "/", &[], "echo-v1").await;
+    expect_routed(client, "echo-v2", &[], "echo-v2", Some("v2")).await;
+    expect_routed(client, "echo-v2:8080", &[], "echo-v2", Some("v2")).await;
 }
 
 /// `sectionName` names the Service port the route attaches to, as `port` does.
@@ -382,13 +437,17 @@ async fn mesh_ports_section_name() {
 
 // ---- MeshConsumerRoute ------------------------------------------------------------------
 
-/// A route in the consumer's namespace attached to the producer's `echo-v1`: it may send to
-/// that Service without a ReferenceGrant (upstream's route, whose filter is observed here as
-/// the backend that answers), applies to clients in the consumer's namespace only, and a rule
-/// sending to another Service of the producer's namespace needs the producer's ReferenceGrant.
+/// Upstream's consumer route: in the consumer's namespace, attached to the producer's
+/// `echo-v1`, setting [`ROUTE_HEADER`] and sending to that Service (which needs no
+/// ReferenceGrant). Ours adds a rule sending to another Service of the producer's namespace,
+/// which needs the producer's ReferenceGrant.
 fn consumer_route(grant: bool) -> String {
     let mut yaml = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: mesh-echo-add-header, namespace: {CONSUMER_NS}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: echo-v1, namespace: {MESH_NS}}}]\n  rules:\n  - backendRefs: [{{name: echo-v1, namespace: {MESH_NS}, port: 80}}]\n  - matches: [{{headers: [{{name: version, value: two}}]}}]\n    backendRefs: [{{name: echo-v2, namespace: {MESH_NS}, port: 80}}]\n"
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: mesh-echo-add-header, namespace: {CONSUMER_NS}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: echo-v1, namespace: {MESH_NS}}}]\n  rules:\n{}  - matches: [{{headers: [{{name: version, value: two}}]}}]\n    backendRefs: [{{name: echo-v2, namespace: {MESH_NS}, port: 80}}]\n",
+        header_rule(
+            "set",
+            &format!("{{name: echo-v1, namespace: {MESH_NS}, port: 80}}")
+        )
     );
     if grant {
         yaml.push_str(&format!(
@@ -398,17 +457,19 @@ fn consumer_route(grant: bool) -> String {
     yaml
 }
 
+/// The consumer's route applies to requests from the consumer's namespace only.
 #[tokio::test]
 async fn mesh_consumer_route() {
     let mesh = ConformanceMesh::start(&consumer_route(true)).await;
     let consumer = mesh.client(CONSUMER_NS, "echo-v1-0");
     let producer = mesh.echo_v1();
     let host = format!("echo-v1.{MESH_NS}");
-    let answer = expect_backend(consumer, &host, "/", &[], "echo-v1").await;
+    let answer = expect_routed(consumer, &host, &[], "echo-v1", Some("set")).await;
     assert_eq!(answer.echoed.unwrap().namespace, MESH_NS);
-    expect_backend(consumer, &host, "/", &[("version", "two")], "echo-v2").await;
+    expect_routed(consumer, &host, &[("version", "two")], "echo-v2", None).await;
     // The producer's own clients do not take the consumer's route.
-    expect_backend(producer, &host, "/", &[("version", "two")], "echo-v1").await;
+    expect_routed(producer, &host, &[], "echo-v1", None).await;
+    expect_routed(producer, &host, &[("version", "two")], "echo-v1", None).await;
 }
 
 /// Without the ReferenceGrant the route stays (its reference to the parent Service needs
@@ -419,7 +480,48 @@ async fn mesh_consumer_route_without_reference_grant() {
     let consumer = mesh.client(CONSUMER_NS, "echo-v1-0");
     let host = format!("echo-v1.{MESH_NS}");
     expect_status(consumer, &host, "/", &[("version", "two")], 500).await;
-    expect_backend(consumer, &host, "/", &[], "echo-v1").await;
+    expect_routed(consumer, &host, &[], "echo-v1", Some("set")).await;
+}
+
+// ---- MeshFrontendHostname (feature MeshClusterIPMatching) -----------------------------------
+
+/// A route attached to a Service applies to connections to that Service's ClusterIP whatever
+/// their `Host` says. An app in a test-made network namespace (`strait-proxy init`'s real
+/// iptables rules) dials the ClusterIPs itself; only the redirect to its pod's proxy can
+/// answer, as nothing else routes that range.
+#[tokio::test]
+async fn mesh_frontend_hostname() {
+    if !strait_tests::netns::require_root("gamma_conformance::mesh_frontend_hostname") {
+        return;
+    }
+    let mesh = ConformanceMesh::start_intercepted(&route(
+        "mesh-split-v1",
+        "{group: \"\", kind: Service, name: echo-v2}",
+        &header_rule("set", "{name: echo-v2, port: 80}"),
+    ))
+    .await;
+    for (service, host, backend, header) in [
+        // echo-v2's ClusterIP with Host echo-v1: echo-v2's route applies.
+        ("echo-v2", "echo-v1", "echo-v2", Some("set")),
+        // echo-v1's ClusterIP with Host echo-v2: echo-v2's route does not.
+        ("echo-v1", "echo-v2", "echo-v1", None),
+    ] {
+        let dst = SocketAddr::new(cluster_ip(service), 80);
+        let wanted = routed(backend, header);
+        let answer = mesh
+            .from_app(dst, host, "/", &[], {
+                let wanted = wanted.clone();
+                move |a| route_outcome(a) == wanted
+            })
+            .await;
+        assert_eq!(
+            route_outcome(&answer),
+            wanted,
+            "GET / to {dst} (Host {host}): {answer:?}"
+        );
+        // The app's Host reaches the backend as it sent it: the ClusterIP chose the route.
+        assert_eq!(answer.echoed.unwrap().host, host);
+    }
 }
 
 // ---- Invalid backends (the spec's ResolvedRefs=False) ------------------------------------
