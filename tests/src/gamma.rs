@@ -38,6 +38,11 @@ const REDIRECTED_OUTBOUND: &str = "127.0.0.1:4140";
 /// The range the ClusterIPs come from, routed out of an intercepted world's namespace through a
 /// veth (a connection over loopback is never redirected).
 const SERVICE_RANGE: &str = "10.96.0.0/16";
+/// `echo-v2-0`'s pod IP in an intercepted world: an address of a second namespace at the
+/// veth's other end, where that pod's app also listens (upstream's `MeshFrontend` dials it).
+const ECHO_V2_POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 12);
+/// The port upstream's `MeshFrontend` dials a pod IP on (its echo app's port).
+pub const POD_APP_PORT: u16 = 8080;
 
 /// The ClusterIP of Service `name` in the mesh namespace (`echo`, `echo-v1`, `echo-v2`).
 pub fn cluster_ip(name: &str) -> IpAddr {
@@ -82,6 +87,8 @@ pub struct ConformanceMesh {
     pub proxies: Vec<Proxy>,
     /// The network namespace of an intercepted world (dropped last, after its processes).
     pub netns: Option<NetNs>,
+    /// The namespace behind the intercepted world's veth, holding `echo-v2-0`'s pod IP.
+    pod_ip_netns: Option<NetNs>,
 }
 
 fn pods() -> Vec<EchoPod> {
@@ -146,25 +153,83 @@ impl ConformanceMesh {
     /// rules redirect it to. Needs root.
     pub async fn start_intercepted(routes: &str) -> Self {
         let ns = NetNs::create("gamma");
-        // A veth pair inside the namespace carries the ClusterIP range: a destination there
-        // leaves through a real interface, which the outbound rules redirect.
+        let pod_ns = NetNs::create("gammapod");
+        // A veth pair carries the ClusterIP range out of the namespace: a destination there
+        // leaves through a real interface, which the outbound rules redirect. Its other end,
+        // in a second namespace, holds echo-v2-0's pod IP, which is not a Service's.
         ns.exec(
             "ip",
             &[
                 "link", "add", "svc0", "type", "veth", "peer", "name", "svc1",
             ],
         );
-        for link in ["svc0", "svc1"] {
-            ns.exec("ip", &["link", "set", link, "up"]);
-        }
+        ns.exec("ip", &["link", "set", "svc1", "netns", pod_ns.name()]);
+        ns.exec("ip", &["link", "set", "svc0", "up"]);
         ns.exec("ip", &["addr", "add", "10.77.0.1/24", "dev", "svc0"]);
         ns.exec("ip", &["route", "add", SERVICE_RANGE, "dev", "svc0"]);
+        ns.exec(
+            "ip",
+            &[
+                "route",
+                "add",
+                &format!("{ECHO_V2_POD_IP}/32"),
+                "via",
+                "10.77.0.2",
+            ],
+        );
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["link", "set", "svc1", "up"],
+            &["addr", "add", "10.77.0.2/24", "dev", "svc1"],
+            &[
+                "addr",
+                "add",
+                &format!("{ECHO_V2_POD_IP}/32"),
+                "dev",
+                "svc1",
+            ],
+        ] {
+            pod_ns.exec("ip", args);
+        }
         let binary = binaries::path("strait-proxy");
         ns.exec(
             binary.to_str().expect("a UTF-8 binary path"),
             &["init", "--proxy-uid", &PROXY_UID.to_string()],
         );
-        Self::start_world(routes, Some(ns)).await
+        let pod_app = SocketAddr::from((ECHO_V2_POD_IP, POD_APP_PORT));
+        let listener = tokio::net::TcpListener::from_std(pod_ns.bind_tcp(pod_app))
+            .expect("serving echo-v2-0's pod IP");
+        echo::serve_http(
+            listener,
+            Pod {
+                name: "echo-v2-0".to_owned(),
+                namespace: MESH_NS.to_owned(),
+            },
+        );
+        let mut mesh = Self::start_world(routes, Some(ns)).await;
+        mesh.pod_ip_netns = Some(pod_ns);
+        mesh
+    }
+
+    /// The outbound connections the app's proxy (`echo-v1-0`'s, where the rules redirect) has
+    /// accepted so far, read from its `/metrics` inside an intercepted world's namespace.
+    pub fn app_proxy_outbound_connections(&self) -> f64 {
+        let ns = self
+            .netns
+            .as_ref()
+            .expect("an intercepted world from start_intercepted");
+        let admin = self.proxies[self.index(MESH_NS, "echo-v1-0")].admin;
+        ns.run(move || async move {
+            crate::metrics::Metrics::fetch(admin).await.sum(
+                "strait_tcp_connections_opened_total",
+                &[("direction", "outbound")],
+            )
+        })
+    }
+
+    /// `echo-v2-0`'s pod IP and app port in a world from [`ConformanceMesh::start_intercepted`].
+    pub fn echo_v2_pod_app(&self) -> SocketAddr {
+        SocketAddr::from((ECHO_V2_POD_IP, POD_APP_PORT))
     }
 
     async fn start_world(routes: &str, netns: Option<NetNs>) -> Self {
@@ -235,6 +300,7 @@ impl ConformanceMesh {
             pods,
             proxies,
             netns,
+            pod_ip_netns: None,
         };
         for proxy in &mesh.proxies {
             mesh.wait_meshed(proxy);
@@ -261,12 +327,14 @@ impl ConformanceMesh {
 
     /// The outbound listener of pod `name` in `namespace`: where that pod's calls go.
     pub fn client(&self, namespace: &str, name: &str) -> SocketAddr {
-        let index = self
-            .pods
+        self.proxies[self.index(namespace, name)].outbound
+    }
+
+    fn index(&self, namespace: &str, name: &str) -> usize {
+        self.pods
             .iter()
             .position(|p| p.namespace == namespace && p.name == name)
-            .unwrap_or_else(|| panic!("no pod {namespace}/{name}"));
-        self.proxies[index].outbound
+            .unwrap_or_else(|| panic!("no pod {namespace}/{name}"))
     }
 
     /// Upstream's default client: `echo-v1` in the mesh namespace.

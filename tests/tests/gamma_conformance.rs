@@ -2,8 +2,8 @@
 //! test by its short name (`gamma_conformance::mesh_basic` is upstream's `MeshBasic`), with the
 //! same route shapes, namespaces, Services and expected answers, run in local mode through real
 //! proxies with mTLS (`strait_tests::gamma`), against the echo backend that reports what
-//! upstream's echo server reports (`strait_tests::echo`). `mesh_frontend_hostname` (upstream's
-//! test of the `MeshClusterIPMatching` feature) runs that world inside a network namespace it
+//! upstream's echo server reports (`strait_tests::echo`). `mesh_frontend` and
+//! `mesh_frontend_hostname` (upstream's test of the `MeshClusterIPMatching` feature) run that world inside a network namespace it
 //! makes, with `strait-proxy init`'s real iptables rules, so an app's connection to a ClusterIP
 //! is redirected to its pod's proxy as in a pod; it needs root (CI runs it as root).
 //!
@@ -481,6 +481,57 @@ async fn mesh_consumer_route_without_reference_grant() {
     let host = format!("echo-v1.{MESH_NS}");
     expect_status(consumer, &host, "/", &[("version", "two")], 500).await;
     expect_routed(consumer, &host, &[], "echo-v1", Some("set")).await;
+}
+
+// ---- MeshFrontend ---------------------------------------------------------------------------
+
+/// A route attached to a Service applies to that Service (its frontend) only: the same app
+/// dialling the Service's ClusterIP gets the route's header, dialling one of its pods' IP
+/// directly does not (the proxy passes the request through to that pod unchanged). In a
+/// test-made network namespace with `strait-proxy init`'s real iptables rules, so both
+/// connections are redirected to the app's proxy by their original destination.
+#[tokio::test]
+async fn mesh_frontend() {
+    if !strait_tests::netns::require_root("gamma_conformance::mesh_frontend") {
+        return;
+    }
+    let mesh = ConformanceMesh::start_intercepted(&route(
+        "mesh-split-v1",
+        "{group: \"\", kind: Service, name: echo-v2}",
+        &header_rule("set", "{name: echo-v2, port: 80}"),
+    ))
+    .await;
+    let pod = mesh.echo_v2_pod_app();
+    let pod_host = pod.to_string();
+    for (dst, host, header) in [
+        // Send to service.
+        (
+            SocketAddr::new(cluster_ip("echo-v2"), 80),
+            "echo-v2",
+            Some("set"),
+        ),
+        // Send to pod IP.
+        (pod, pod_host.as_str(), None),
+    ] {
+        let wanted = routed("echo-v2", header);
+        let redirected_before = mesh.app_proxy_outbound_connections();
+        let answer = mesh
+            .from_app(dst, host, "/", &[], {
+                let wanted = wanted.clone();
+                move |a| route_outcome(a) == wanted
+            })
+            .await;
+        assert_eq!(
+            route_outcome(&answer),
+            wanted,
+            "GET / to {dst} (Host {host}): {answer:?}"
+        );
+        // The answer came through the app's proxy, not around it.
+        assert!(
+            mesh.app_proxy_outbound_connections() > redirected_before,
+            "the connection to {dst} did not reach the app's proxy"
+        );
+    }
 }
 
 // ---- MeshFrontendHostname (feature MeshClusterIPMatching) -----------------------------------
