@@ -3,9 +3,10 @@
 //! same route shapes, namespaces, Services and expected answers, run in local mode through real
 //! proxies with mTLS (`strait_tests::gamma`), against the echo backend that reports what
 //! upstream's echo server reports (`strait_tests::echo`). `mesh_frontend` and
-//! `mesh_frontend_hostname` (upstream's test of the `MeshClusterIPMatching` feature) run that world inside a network namespace it
-//! makes, with `strait-proxy init`'s real iptables rules, so an app's connection to a ClusterIP
-//! is redirected to its pod's proxy as in a pod; it needs root (CI runs it as root).
+//! `mesh_frontend_hostname` (upstream's test of the `MeshClusterIPMatching` feature) run that
+//! world inside a network namespace they make, with `strait-proxy init`'s real iptables rules,
+//! so an app's connections are redirected to its pod's proxy as in a pod; they need root (CI
+//! runs them as root).
 //!
 //! Compared against kubernetes-sigs/gateway-api @ 4564255ac2c35d582249b3cdf261bdf51c8bca32
 //! (v1.6.1 and later), `conformance/tests/mesh/` and `conformance/utils/weight`. Written from
