@@ -8,6 +8,7 @@
 //! answer is "allowed, no patch", logged and counted.
 
 pub mod config;
+pub mod event_throttle;
 pub mod patch;
 pub mod pod_settings;
 pub mod quantity;
@@ -15,6 +16,7 @@ pub mod review;
 pub mod review_permits;
 pub mod server;
 pub mod serving_cert;
+pub mod skip_event;
 
 /// Pod annotation (and, on a namespace, label) that asks for injection: `enabled` or
 /// `disabled`.
@@ -49,6 +51,9 @@ pub const TRACING: &str = "strait.dev/tracing";
 pub const TRACE_COLLECTOR: &str = "strait.dev/trace-collector";
 /// Pod annotation: the share of requests started in the mesh that are traced, 0 to 1.
 pub const TRACE_SAMPLE_RATIO: &str = "strait.dev/trace-sample-ratio";
+/// Pod annotation: the proxy's access log, `json` or `off`, overriding the chart's
+/// `proxy.accessLog`.
+pub const ACCESS_LOG: &str = "strait.dev/access-log";
 /// Pod label the injector adds, so the Kubernetes source knows the pod is meshed.
 pub const PROXIED: &str = "strait.dev/proxied";
 /// The proxy container's name; a pod that has one is already injected.
