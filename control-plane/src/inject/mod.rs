@@ -4,7 +4,10 @@
 //! [`patch::inject`] decides and computes the JSONPatch as a pure function of the pod, the
 //! configuration and the trust anchors; [`review`] turns an AdmissionReview body into the
 //! answer; [`server`] is the HTTPS shell around them, with its certificate from
-//! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. The injector never rejects a pod: whatever goes wrong on its side, the
+//! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. A hostNetwork
+//! pod it skips is reported as a Kubernetes Event: [`skip_event`] says what the Event regards
+//! and says, [`event_throttle`] how often one may be posted (`crate::kubernetes::skip_events`
+//! posts them off the admission path). The injector never rejects a pod: whatever goes wrong on its side, the
 //! answer is "allowed, no patch", logged and counted.
 
 pub mod config;
