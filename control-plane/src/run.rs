@@ -88,8 +88,22 @@ pub async fn run(
         .await;
     }
     if let Some(injector) = config.injector() {
-        crate::inject::server::start(injector, authority.bundle.clone(), authority.own.clone())
-            .await?;
+        let skip_events = match &source {
+            ModelSource::Kubernetes(source) => {
+                Some(crate::kubernetes::skip_events::SkipEvents::start(
+                    source.client().clone(),
+                    reporter(),
+                ))
+            }
+            ModelSource::Files(_) => None,
+        };
+        crate::inject::server::start(
+            injector,
+            authority.bundle.clone(),
+            authority.own.clone(),
+            skip_events,
+        )
+        .await?;
     }
 
     let local_tokens = LocalTokens::from_model(&model);
@@ -113,11 +127,7 @@ pub async fn run(
                 &config.token_audience,
                 &trust_domain,
             );
-            let reporter = Reporter {
-                controller: "strait-control-plane".into(),
-                instance: std::env::var("HOSTNAME").ok(),
-            };
-            tokio::spawn(source.publish(models_tx, reporter));
+            tokio::spawn(source.publish(models_tx, reporter()));
             Arc::new(reviewer)
         }
     };
@@ -189,6 +199,14 @@ pub async fn run(
     server.await;
     tracing::info!("strait-control-plane stopped");
     Ok(())
+}
+
+/// Who the control plane's Kubernetes Events say reported them.
+fn reporter() -> Reporter {
+    Reporter {
+        controller: "strait-control-plane".into(),
+        instance: std::env::var("HOSTNAME").ok(),
+    }
 }
 
 /// The CA, from `--ca-secret`, `--dev-ca` or the CA files, and the files to watch for changes.

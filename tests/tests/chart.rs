@@ -677,7 +677,8 @@ impl<'a> Rendering<'a> {
                 webhook.timeout_seconds.map(i64::from),
                 values["injector"]["timeoutSeconds"].as_i64()
             );
-            assert_eq!(webhook.side_effects, "None");
+            // Dry-run aware: a skipped hostNetwork pod's Event is not posted for a dry run.
+            assert_eq!(webhook.side_effects, "NoneOnDryRun");
             assert_eq!(webhook.admission_review_versions, ["v1"]);
             let rules = webhook.rules.clone().unwrap();
             let rule = the(&rules, "rule");

@@ -33,6 +33,8 @@ mod grpc_proxying;
 mod http_proxying;
 mod identity;
 mod injector;
+mod injector_access_log;
+mod injector_events;
 mod injector_pod_settings;
 mod iptables_redirect;
 mod kubernetes_source;

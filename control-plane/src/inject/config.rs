@@ -46,6 +46,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The proxy's access log (`STRAIT_ACCESS_LOG`): one JSON line per HTTP request, or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// No access log (the proxy's default: it costs nothing).
+    #[default]
+    Off,
+    /// One JSON object per request, on the proxy's stdout.
+    Json,
+}
+
+impl AccessLog {
+    /// The value as the proxy's flag and the annotation spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLog::Off => "off",
+            AccessLog::Json => "json",
+        }
+    }
+}
+
 /// The proxy's inbound mode (`STRAIT_INBOUND_MODE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,6 +198,8 @@ pub struct InjectorConfig {
     pub log_level: String,
     /// The proxy's log format.
     pub log_format: LogFormat,
+    /// The proxy's access log.
+    pub access_log: AccessLog,
     /// Inbound mode for ports the control plane says nothing about.
     pub inbound_mode: InboundMode,
     /// Whether pods' IPv6 traffic is intercepted.
@@ -216,6 +239,7 @@ impl Default for InjectorConfig {
             ports: Ports::default(),
             log_level: "info".into(),
             log_format: LogFormat::Json,
+            access_log: AccessLog::Off,
             inbound_mode: InboundMode::Permissive,
             ipv6: Ipv6::Auto,
             skip_inbound_ports: Vec::new(),
@@ -465,8 +489,11 @@ mod tests {
         assert!(!config.native_sidecar);
         assert_eq!(config.inbound_mode, InboundMode::Strict);
         assert_eq!(config.ipv6, Ipv6::Disabled);
+        assert_eq!(config.access_log, AccessLog::Off);
         assert_eq!(config.resources.requests["cpu"], "50m");
         assert!(config.resources.limits.is_empty());
+        let config = InjectorConfig::parse("accessLog: json\n", "proxy.yaml").unwrap();
+        assert_eq!(config.access_log, AccessLog::Json);
     }
 
     #[test]
@@ -507,6 +534,8 @@ mod tests {
         assert!(e.contains("field tokenExpirationSeconds"), "{e}");
         let e = error("logLevel: \"strait=loud\"\n");
         assert!(e.contains("field logLevel"), "{e}");
+        let e = error("accessLog: text\n");
+        assert!(e.contains("field accessLog") && e.contains("text"), "{e}");
         let e = error("ipv6: on\n");
         assert!(e.contains("field ipv6"), "{e}");
         let e = error("resources: {limits: {memory: lots}}\n");

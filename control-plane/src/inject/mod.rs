@@ -4,10 +4,14 @@
 //! [`patch::inject`] decides and computes the JSONPatch as a pure function of the pod, the
 //! configuration and the trust anchors; [`review`] turns an AdmissionReview body into the
 //! answer; [`server`] is the HTTPS shell around them, with its certificate from
-//! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. The injector never rejects a pod: whatever goes wrong on its side, the
+//! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. A hostNetwork
+//! pod it skips is reported as a Kubernetes Event: [`skip_event`] says what the Event regards
+//! and says, [`event_throttle`] how often one may be posted (`crate::kubernetes::skip_events`
+//! posts them off the admission path). The injector never rejects a pod: whatever goes wrong on its side, the
 //! answer is "allowed, no patch", logged and counted.
 
 pub mod config;
+pub mod event_throttle;
 pub mod patch;
 pub mod pod_settings;
 pub mod quantity;
@@ -15,6 +19,7 @@ pub mod review;
 pub mod review_permits;
 pub mod server;
 pub mod serving_cert;
+pub mod skip_event;
 
 /// Pod annotation (and, on a namespace, label) that asks for injection: `enabled` or
 /// `disabled`.
@@ -49,6 +54,9 @@ pub const TRACING: &str = "strait.dev/tracing";
 pub const TRACE_COLLECTOR: &str = "strait.dev/trace-collector";
 /// Pod annotation: the share of requests started in the mesh that are traced, 0 to 1.
 pub const TRACE_SAMPLE_RATIO: &str = "strait.dev/trace-sample-ratio";
+/// Pod annotation: the proxy's access log, `json` or `off`, overriding the chart's
+/// `proxy.accessLog`.
+pub const ACCESS_LOG: &str = "strait.dev/access-log";
 /// Pod label the injector adds, so the Kubernetes source knows the pod is meshed.
 pub const PROXIED: &str = "strait.dev/proxied";
 /// The proxy container's name; a pod that has one is already injected.

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use super::config::{InboundMode, InjectorConfig, Ipv6, LogFormat, PullPolicy};
+use super::config::{AccessLog, InboundMode, InjectorConfig, Ipv6, LogFormat, PullPolicy};
 use super::pod_settings::{PodSettings, pod_settings};
 use super::{
     ADMIN_PORT_NAME, INBOUND_PORT_NAME, INIT_CONTAINER, INJECT, INJECTED, PROXIED, PROXY_CONTAINER,
@@ -443,6 +443,10 @@ fn proxy_container(
             },
         ),
     ];
+    // Set only when on: the proxy's own default is off.
+    if settings.access_log == AccessLog::Json {
+        env.push(env_var("STRAIT_ACCESS_LOG", AccessLog::Json.as_str()));
+    }
     if let Some(tracing) = &settings.tracing {
         env.push(env_var("STRAIT_TRACE_COLLECTOR", &tracing.collector));
         env.push(env_var(

@@ -11,12 +11,12 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU16;
 
-use super::config::{InjectorConfig, Resources};
+use super::config::{AccessLog, InjectorConfig, Resources};
 use super::quantity::Quantity;
 use super::{
-    OPAQUE_PORTS, PROXY_CPU_LIMIT, PROXY_CPU_REQUEST, PROXY_LOG_LEVEL, PROXY_MEMORY_LIMIT,
-    PROXY_MEMORY_REQUEST, PROXY_THREADS, SKIP_INBOUND_PORTS, SKIP_OUTBOUND_PORTS, TRACE_COLLECTOR,
-    TRACE_SAMPLE_RATIO, TRACING,
+    ACCESS_LOG, OPAQUE_PORTS, PROXY_CPU_LIMIT, PROXY_CPU_REQUEST, PROXY_LOG_LEVEL,
+    PROXY_MEMORY_LIMIT, PROXY_MEMORY_REQUEST, PROXY_THREADS, SKIP_INBOUND_PORTS,
+    SKIP_OUTBOUND_PORTS, TRACE_COLLECTOR, TRACE_SAMPLE_RATIO, TRACING,
 };
 
 /// Most worker threads a proxy is given, derived or annotated: a sidecar with more is almost
@@ -53,6 +53,8 @@ pub struct PodSettings {
     pub skip_outbound_ports: Vec<NonZeroU16>,
     /// Trace export, when tracing is on for the pod.
     pub tracing: Option<TraceExport>,
+    /// The access log (`STRAIT_ACCESS_LOG`).
+    pub access_log: AccessLog,
 }
 
 /// The pod's proxy settings: `config` with `annotations` applied, and a warning for each
@@ -110,6 +112,21 @@ pub fn pod_settings(
 
     let tracing = trace_export(config, &get, &mut warnings);
 
+    let access_log = match get(ACCESS_LOG) {
+        None => config.access_log,
+        Some("json") => AccessLog::Json,
+        Some("off") => AccessLog::Off,
+        Some(text) => {
+            warnings.push(warning(
+                ACCESS_LOG,
+                text,
+                "is neither json nor off",
+                config.access_log.as_str(),
+            ));
+            config.access_log
+        }
+    };
+
     let settings = PodSettings {
         resources,
         threads,
@@ -118,6 +135,7 @@ pub fn pod_settings(
         skip_inbound_ports,
         skip_outbound_ports,
         tracing,
+        access_log,
     };
     (settings, warnings)
 }
@@ -391,6 +409,27 @@ mod tests {
             requests: map(requests),
             limits: map(limits),
         }
+    }
+
+    #[test]
+    fn the_access_log_annotation_overrides_the_chart_and_a_bad_one_keeps_it() {
+        let (settings, warnings) = annotated(&[]);
+        assert_eq!((settings.access_log, warnings.len()), (AccessLog::Off, 0));
+        let (settings, _) = annotated(&[(ACCESS_LOG, "json")]);
+        assert_eq!(settings.access_log, AccessLog::Json);
+        let on = InjectorConfig {
+            access_log: AccessLog::Json,
+            ..InjectorConfig::default()
+        };
+        let (settings, _) = settings_with(&[(ACCESS_LOG, " off ")], &on);
+        assert_eq!(settings.access_log, AccessLog::Off);
+        let (settings, warnings) = settings_with(&[(ACCESS_LOG, "JSON")], &on);
+        assert_eq!(settings.access_log, AccessLog::Json);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(ACCESS_LOG) && warnings[0].ends_with("using json"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

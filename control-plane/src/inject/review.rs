@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::config::InjectorConfig;
 use super::patch::{HOST_NETWORK_WARNING, Outcome, inject};
+use super::skip_event::SkippedPod;
 
 /// The only AdmissionReview version served (the chart's `admissionReviewVersions`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -44,6 +45,10 @@ pub struct Answer {
     pub warnings: Vec<String>,
     /// The injector's own failure, when `result` is `error`.
     pub error: Option<String>,
+    /// For a hostNetwork pod skipped outside a dry run, the Event to post (`Some(None)`: the
+    /// pod offers nothing an Event could regard); `None` otherwise. A dry run posts nothing:
+    /// the webhook declares `sideEffects: NoneOnDryRun`.
+    pub skip_event: Option<Option<SkippedPod>>,
 }
 
 /// The AdmissionReview response. Written by hand rather than with kube's `AdmissionResponse`,
@@ -94,6 +99,7 @@ pub fn review(
         .try_into()
         .map_err(|_| ReviewError::Bad("it has no request".into()))?;
 
+    let mut skip_event = None;
     let (outcome, pod_name) = match pod_create(&request)? {
         None => (Ok(Outcome::NotRequested), request_name(&request)),
         Some(object) => {
@@ -102,7 +108,15 @@ pub fn review(
                 .try_parse::<Pod>()
                 .map_err(|e| format!("the object does not decode as a Pod: {e}"))
                 .and_then(|pod| {
-                    inject(&pod, namespace_enabled, config, anchors_pem).map_err(|e| e.to_string())
+                    let outcome = inject(&pod, namespace_enabled, config, anchors_pem)
+                        .map_err(|e| e.to_string())?;
+                    if outcome == Outcome::HostNetwork && !request.dry_run {
+                        // The review's namespace is the API server's; the pod's body may
+                        // claim another.
+                        let namespace = request.namespace.as_deref().unwrap_or_default();
+                        skip_event = Some(SkippedPod::from_pod(namespace, &pod));
+                    }
+                    Ok(outcome)
                 });
             (outcome, name)
         }
@@ -146,6 +160,7 @@ pub fn review(
         uid: request.uid.clone(),
         warnings,
         error,
+        skip_event,
     })
 }
 

@@ -44,6 +44,7 @@ use super::review_permits::ReviewPermits;
 use super::serving_cert::ServingCert;
 use super::{PATH_NAMESPACE, PATH_POD};
 use crate::connection_slots::{Limits, SlotTable};
+use crate::kubernetes::skip_events::SkipEvents;
 
 /// Largest review body read. The webhooks see only pod CREATE, so a review carries one pod
 /// (`oldObject` is null). The API server refuses request bodies over 3 MiB and etcd stores
@@ -99,14 +100,18 @@ struct Injector {
     bundle: Arc<TrustBundle>,
     /// Turns to read and answer a review.
     permits: Arc<ReviewPermits>,
+    /// Where skipped hostNetwork pods are reported as Events (with the Kubernetes source).
+    skip_events: Option<SkipEvents>,
 }
 
 /// Loads the configuration and certificate, binds, and serves in the background; returns the
-/// bound address.
+/// bound address. `skip_events`: where hostNetwork pods it skips are reported as Kubernetes
+/// Events (none without the Kubernetes source).
 pub async fn start(
     settings: InjectorSettings,
     bundle: Arc<TrustBundle>,
     own: Arc<CertStore>,
+    skip_events: Option<SkipEvents>,
 ) -> anyhow::Result<SocketAddr> {
     metrics::describe_counter!(
         "strait_injector_requests_total",
@@ -158,6 +163,7 @@ pub async fn start(
         config,
         bundle,
         permits: ReviewPermits::new(MAX_REVIEWS, MAX_REVIEWS_PER_SOURCE),
+        skip_events,
     });
     tokio::spawn(serve(listener, TlsAcceptor::from(Arc::new(tls)), injector));
     Ok(addr)
@@ -337,6 +343,9 @@ impl Injector {
                         warnings = ?answer.warnings,
                         "admission review answered"
                     ),
+                }
+                if let (Some(events), Some(skipped)) = (&self.skip_events, answer.skip_event) {
+                    events.report(skipped);
                 }
                 respond(StatusCode::OK, "application/json", answer.body)
             }

@@ -69,8 +69,9 @@ pub const RBAC: &[Permission] = &[
         resource: "tokenreviews",
         verbs: &["create"],
     },
-    // Invalid objects are reported as Events on them (kube-runtime's recorder writes the
-    // events.k8s.io kind).
+    // Invalid objects are reported as Events on them, and hostNetwork pods the injector skips
+    // as Events on their workload or themselves (kube-runtime's recorder writes the
+    // events.k8s.io kind: create, and patch for a series).
     Permission {
         group: "events.k8s.io",
         resource: "events",
