@@ -6,7 +6,9 @@
 pub mod ca_secret;
 pub mod kinds;
 pub mod rbac;
+pub mod route_status;
 pub mod source;
+pub mod status_writer;
 pub mod token_review;
 pub mod translate;
 pub mod webhook_ca_bundle;
