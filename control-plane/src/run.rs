@@ -348,6 +348,10 @@ fn describe_metrics() {
         "Kubernetes objects left out of the configuration because they do not validate."
     );
     describe_counter!(
+        "strait_route_status_writes_total",
+        "Route status writes to the Kubernetes API, by result."
+    );
+    describe_counter!(
         "strait_ca_reloads_total",
         "Reloads of the CA files, by result."
     );

@@ -17,7 +17,8 @@
 //!
 //! Namespaced reads (one object, or a list by label selector) and the pods' `portforward`
 //! subresource, which the CLI's `deploy/`, `pod/` and `svc/` targets use, live in
-//! `kube_api/namespaced.rs` and `kube_api/portforward.rs`.
+//! `kube_api/namespaced.rs` and `kube_api/portforward.rs`; the routes' `status` subresource,
+//! which the control plane writes route status through, in `kube_api/route_status.rs`.
 //!
 //! Longer than 500 lines: a whole stand-in API server (list, watch, TokenReview, Events,
 //! Secrets) kept in one place.
@@ -44,8 +45,10 @@ use crate::snapshot::TempDir;
 
 mod namespaced;
 mod portforward;
+mod route_status;
 
 pub use namespaced::DEPLOYMENTS;
+pub use route_status::StatusPatch;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -186,6 +189,10 @@ struct State {
     forbidden: BTreeSet<String>,
     /// Where port-forwards to (namespace, pod, port) land (`portforward.rs`).
     pod_ports: BTreeMap<(String, String, u16), SocketAddr>,
+    /// Route status patches received (`route_status.rs`).
+    status_patches: Vec<route_status::StatusPatch>,
+    /// How many route status patches are still to fail with 500.
+    failing_status_patches: usize,
 }
 
 /// The running fake API server.
@@ -491,6 +498,19 @@ async fn handle(
         Err(request) => *request,
     };
     let method = request.method().clone();
+    if let Some(target) = route_status::target(&path) {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return status(StatusCode::BAD_REQUEST, "BadRequest", "unreadable body"),
+        };
+        return route_status::handle(state, &method, &content_type, target, &body);
+    }
     if let Some((namespace, name)) = secret_path(&path) {
         let body = if method == Method::POST {
             match request.into_body().collect().await {

@@ -45,6 +45,7 @@ mod observability;
 mod pod_interception;
 mod rotation;
 mod route_filters;
+mod route_status;
 mod shutdown;
 mod sidecar_lifecycle;
 mod soak;

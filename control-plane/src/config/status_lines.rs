@@ -1,5 +1,5 @@
 //! A route's status as `strait validate` prints it: one line per route and parentRef with the
-//! conditions the control plane writes to `status.parents[]` on Kubernetes, so a file checked
+//! conditions (`Accepted`, `ResolvedRefs`, `PartiallyInvalid`) the control plane writes to `status.parents[]` on Kubernetes, so a file checked
 //! locally tells what the mesh would do with it.
 
 use std::fmt::Write as _;
@@ -69,9 +69,12 @@ fn parent_name(parent: &ParentStatus) -> String {
     name
 }
 
+/// A condition alone when it says all is well; with its reason and message when not (a
+/// `False` one, or `PartiallyInvalid=True`).
 fn condition(c: &RouteCondition) -> String {
     let status = if c.status { "True" } else { "False" };
-    if c.status {
+    let healthy = c.status != (c.type_ == "PartiallyInvalid");
+    if healthy {
         format!("{}={status}", c.type_)
     } else {
         format!("{}={status} ({}: {})", c.type_, c.reason, c.message)

@@ -63,6 +63,18 @@ pub const RBAC: &[Permission] = &[
         resource: "meshconfigs",
         verbs: WATCH,
     },
+    // Route status (`status.parents[]`) is written through the `status` subresource with a
+    // merge patch (`kubernetes::status_writer`); nothing else of a route is written.
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes/status",
+        verbs: &["patch"],
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "grpcroutes/status",
+        verbs: &["patch"],
+    },
     // Bootstrap tokens of `Identity.Certify` are checked with TokenReview.
     Permission {
         group: "authentication.k8s.io",
@@ -124,5 +136,25 @@ mod tests {
         }
         let watched = RBAC.iter().filter(|p| p.verbs == WATCH).count();
         assert_eq!(watched, Kind::ALL.len(), "a granted watch no kind uses");
+    }
+
+    #[test]
+    fn route_status_is_granted_patch_of_the_status_subresource_only() {
+        for kind in [Kind::HttpRoute, Kind::GrpcRoute] {
+            let (group, _, _, plural) = kind.gvk();
+            let status = format!("{plural}/status");
+            let grants: Vec<&Permission> = RBAC
+                .iter()
+                .filter(|p| p.group == group && p.resource == status)
+                .collect();
+            assert_eq!(grants.len(), 1, "{status}");
+            assert_eq!(grants[0].verbs, ["patch"]);
+            assert!(
+                RBAC.iter()
+                    .filter(|p| p.resource == plural)
+                    .all(|p| p.verbs == WATCH),
+                "the route itself is only read"
+            );
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! left out of the model, logged, counted and reported as a Kubernetes Event on the object;
 //! everything else keeps flowing. A kind whose CRD is not installed (no Gateway API in the
 //! cluster, say) counts as empty until it appears.
+//!
+//! Every round also plans the routes' status writes (`route_status.rs`) from the reflected
+//! routes and the translation, and hands the plan to the status writer (`status_writer.rs`),
+//! which never holds up the configuration.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +25,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::kinds::Kind;
+use super::route_status;
+use super::status_writer::StatusWriter;
 use super::translate::{self, Rejected, Translation, describe};
 use crate::config::ConfigErrors;
 use crate::discovery::service::ModelState;
@@ -112,10 +118,25 @@ impl Source {
         translate::translate(&borrowed)
     }
 
-    /// Publishes a new model on every change, reporting rejected objects, until the
-    /// receivers are gone.
+    /// The reflected HTTPRoutes and GRPCRoutes, status included.
+    fn routes(&self) -> Vec<(Kind, Value)> {
+        self.watched
+            .iter()
+            .filter(|w| matches!(w.kind, Kind::HttpRoute | Kind::GrpcRoute))
+            .flat_map(|w| {
+                w.store
+                    .state()
+                    .into_iter()
+                    .filter_map(move |o| serde_json::to_value(&*o).ok().map(|v| (w.kind, v)))
+            })
+            .collect()
+    }
+
+    /// Publishes a new model on every change, reporting rejected objects and writing the
+    /// routes' status, until the receivers are gone.
     pub async fn publish(self, models: watch::Sender<Arc<ModelState>>, reporter: Reporter) {
         let recorder = Recorder::new(self.client.clone(), reporter);
+        let status = StatusWriter::start(self.client.clone());
         let mut reported: BTreeMap<String, String> = BTreeMap::new();
         // The first round reports what the initial model left out.
         let mut first = true;
@@ -137,6 +158,11 @@ impl Source {
                 }
             };
             report(&recorder, &translation.rejected, &mut reported).await;
+            status.submit(route_status::plan(
+                &self.routes(),
+                &translation,
+                &route_status::now(),
+            ));
             if *models.borrow().model == translation.model {
                 continue;
             }

@@ -121,6 +121,16 @@ pub fn translate(objects: &[(Kind, &Value)]) -> Result<Translation, ConfigErrors
     }
 }
 
+/// Whether a route's parentRef is the mesh's: a Service (the Gateway API's defaults are group
+/// `gateway.networking.k8s.io`, kind `Gateway`).
+pub fn is_mesh_parent(parent: &Value) -> bool {
+    let group = parent["group"]
+        .as_str()
+        .unwrap_or("gateway.networking.k8s.io");
+    let kind = parent["kind"].as_str().unwrap_or("Gateway");
+    (group.is_empty() || group == "core") && kind == "Service"
+}
+
 /// `namespace/name` of an object.
 fn key(object: &Value) -> ObjectKey {
     ObjectKey::new(
@@ -363,12 +373,7 @@ fn route(kind: Kind, object: &Value) -> Option<Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| {
-            // The Gateway API's defaults: group gateway.networking.k8s.io, kind Gateway.
-            let group = p["group"].as_str().unwrap_or("gateway.networking.k8s.io");
-            let kind = p["kind"].as_str().unwrap_or("Gateway");
-            (group.is_empty() || group == "core") && kind == "Service"
-        })
+        .filter(|p| is_mesh_parent(p))
         .cloned()
         .collect();
     if parents.is_empty() {

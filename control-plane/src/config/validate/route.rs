@@ -257,6 +257,7 @@ pub(super) fn route<R: RouteRuleKind>(
     let notes = route_annotations(ctx, location, route.metadata);
     let source = format!("{} {key}", route.kind);
     let mut unresolved = Vec::new();
+    let mut dropped = Vec::new();
     for (r, rule) in route.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
         let rule_name = format!(
@@ -334,6 +335,12 @@ pub(super) fn route<R: RouteRuleKind>(
             backends.unresolved_weight = 0;
         }
         unresolved.extend(backends.unresolved);
+        if let Some(refusal) = &filters.refused {
+            dropped.push(match rule.name() {
+                Some(name) => format!("{refusal} (rule {name})"),
+                None => refusal.clone(),
+            });
+        }
         let template = RouteRule {
             name: rule_name,
             source: source.clone(),
@@ -348,19 +355,77 @@ pub(super) fn route<R: RouteRuleKind>(
         };
         attach_rule(attached, &parents, &template, r, matches, location);
     }
-    status(&key.namespace, route.parent_refs, &unresolved)
+    let rules = Rules {
+        total: route.rules.len(),
+        dropped: &dropped,
+    };
+    status(&key.namespace, route.parent_refs, &unresolved, &rules)
+}
+
+/// A route's rules as its status tells them: how many, and each refused one described.
+struct Rules<'a> {
+    total: usize,
+    dropped: &'a [String],
 }
 
 /// At most this many unresolved references are described in a condition's message, so a
 /// route with thousands of them cannot make its status (or a status write) large.
 const MAX_DESCRIBED: usize = 8;
 
-/// A valid route's status: accepted by every parentRef, and whether its references resolve.
+/// `items`, the first [`MAX_DESCRIBED`] of them joined by "; ", and how many more there are.
+fn described(items: &[&str]) -> String {
+    let mut message = items
+        .iter()
+        .take(MAX_DESCRIBED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > MAX_DESCRIBED {
+        message.push_str(&format!("; and {} more", items.len() - MAX_DESCRIBED));
+    }
+    message
+}
+
+/// A valid route's status for every parentRef: `Accepted` (`False` with `UnsupportedValue`
+/// when every rule is refused, as the Gateway API wants a route accepted when at least one of
+/// its rules is implemented), whether its references resolve, and `PartiallyInvalid=True`
+/// (`UnsupportedValue`, "Dropped Rule…") when some rules are refused and others kept; the
+/// spec sets that condition only when it is true.
 fn status(
     route_ns: &str,
     parent_refs: &[raw::ParentRef],
     unresolved: &[(super::backend_refs::Unresolved, String)],
+    rules: &Rules<'_>,
 ) -> RouteStatus {
+    let dropped: Vec<&str> = rules.dropped.iter().map(String::as_str).collect();
+    let every_rule_dropped = !dropped.is_empty() && dropped.len() >= rules.total;
+    let accepted = if every_rule_dropped {
+        RouteCondition {
+            type_: "Accepted".into(),
+            status: false,
+            reason: "UnsupportedValue".into(),
+            message: format!(
+                "every rule is refused (each answers 500): {}",
+                described(&dropped)
+            ),
+        }
+    } else {
+        RouteCondition {
+            type_: "Accepted".into(),
+            status: true,
+            reason: "Accepted".into(),
+            message: "attached to the Service".into(),
+        }
+    };
+    let partially_invalid = (!dropped.is_empty() && !every_rule_dropped).then(|| RouteCondition {
+        type_: "PartiallyInvalid".into(),
+        status: true,
+        reason: "UnsupportedValue".into(),
+        message: format!(
+            "Dropped Rule(s) (each answers 500; the route's other rules apply): {}",
+            described(&dropped)
+        ),
+    });
     let resolved = match unresolved.first() {
         None => RouteCondition {
             type_: "ResolvedRefs".into(),
@@ -369,23 +434,14 @@ fn status(
             message: "every backendRef resolves".into(),
         },
         Some((why, _)) => {
-            let mut message: Vec<&str> = unresolved
-                .iter()
-                .take(MAX_DESCRIBED)
-                .map(|(_, m)| m.as_str())
-                .collect();
-            let more = unresolved.len().saturating_sub(MAX_DESCRIBED);
-            let more = format!("and {more} more");
-            if unresolved.len() > MAX_DESCRIBED {
-                message.push(&more);
-            }
+            let messages: Vec<&str> = unresolved.iter().map(|(_, m)| m.as_str()).collect();
             RouteCondition {
                 type_: "ResolvedRefs".into(),
                 status: false,
                 reason: why.reason().into(),
                 message: format!(
                     "requests for these backends are answered 500: {}",
-                    message.join("; ")
+                    described(&messages)
                 ),
             }
         }
@@ -402,15 +458,11 @@ fn status(
                     port: p.port.and_then(|port| u16::try_from(port).ok()),
                     section_name: p.section_name.clone(),
                 },
-                conditions: vec![
-                    RouteCondition {
-                        type_: "Accepted".into(),
-                        status: true,
-                        reason: "Accepted".into(),
-                        message: "attached to the Service".into(),
-                    },
-                    resolved.clone(),
-                ],
+                conditions: [Some(accepted.clone()), Some(resolved.clone())]
+                    .into_iter()
+                    .chain([partially_invalid.clone()])
+                    .flatten()
+                    .collect(),
             })
             .collect(),
     }
