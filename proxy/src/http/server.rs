@@ -214,14 +214,14 @@ where
         tokio::select! {
             result = &mut *connection => return result,
             () = drain.cancelled() => {
-                Pin::new(&mut *connection).graceful_shutdown();
+                std::pin::Pin::new(&mut *connection).graceful_shutdown();
                 return connection.await;
             }
             expired = timers.expired(header_read, idle) => match expired {
                 // A head trickling in: drop the connection without a word.
                 Expired::HeaderRead => return Ok(()),
                 Expired::Idle => {
-                    Pin::new(&mut *connection).graceful_shutdown();
+                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
                     return connection.await;
                 }
             },
