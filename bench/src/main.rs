@@ -10,6 +10,7 @@ mod clients;
 mod comparison;
 mod discovery_fanout;
 mod handshakes;
+mod idle_command;
 mod latency;
 mod machine;
 mod markdown;
@@ -32,7 +33,7 @@ use clap::{Parser, Subcommand};
 use crate::machine::Machine;
 use crate::record::Record;
 use crate::results::Results;
-use crate::settings::{DiscoveryArgs, Output, Settings, SoakArgs};
+use crate::settings::{DiscoveryArgs, IdleArgs, Output, Settings, SoakArgs};
 
 /// Strait's benchmark command.
 #[derive(Parser)]
@@ -50,6 +51,8 @@ enum Command {
     Soak(Box<SoakArgs>),
     /// One configuration change pushed to N watching proxies: time until all have it, CP RSS.
     Discovery(Box<DiscoveryArgs>),
+    /// Memory per idle client connection (HTTP/1.1, HTTP/2) on fresh meshes, alone.
+    Idle(Box<IdleArgs>),
 }
 
 /// The command line as typed: `scripts/bench` passes its own invocation on, so the history
@@ -208,11 +211,27 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
     )
 }
 
+async fn idle(args: IdleArgs) -> anyhow::Result<()> {
+    use_binaries(&args.output)?;
+    let session = Session::begin();
+    let rows = idle_command::run(&args).await?;
+    let markdown = idle_command::render(&rows, &args, &session.machine.describe(), &command_line());
+    let json = serde_json::json!({ "settings": args, "idle": rows });
+    session.record(
+        &args.output,
+        "idle",
+        "Memory per idle client connection",
+        &markdown,
+        json,
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(settings) => run(*settings).await,
         Command::Soak(args) => soak(*args).await,
         Command::Discovery(args) => discovery(*args).await,
+        Command::Idle(args) => idle(*args).await,
     }
 }

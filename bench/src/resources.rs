@@ -153,6 +153,25 @@ pub async fn idle_connection_kib(
     protocol: Protocol,
     n: usize,
 ) -> anyhow::Result<BTreeMap<String, f64>> {
+    Ok(idle_connections(proxies, target, protocol, n).await?.kib)
+}
+
+/// What [`idle_connections`] read.
+pub struct IdleReading {
+    /// KiB per idle connection, per proxy.
+    pub kib: BTreeMap<String, f64>,
+    /// HTTP/1 connections each Strait proxy had parked (`strait_http1_connections_parked`)
+    /// when its RSS was read.
+    pub parked: BTreeMap<String, f64>,
+}
+
+/// [`idle_connection_kib`], with the count of parked connections read at the same moment.
+pub async fn idle_connections(
+    proxies: &[ProxyProcess],
+    target: &Target,
+    protocol: Protocol,
+    n: usize,
+) -> anyhow::Result<IdleReading> {
     const BATCH: usize = 50;
     let before = rss_mib(proxies)?;
     let mut conns = Vec::with_capacity(n);
@@ -171,12 +190,23 @@ pub async fn idle_connection_kib(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_mib(proxies)?;
+    let mut parked = BTreeMap::new();
+    for proxy in proxies {
+        if let Some(admin) = proxy.admin {
+            let metrics = strait_tests::metrics::Metrics::fetch(admin).await;
+            parked.insert(
+                proxy.role.to_owned(),
+                metrics.sum("strait_http1_connections_parked", &[]),
+            );
+        }
+    }
     drop(conns);
-    Ok(after
+    let kib = after
         .into_iter()
         .map(|(role, mib)| {
             let grown = mib - before.get(&role).copied().unwrap_or(mib);
             (role, grown * 1024.0 / n as f64)
         })
-        .collect())
+        .collect();
+    Ok(IdleReading { kib, parked })
 }

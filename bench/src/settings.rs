@@ -139,3 +139,24 @@ pub struct DiscoveryArgs {
     #[command(flatten)]
     pub output: Output,
 }
+
+/// `strait-bench idle`: memory per idle client connection alone, the quick check of issue
+/// 15's budget (`run` measures the same figure among everything else).
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct IdleArgs {
+    /// Client connections held open per measurement
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Fresh meshes measured one after the other (each figure is reported per round)
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Which of HTTP/1.1 and HTTP/2 to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "http1,http2")]
+    pub protocols: Vec<crate::clients::Protocol>,
+    /// The proxies' worker threads (0: one per core)
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Where binaries come from and results go
+    #[command(flatten)]
+    pub output: Output,
+}

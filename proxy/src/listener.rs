@@ -11,6 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -172,10 +173,9 @@ pub async fn accept_loop<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let connection = serve(stream, client);
-        tracker.spawn(async move {
-            connection.await;
-            drop(permit);
-        });
+        // A combinator, not an `async move` block: a block would hold the connection's future
+        // twice (as captured and as awaited), doubling every connection's task allocation.
+        tracker.spawn(connection.map(move |()| drop(permit)));
     }
     tracing::info!(listener = name, "stopped accepting connections");
 }

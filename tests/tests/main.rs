@@ -32,6 +32,7 @@ mod gamma_conformance;
 mod grpc_proxying;
 mod http_proxying;
 mod identity;
+mod idle_connection_memory;
 mod injector;
 mod injector_access_log;
 mod injector_events;

@@ -80,6 +80,11 @@ impl ConnTimers {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Whether part of a request head has arrived and its request has not started yet.
+    pub fn head_in_progress(&self) -> bool {
+        self.head_started.load(Ordering::Relaxed) != 0
+    }
+
     fn bytes_arrived(&self) {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started.load(Ordering::Relaxed) == 0

@@ -10,6 +10,7 @@ pub mod conn_timers;
 pub mod forward;
 pub mod hop_by_hop;
 pub mod keepalive_race;
+pub mod park;
 pub mod path;
 pub mod server;
 pub mod smuggling;

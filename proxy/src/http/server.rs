@@ -5,10 +5,12 @@
 //! flow-control windows, reset-stream floods) plus the request-line length, the head limits
 //! of [`head_limits`] checked again on each parsed request (h2 has no field-count limit of its
 //! own) and the two connection deadlines of [`conn_timers`]; this module sets them in one
-//! place so both listeners enforce the same ones.
+//! place so both listeners enforce the same ones. Idle HTTP/1 connections are parked
+//! between requests ([`park`]) so that they do not hold hyper's buffers.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -22,6 +24,7 @@ use crate::detect::Protocol;
 use crate::errors::{ProxyError, is_grpc};
 use crate::head_limits::HeadLimits;
 use crate::http::conn_timers::{ConnTimers, Expired};
+use crate::http::park::{ParkIo, ParkState, Parked};
 use crate::io::BoxedIo;
 
 /// Protocol limits applied to every client connection.
@@ -104,40 +107,58 @@ pub async fn serve<H, F>(
     handle: H,
 ) -> Result<(), hyper::Error>
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let timers = ConnTimers::new();
     let in_service = timers.clone();
     let max_line = limits.max_request_line_bytes;
     let heads = limits.heads();
+    // HTTP/1 only: the exchanges parking waits for.
+    let parking = matches!(protocol, Protocol::Http1 | Protocol::Opaque).then(ParkState::new);
+    let in_exchange = parking.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         let timers = in_service.clone();
         timers.request_started();
+        let exchange = in_exchange.as_ref().map(|p| p.exchange_started(&request));
         let grpc = is_grpc(&request);
         // Boxed: a request's future is large (routing, retries, pools), and hyper moves the
         // future it is given into its own storage on every request; moving a box is free.
         let response = match refusal(&request, max_line, heads) {
             None => Ok(Box::pin(handle(request))),
-            Some(error) => Err(error),
+            Some(error) => Err(Box::new(error)),
         };
         async move {
             let response = match response {
                 Ok(response) => response.await,
                 Err(error) => {
                     tracing::info!(kind = error.kind(), %error, "request refused");
-                    error.into_response(grpc)
+                    (*error).into_response(grpc)
                 }
             };
             timers.request_finished();
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(match exchange {
+                Some(exchange) => response.map(|body| exchange.until_sent(body)),
+                None => response,
+            })
         }
     });
     let (header_read, idle) = (limits.header_read_timeout, limits.idle_timeout);
-    match protocol {
-        Protocol::Http2 => {
-            let connection = limits.http2().serve_connection(TokioIo::new(io), service);
-            tokio::pin!(connection);
+    match (protocol, parking) {
+        (Protocol::Http1 | Protocol::Opaque, Some(parking)) => {
+            let io = ParkIo::new(timers.watch_reads(io), parking.clone());
+            let deadlines = Deadlines {
+                timers: &timers,
+                header_read,
+                idle,
+            };
+            serve_http1(io, service, limits, &drain, deadlines, &parking).await
+        }
+        _ => {
+            // Boxed, as below: kept out of the connection task's future, whose size every
+            // connection pays whatever its protocol.
+            let mut connection =
+                Box::pin(limits.http2().serve_connection(TokioIo::new(io), service));
             tokio::select! {
                 result = connection.as_mut() => return result,
                 () = drain.cancelled() => connection.as_mut().graceful_shutdown(),
@@ -146,23 +167,94 @@ where
             }
             connection.await
         }
-        Protocol::Http1 | Protocol::Opaque => {
-            let io = timers.watch_reads(io);
-            let connection = limits
+    }
+}
+
+/// One connection's deadlines, as [`serve_http1`] checks them.
+struct Deadlines<'a> {
+    timers: &'a Arc<ConnTimers>,
+    header_read: Duration,
+    idle: Duration,
+}
+
+/// Serves HTTP/1 on `io` with hyper, parking the connection whenever it goes quiet (see
+/// [`park`]): hyper's connection (and its buffers) is dropped, the stream waits
+/// for the client's next bytes here, and a new hyper connection carries on from them. The
+/// deadlines and draining apply the same whether hyper holds the stream or not.
+async fn serve_http1<S, B>(
+    mut io: ParkIo,
+    mut service: S,
+    limits: &ServerLimits,
+    drain: &CancellationToken,
+    deadlines: Deadlines<'_>,
+    parking: &ParkState,
+) -> Result<(), hyper::Error>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Deadlines {
+        timers,
+        header_read,
+        idle,
+    } = deadlines;
+    loop {
+        // Boxed: hyper's connection state is large, and a task's future is as large as its
+        // largest state; boxed, a parked connection's task holds none of it.
+        let mut connection = Box::new(
+            limits
                 .http1()
                 .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => return result,
-                () = drain.cancelled() => connection.as_mut().graceful_shutdown(),
-                expired = timers.expired(header_read, idle) => match expired {
-                    // A head trickling in: drop the connection without a word.
-                    Expired::HeaderRead => return Ok(()),
-                    Expired::Idle => connection.as_mut().graceful_shutdown(),
-                },
+                .with_upgrades(),
+        );
+        tokio::select! {
+            result = &mut *connection => return result,
+            () = drain.cancelled() => {
+                std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                return connection.await;
             }
-            connection.await
+            expired = timers.expired(header_read, idle) => match expired {
+                // A head trickling in: drop the connection without a word.
+                Expired::HeaderRead => return Ok(()),
+                Expired::Idle => {
+                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                    return connection.await;
+                }
+            },
+            () = parking.until_quiet(|| !timers.head_in_progress()) => {}
+        }
+        // Quiet: nothing in flight, everything flushed, hyper waiting for a head. (`None`
+        // only after an upgrade, which a quiet connection has not had.)
+        let Some(parts) = (*connection).into_parts() else {
+            return Ok(());
+        };
+        service = parts.service;
+        io = parts.io.into_inner();
+        if !parts.read_buf.is_empty() {
+            // Bytes hyper read but had not parsed yet: serve them at once, in order.
+            io.replay_unparsed(parts.read_buf);
+            continue;
+        }
+        // Empty, but it still holds hyper's read buffer: the point of parking is to free it.
+        drop(parts.read_buf);
+        let _parked = Parked::count();
+        tokio::select! {
+            woke = io.wait_for_bytes() => match woke {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(error) => {
+                    tracing::debug!(%error, "a parked HTTP/1 connection failed");
+                    return Ok(());
+                }
+            },
+            // Nothing in flight: draining or the idle timeout closes a parked connection at
+            // once, as hyper closes an idle one. (No head has begun, so only `Idle` passes.)
+            () = drain.cancelled() => return Ok(()),
+            _ = timers.expired(header_read, idle) => return Ok(()),
         }
     }
 }
