@@ -5,6 +5,7 @@
 
 pub mod ca_secret;
 pub mod kinds;
+pub mod owner;
 pub mod rbac;
 pub mod source;
 pub mod token_review;
