@@ -3,10 +3,12 @@
 //! is what the workload metric labels name, so it must never be the pod itself.
 //!
 //! A Deployment's ReplicaSets are named `<deployment>-<pod-template-hash>` and their pods
-//! carry the `pod-template-hash` label (the Deployment controller's convention, which
-//! Linkerd's `dst_deployment` relies on too). Reading it from the pod needs no ReplicaSet
-//! watch, no extra RBAC, and no memory per ReplicaSet; a ReplicaSet that does not follow the
-//! convention (made by hand, or by another controller) is reported as the ReplicaSet.
+//! carry the `pod-template-hash` label (the Deployment controller's convention). Reading it
+//! from the pod needs no ReplicaSet watch, no extra RBAC, and no memory per ReplicaSet; a
+//! ReplicaSet that does not follow the convention (made by hand, or by another controller)
+//! is reported as the ReplicaSet. A hand-made ReplicaSet named like a Deployment's would be
+//! read as that Deployment: only its creator can do that, in its own namespace, and it
+//! changes a label value, nothing else.
 
 use serde_json::Value;
 
