@@ -76,7 +76,8 @@ pub struct OutboundRow {
 pub struct InboundRow {
     /// The proxy's admin address.
     pub proxy: String,
-    /// The services its port serves.
+    /// The Service that received the most requests (each request is counted under the one
+    /// Service it was addressed to).
     pub service: String,
     /// The signals.
     #[serde(flatten)]
@@ -329,9 +330,13 @@ pub fn inbound(
             let responses: f64 = deltas(b, a, "strait_http_responses_total", key)
                 .values()
                 .sum();
+            // One stream per Service of the port: latency over all of them.
             let buckets = bucket_deltas(b, a, "strait_http_response_duration_seconds", key)
                 .into_values()
-                .next();
+                .reduce(|mut all, one| {
+                    merge_buckets(&mut all, &one);
+                    all
+                });
             let mtls = deltas(b, a, "strait_http_requests_total", mtls_key);
             let total: f64 = requests.values().sum();
             Some(InboundRow {

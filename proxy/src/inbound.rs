@@ -23,6 +23,7 @@
 pub mod admission;
 mod app_connection;
 mod policy;
+mod port_metrics;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,12 +42,13 @@ use crate::mesh_tls::MeshTls;
 use crate::original_dst::{original_dst, unmap};
 use crate::shared::Shared;
 use crate::tcp;
-use crate::telemetry::http::{RequestLabels, RequestMetrics};
-use crate::telemetry::tcp::Direction;
+use crate::telemetry::http::RequestLabels;
+use crate::telemetry::tcp::{ConnectionLabels, Direction};
 use crate::transport_header::Header;
 use admission::{OwnPorts, PortKnowledge, Reading, Refusal};
 use app_connection::AppConnection;
 use policy::{authorize, revocation};
+use port_metrics::RequestMetricsCache;
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -61,12 +63,9 @@ pub struct Inbound {
     has_configuration_source: bool,
     // One pool per (app address, HTTP version), looked up once per connection.
     app_pools: Mutex<HashMap<(SocketAddr, HttpVersion), Arc<Upstream>>>,
-    // Request metrics per (port, caller identity, TLS), looked up once per connection.
-    metrics: Mutex<HashMap<MetricsKey, RequestMetrics>>,
+    // Request metrics per label set, looked up once per connection.
+    metrics: RequestMetricsCache,
 }
-
-/// What inbound request metrics are cached by: application port, caller identity, TLS.
-type MetricsKey = (u16, Option<SpiffeId>, bool);
 
 /// Who is calling, as far as the inbound proxy can tell.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +91,7 @@ impl Inbound {
             own_ports,
             has_configuration_source,
             app_pools: Mutex::new(HashMap::new()),
-            metrics: Mutex::new(HashMap::new()),
+            metrics: RequestMetricsCache::default(),
         })
     }
 
@@ -319,19 +318,43 @@ impl Inbound {
         peer: Peer,
     ) {
         let port = target.port();
+        let table = self.shared.table.load();
+        let services = table.inbound_services(port);
+        let identity = peer.identity.as_ref().map(ToString::to_string);
+        let src_workload = table.workload_of_identity(identity.as_deref());
         let open = self
             .shared
             .tcp_metrics
-            .get(Direction::Inbound, protocol)
+            .get(ConnectionLabels {
+                direction: Direction::Inbound,
+                protocol,
+                service: match services {
+                    [one] => one.clone(),
+                    _ => String::new(),
+                },
+                src_workload: src_workload.clone(),
+                dst_workload: table.own_workload().clone(),
+            })
             .open();
+        let labels = RequestLabels {
+            direction: "inbound",
+            service: String::new(),
+            route: String::new(),
+            backend: String::new(),
+            peer_identity: identity.unwrap_or_default(),
+            tls: peer.tls,
+            src_workload,
+            dst_workload: table.own_workload().clone(),
+        };
+        let metrics = self.metrics.port(&labels, services);
+        drop(table);
         let io: BoxedIo = Box::new(open.count(PrefixedIo::new(prefix, io)));
         match HttpVersion::from_protocol(protocol) {
             Some(version) => {
                 let connection = Arc::new(AppConnection {
                     upstream: self.app_pool(target, version),
-                    metrics: self.request_metrics(port, &peer),
+                    metrics,
                     tracer: self.shared.tracer.clone(),
-                    service: self.shared.table.load().inbound_service(port).to_owned(),
                     version,
                     client_id: peer
                         .identity
@@ -380,27 +403,6 @@ impl Inbound {
                 }
             }
         }
-    }
-
-    fn request_metrics(&self, port: u16, peer: &Peer) -> RequestMetrics {
-        let mut cache = self.metrics.lock().expect("metrics lock poisoned");
-        cache
-            .entry((port, peer.identity.clone(), peer.tls))
-            .or_insert_with(|| {
-                RequestMetrics::new(&RequestLabels {
-                    direction: "inbound",
-                    service: self.shared.table.load().inbound_service(port).to_owned(),
-                    route: String::new(),
-                    backend: String::new(),
-                    peer_identity: peer
-                        .identity
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    tls: peer.tls,
-                })
-            })
-            .clone()
     }
 
     fn app_pool(&self, target: SocketAddr, version: HttpVersion) -> Arc<Upstream> {

@@ -576,6 +576,7 @@ fn realistic_snapshot() -> pb::Snapshot {
         proxy_port: 4143,
         identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
         workload: workload.into(),
+        owner: None,
     };
     let backend = |name: &str, endpoints| pb::Backend {
         name: name.into(),
@@ -687,6 +688,19 @@ fn realistic_snapshot() -> pb::Snapshot {
             mode: pb::InboundMode::Permissive as i32,
             authorization: pb::DefaultAuthorization::AllAuthenticated as i32,
         }),
+        workload: Some(pb::WorkloadRef {
+            namespace: "demo".into(),
+            name: "web".into(),
+            kind: "Deployment".into(),
+        }),
+        identity_workloads: vec![pb::IdentityWorkload {
+            identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
+            workload: Some(pb::WorkloadRef {
+                namespace: "demo".into(),
+                name: "web".into(),
+                kind: "Deployment".into(),
+            }),
+        }],
     }
 }
 

@@ -85,6 +85,8 @@ pub struct WorkloadSpec {
     pub proxy_port: u16,
     /// The bootstrap token.
     pub token: String,
+    /// The workload's owner (`kind`, `name`), as `spec.owner`; `None`: not written.
+    pub owner: Option<(String, String)>,
 }
 
 impl WorkloadSpec {
@@ -180,7 +182,20 @@ impl MeshBuilder {
             app_port: free_port(),
             proxy_port: free_port(),
             token: format!("test-token-{name}-{}", fastrand::u64(..)),
+            owner: None,
         });
+        self
+    }
+
+    /// Gives the workload `workload` (added before) the owner `kind`/`name` (`spec.owner`:
+    /// the Deployment or other controller its metrics are labelled with).
+    pub fn owner(mut self, workload: &str, kind: &str, name: &str) -> Self {
+        let w = self
+            .workloads
+            .iter_mut()
+            .find(|w| w.name == workload)
+            .expect("owner: the workload is added first");
+        w.owner = Some((kind.to_owned(), name.to_owned()));
         self
     }
 
@@ -238,6 +253,9 @@ impl MeshBuilder {
                 w.proxy_port,
                 w.name
             );
+            if let Some((kind, name)) = &w.owner {
+                let _ = writeln!(yaml, "  owner: {{kind: {kind}, name: {name}}}");
+            }
         }
         yaml
     }

@@ -53,6 +53,7 @@ pub fn service(
                     proxy_port: e.proxy_port.map(u32::from).unwrap_or(0),
                     identity: String::new(),
                     workload: format!("{name}-{}", e.app.port()),
+                    owner: None,
                 })
                 .collect(),
             policy: None,

@@ -41,6 +41,7 @@ mod iptables_redirect;
 mod kubernetes_source;
 mod limits;
 mod memory_budget;
+mod metrics_labels;
 mod mtls;
 mod observability;
 mod pod_interception;

@@ -135,6 +135,29 @@ pub struct Workload {
     pub proxy_outbound_port: Option<u16>,
     /// SHA-256 of its bootstrap token (local mode).
     pub token_sha256: Option<[u8; 32]>,
+    /// The controller owning it (its pod's Deployment, StatefulSet…), for metric labels;
+    /// `None`: unknown (a pod without an owner, a Workload without `spec.owner`).
+    pub owner: Option<Owner>,
+}
+
+/// The controller owning a workload, in the workload's namespace: what the workload metric
+/// labels name (never a pod, so their values are bounded by the controllers that exist).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `Job`, `ReplicaSet`, … (as written).
+    pub kind: String,
+    /// Its name: a Kubernetes name (at most 253 characters).
+    pub name: String,
+}
+
+impl Owner {
+    /// A Kubernetes kind as `spec.owner.kind` accepts it: 1-63 ASCII letters and digits,
+    /// a letter first.
+    pub fn is_kind(kind: &str) -> bool {
+        kind.len() <= 63
+            && kind.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && kind.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
 }
 
 impl Workload {

@@ -205,6 +205,17 @@ pub struct WorkloadSpec {
     pub proxy: Option<WorkloadProxy>,
     #[serde(default)]
     pub bootstrap_token: Option<BootstrapToken>,
+    /// The controller owning the workload (a pod's Deployment, StatefulSet…), for metric
+    /// labels; the Kubernetes source fills it from the pod's `ownerReferences`.
+    #[serde(default)]
+    pub owner: Option<WorkloadOwner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadOwner {
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Debug, Deserialize)]

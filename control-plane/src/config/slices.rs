@@ -290,6 +290,7 @@ mod tests {
             proxy_admin_port: None,
             proxy_outbound_port: None,
             token_sha256: None,
+            owner: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Computes each distinct snapshot once per model, however many proxies watch it.
 //!
-//! A snapshot depends only on the model, the workload's namespace (its outbound services) and
-//! the workload's own inbound ports (`snapshot::assemble`). Every replica of a Deployment,
+//! A snapshot depends only on the model, the workload's namespace (its outbound services),
+//! its owner (its metric labels) and the workload's own inbound ports (`snapshot::assemble`). Every replica of a Deployment,
 //! and every client-only workload of a namespace, shares those, so thousands of proxies
 //! usually fall into a handful of classes. [`SnapshotCache`] keeps, for the model in force
 //! only, the outbound services per namespace, the class of each workload asked for, and each
@@ -12,7 +12,7 @@
 //! holds and one outbound entry per namespace, all dropped when a newer model arrives. A
 //! tenant who adds workloads grows the cache by what it already grew the model by.
 //!
-//! Correctness: a class is keyed by the namespace and the encoded inbound ports, exactly the
+//! Correctness: a class is keyed by the namespace, the owner and the encoded inbound ports, exactly the
 //! inputs `snapshot::assemble` reads besides the model, so two workloads share bytes only when
 //! `snapshot_for` would give them equal snapshots; entries never outlive the model they were
 //! computed from (the cache is keyed by that model's identity).
@@ -25,9 +25,11 @@ use bytes::Bytes;
 use prost::Message as _;
 use strait_proto::discovery::v1 as pb;
 
-use crate::config::model::{ObjectKey, Workload};
+use crate::config::model::{ObjectKey, Owner, Workload};
 use crate::discovery::service::ModelState;
-use crate::discovery::snapshot::{assemble, inbound_ports, outbound_services};
+use crate::discovery::snapshot::{
+    assemble, identity_workloads, inbound_ports, outbound_services, workload_ref,
+};
 
 /// One snapshot, encoded once and shared by every stream of its class.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,8 +40,9 @@ pub struct EncodedSnapshot {
     pub bytes: Bytes,
 }
 
-/// What a snapshot depends on besides the model: the namespace and the encoded inbound ports.
-type Class = (String, Vec<u8>);
+/// What a snapshot depends on besides the model: the namespace, the owner and the encoded
+/// inbound ports.
+type Class = (String, Option<Owner>, Vec<u8>);
 
 /// The entries computed from one model.
 #[derive(Default)]
@@ -52,6 +55,8 @@ struct Generation {
     workloads: HashMap<ObjectKey, Arc<EncodedSnapshot>>,
     /// Each class's snapshot.
     classes: HashMap<Class, Arc<EncodedSnapshot>>,
+    /// The model's identity → workload list, computed once.
+    identities: Option<Arc<Vec<pb::IdentityWorkload>>>,
 }
 
 /// Snapshots of the model in force, computed once per class; see the module comment.
@@ -98,12 +103,17 @@ impl SnapshotCache {
             return snapshot.clone();
         }
         let inbound = inbound_ports(&state.model, workload);
-        let class = (workload.key.namespace.clone(), encode_inbound(&inbound));
+        let class = (
+            workload.key.namespace.clone(),
+            workload.owner.clone(),
+            encode_inbound(&inbound),
+        );
         let snapshot = match generation.classes.get(&class) {
             Some(snapshot) => snapshot.clone(),
             None => {
                 let outbound = outbound_for(&mut generation, state, &workload.key.namespace);
-                let snapshot = Arc::new(self.assembled(state, &outbound, inbound));
+                let snapshot =
+                    Arc::new(self.assembled(state, &mut generation, workload, &outbound, inbound));
                 generation.classes.insert(class, snapshot.clone());
                 snapshot
             }
@@ -122,18 +132,31 @@ impl SnapshotCache {
         workload: &Workload,
     ) -> EncodedSnapshot {
         let outbound = outbound_for(scratch, state, &workload.key.namespace);
-        self.assembled(state, &outbound, inbound_ports(&state.model, workload))
+        let inbound = inbound_ports(&state.model, workload);
+        self.assembled(state, scratch, workload, &outbound, inbound)
     }
 
     fn assembled(
         &self,
         state: &ModelState,
+        generation: &mut Generation,
+        workload: &Workload,
         outbound: &[pb::OutboundService],
         inbound: Vec<pb::InboundPort>,
     ) -> EncodedSnapshot {
         self.computed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strait_discovery_snapshots_computed_total").increment(1);
-        let snapshot = assemble(&state.model, outbound.to_vec(), inbound);
+        let identities = generation
+            .identities
+            .get_or_insert_with(|| Arc::new(identity_workloads(&state.model)))
+            .clone();
+        let snapshot = assemble(
+            &state.model,
+            workload_ref(workload),
+            identities.to_vec(),
+            outbound.to_vec(),
+            inbound,
+        );
         EncodedSnapshot {
             bytes: snapshot.encode_to_vec().into(),
             version: snapshot.version,
@@ -205,6 +228,7 @@ mod tests {
             proxy_admin_port: None,
             proxy_outbound_port: None,
             token_sha256: None,
+            owner: None,
         }
     }
 

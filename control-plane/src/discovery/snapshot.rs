@@ -23,17 +23,22 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 pub fn snapshot_for(model: &Model, workload: &Workload) -> pb::Snapshot {
     assemble(
         model,
+        workload_ref(workload),
+        identity_workloads(model),
         outbound_services(model, &workload.key.namespace),
         inbound_ports(model, workload),
     )
 }
 
-/// The snapshot made of a namespace's `services` ([`outbound_services`]) and a workload's
-/// `inbound_ports` ([`inbound_ports`]), versioned. These two are all a snapshot depends on
-/// besides the mesh-wide defaults, which is what lets `discovery::shared` compute a snapshot
-/// once for every workload that shares them.
+/// The snapshot made of a namespace's `services` ([`outbound_services`]), a workload's
+/// `inbound_ports` ([`inbound_ports`]) and owner ([`workload_ref`]), and the model's
+/// [`identity_workloads`], versioned. These are all a snapshot depends on besides the
+/// mesh-wide defaults, which is what lets `discovery::shared` compute a snapshot once for
+/// every workload that shares them.
 pub fn assemble(
     model: &Model,
+    workload: Option<pb::WorkloadRef>,
+    identity_workloads: Vec<pb::IdentityWorkload>,
     services: Vec<pb::OutboundService>,
     inbound_ports: Vec<pb::InboundPort>,
 ) -> pb::Snapshot {
@@ -46,9 +51,48 @@ pub fn assemble(
             mode: model.mesh.inbound_mode as i32,
             authorization: model.mesh.default_authorization as i32,
         }),
+        workload,
+        identity_workloads,
     };
     snapshot.version = version_of(&snapshot);
     snapshot
+}
+
+/// The owner of `workload` as the snapshot names it; `None` when unknown.
+pub fn workload_ref(workload: &Workload) -> Option<pb::WorkloadRef> {
+    workload.owner.as_ref().map(|owner| pb::WorkloadRef {
+        namespace: workload.key.namespace.clone(),
+        name: owner.name.clone(),
+        kind: owner.kind.clone(),
+    })
+}
+
+/// Every identity whose workloads all have one owner, with that owner, sorted by identity.
+/// An identity with workloads of several owners (a service account shared by two
+/// Deployments), or with a workload of unknown owner, is left out: its callers cannot be
+/// told apart by what their certificate proves, so their series say `unknown`.
+pub fn identity_workloads(model: &Model) -> Vec<pb::IdentityWorkload> {
+    let mut owners: BTreeMap<String, Option<Option<pb::WorkloadRef>>> = BTreeMap::new();
+    for workload in model.workloads.values() {
+        let owner = workload_ref(workload);
+        owners
+            .entry(workload.identity.to_string())
+            .and_modify(|seen| {
+                if seen.as_ref() != Some(&owner) {
+                    *seen = None;
+                }
+            })
+            .or_insert(Some(owner));
+    }
+    owners
+        .into_iter()
+        .filter_map(|(identity, owner)| {
+            Some(pb::IdentityWorkload {
+                identity,
+                workload: Some(owner??),
+            })
+        })
+        .collect()
 }
 
 /// A digest of the snapshot's content (its version field excluded).
@@ -235,13 +279,21 @@ fn direct_entry(
         }],
         backends: vec![pb::Backend {
             name,
-            endpoints: vec![endpoint_message(endpoint)],
+            endpoints: vec![endpoint_message(model, &key.namespace, endpoint)],
             policy: model.backend_policy(key, port.port).map(backend_policy),
         }],
     })
 }
 
-fn endpoint_message(e: &model::Endpoint) -> pb::Endpoint {
+/// The endpoint `e` of a service in `namespace`, with its owner when it is a meshed workload
+/// of the model that has one.
+fn endpoint_message(model: &Model, namespace: &str, e: &model::Endpoint) -> pb::Endpoint {
+    let owner = e.identity.as_ref().and_then(|_| {
+        model
+            .workloads
+            .get(&ObjectKey::new(namespace, &e.workload))
+            .and_then(workload_ref)
+    });
     pb::Endpoint {
         address: e.addr.to_string(),
         identity: e
@@ -251,6 +303,7 @@ fn endpoint_message(e: &model::Endpoint) -> pb::Endpoint {
             .unwrap_or_default(),
         proxy_port: e.proxy_port.map(u32::from).unwrap_or(0),
         workload: e.workload.clone(),
+        owner,
     }
 }
 
@@ -268,7 +321,12 @@ fn add_backend(
         .services
         .get(service)
         .and_then(|s| s.port(port))
-        .map(|p| p.endpoints.iter().map(endpoint_message).collect())
+        .map(|p| {
+            p.endpoints
+                .iter()
+                .map(|e| endpoint_message(model, &service.namespace, e))
+                .collect()
+        })
         .unwrap_or_default();
     let policy = model.backend_policy(service, port).map(backend_policy);
     backends.insert(
@@ -513,6 +571,7 @@ mod tests {
             proxy_admin_port: None,
             proxy_outbound_port: None,
             token_sha256: None,
+            owner: None,
         };
         let endpoint = model::Endpoint {
             addr: std::net::SocketAddr::new(endpoint_ip.parse().unwrap(), 8080),
@@ -566,5 +625,66 @@ mod tests {
         let services = outbound_services(&model, "demo");
         assert!(services.iter().any(|s| s.addresses == ["10.0.0.5:8080"]));
         assert!(!services.iter().any(|s| s.addresses == ["[fd00::5]:8080"]));
+    }
+
+    fn owned(name: &str, account: &str, owner: Option<&str>) -> Workload {
+        let mut model = dual_stack_model("10.0.0.5");
+        let mut w = model.workloads.pop_first().unwrap().1;
+        w.key = ObjectKey::new("demo", name);
+        w.identity = format!("spiffe://cluster.local/ns/demo/sa/{account}")
+            .parse()
+            .unwrap();
+        w.owner = owner.map(|o| model::Owner {
+            kind: "Deployment".into(),
+            name: o.into(),
+        });
+        w
+    }
+
+    #[test]
+    fn an_identity_names_a_workload_only_when_all_its_workloads_share_one_owner() {
+        let mut model = Model::default();
+        for w in [
+            owned("web-a", "web", Some("web")),
+            owned("web-b", "web", Some("web")),
+            owned("api-a", "shared", Some("api")),
+            owned("jobs-a", "shared", Some("jobs")),
+            owned("bare", "bare", None),
+            owned("half-a", "half", Some("half")),
+            owned("half-b", "half", None),
+        ] {
+            model.workloads.insert(w.key.clone(), w);
+        }
+        let listed: Vec<(String, String)> = identity_workloads(&model)
+            .into_iter()
+            .map(|i| (i.identity, i.workload.unwrap().name))
+            .collect();
+        assert_eq!(
+            listed,
+            [(
+                "spiffe://cluster.local/ns/demo/sa/web".to_owned(),
+                "web".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_carries_its_meshed_workloads_owner() {
+        let mut model = dual_stack_model("10.0.0.5");
+        model.workloads.values_mut().next().unwrap().owner = Some(model::Owner {
+            kind: "StatefulSet".into(),
+            name: "web".into(),
+        });
+        let services = outbound_services(&model, "demo");
+        let web = services.iter().find(|s| s.name == "web").unwrap();
+        let owner = web.backends[0].endpoints[0].owner.clone().unwrap();
+        assert_eq!(
+            (
+                owner.namespace.as_str(),
+                owner.name.as_str(),
+                owner.kind.as_str()
+            ),
+            ("demo", "web", "StatefulSet")
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod ca_secret;
 pub mod kinds;
+pub mod owner;
 pub mod rbac;
 pub mod route_status;
 pub mod skip_events;

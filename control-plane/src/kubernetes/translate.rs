@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use serde_json::{Map, Value, json};
 
 use super::kinds::{Kind, PROXIED_LABEL, PROXY_INBOUND_PORT_ANNOTATION};
+use super::owner::pod_owner;
 use crate::config::error::{ConfigError, Location};
 use crate::config::load::{self, Loaded};
 use crate::config::model::ObjectKey;
@@ -332,7 +333,7 @@ fn pod(object: &Value) -> Option<Value> {
             metadata.insert(field.into(), value.clone());
         }
     }
-    Some(json!({
+    let mut workload = json!({
         "apiVersion": "strait.dev/v1alpha1",
         "kind": "Workload",
         "metadata": metadata,
@@ -343,7 +344,11 @@ fn pod(object: &Value) -> Option<Value> {
             "ports": ports,
             "proxy": proxy,
         },
-    }))
+    });
+    if let Some(owner) = pod_owner(meta) {
+        workload["spec"]["owner"] = json!({"kind": owner.kind, "name": owner.name});
+    }
+    Some(workload)
 }
 
 /// A pod's addresses from its status: `podIP` first (the primary), then the other entries of

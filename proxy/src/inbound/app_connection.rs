@@ -15,18 +15,17 @@ use crate::http::upstream::Upstream;
 use crate::http::{HttpVersion, client_body, path, smuggling};
 use crate::reserved::{self, WithoutClientIdTrailers};
 use crate::shared::Shared;
-use crate::telemetry::http::RequestMetrics;
 use crate::telemetry::trace::{FinishOnDrop, Side, Tracer};
 
 use super::policy::{authorize, revocation};
+use super::port_metrics::PortMetrics;
 use super::{Peer, admission};
 
 /// One HTTP connection to be forwarded to the app.
 pub(super) struct AppConnection {
     pub(super) upstream: Arc<Upstream>,
-    pub(super) metrics: RequestMetrics,
+    pub(super) metrics: PortMetrics,
     pub(super) tracer: Tracer,
-    pub(super) service: String,
     pub(super) version: HttpVersion,
     pub(super) client_id: Option<http::HeaderValue>,
     pub(super) idle_timeout: std::time::Duration,
@@ -40,7 +39,18 @@ impl AppConnection {
     /// Serves one request: checks, authorization, the identity header, forwarding.
     pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now();
-        self.metrics.request();
+        let authority = request
+            .uri()
+            .authority()
+            .map(http::uri::Authority::as_str)
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            });
+        let (service, metrics) = self.metrics.for_authority(authority);
+        metrics.request();
         let grpc = is_grpc(&request);
         let (mut head, body) = request.into_parts();
         let upgrade = head_takes_over_connection(&head.method, &head.headers, self.version);
@@ -101,9 +111,7 @@ impl AppConnection {
             }
             let response = error.into_response(grpc);
             let kind = kind_of(&response);
-            return self
-                .metrics
-                .respond(response, grpc, kind, started.elapsed(), entry);
+            return metrics.respond(response, grpc, kind, started.elapsed(), entry);
         }
         reserved::remove_lookalikes(request.headers_mut(), &reserved::CLIENT_ID);
         let method = request.method().clone();
@@ -115,7 +123,7 @@ impl AppConnection {
             span.set("http.request.method", method.as_str());
             span.set("url.path", path);
             span.set("strait.direction", "inbound");
-            span.set("strait.service", self.service.as_str());
+            span.set("strait.service", service);
             if let Some(client_id) = self.client_id.as_ref().and_then(|v| v.to_str().ok()) {
                 span.set("strait.peer_identity", client_id);
             }
@@ -148,9 +156,7 @@ impl AppConnection {
         });
         let status = response.status().as_u16();
         let kind = kind_of(&response);
-        let response = self
-            .metrics
-            .respond(response, grpc, kind, started.elapsed(), entry);
+        let response = metrics.respond(response, grpc, kind, started.elapsed(), entry);
         match span {
             Some(span) => {
                 response.map(|body| crate::body::with_guard(body, FinishOnDrop::new(span, status)))

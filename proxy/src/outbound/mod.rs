@@ -35,7 +35,7 @@ use crate::original_dst::original_dst;
 use crate::shared::Shared;
 use crate::table::{Endpoint, Service};
 use crate::tcp;
-use crate::telemetry::tcp::Direction;
+use crate::telemetry::tcp::{ConnectionLabels, Direction};
 
 /// The outbound proxy.
 pub struct Outbound {
@@ -94,7 +94,16 @@ impl Outbound {
         let open = self
             .shared
             .tcp_metrics
-            .get(Direction::Outbound, protocol)
+            .get(ConnectionLabels {
+                direction: Direction::Outbound,
+                protocol,
+                service: service.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                src_workload: self.shared.table.load().own_workload().clone(),
+                dst_workload: service
+                    .as_ref()
+                    .map(|s| s.workload.clone())
+                    .unwrap_or_default(),
+            })
             .open();
         let io: BoxedIo = Box::new(open.count(PrefixedIo::new(prefix, stream)));
         match HttpVersion::from_protocol(protocol) {

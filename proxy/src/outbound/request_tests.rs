@@ -102,11 +102,13 @@ fn service(endpoints: &[SocketAddr], retry: RetryPolicy, budget: BudgetPolicy) -
             })
             .collect(),
         identity: String::new(),
+        workload: crate::telemetry::workload::WorkloadLabel::unknown(),
         state: Arc::new(BackendState::new(name, &settings)),
         settings,
     });
     Arc::new(Service {
         name: name.into(),
+        workload: crate::telemetry::workload::WorkloadLabel::unknown(),
         protocol: None,
         routes: vec![Route {
             name: "default".into(),

@@ -16,6 +16,7 @@ use crate::resilience::budget::{BudgetPolicy, RetryBudget};
 use crate::resilience::clock::now_ms;
 use crate::table::endpoint::Endpoint;
 use crate::telemetry::http::BackendMetrics;
+use crate::telemetry::workload::WorkloadLabel;
 
 /// Default limit of outstanding requests per backend ([`defaults::MAX_PENDING_REQUESTS`]).
 pub const DEFAULT_MAX_PENDING: u32 = defaults::MAX_PENDING_REQUESTS;
@@ -105,6 +106,8 @@ pub struct Backend {
     pub settings: BackendSettings,
     /// The identity of the endpoints, when they share one (for metric labels).
     pub identity: String,
+    /// The workload of the endpoints, when they share one (for metric labels).
+    pub workload: WorkloadLabel,
     /// State surviving snapshots.
     pub state: Arc<BackendState>,
 }
@@ -267,6 +270,7 @@ mod tests {
             name: "demo/backend:80".into(),
             endpoints: (0..n).map(|i| endpoint(8000 + i)).collect(),
             identity: String::new(),
+            workload: WorkloadLabel::unknown(),
             state: Arc::new(BackendState::new("demo/backend:80", &settings)),
             settings,
         }

@@ -28,6 +28,7 @@ use crate::resilience::budget::BudgetPolicy;
 use crate::resilience::retry::RetryPolicy;
 use crate::route::Matcher;
 use crate::telemetry::http::{RequestLabels, RequestMetrics};
+use crate::telemetry::workload::WorkloadLabel;
 
 /// What makes two endpoints the same across snapshots: where they are and how they are
 /// connected to. A policy change that alters the latter gets fresh pools.
@@ -86,6 +87,12 @@ pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettin
         .as_ref()
         .map(|d| DefaultAuthorization::from_snapshot(d.authorization))
         .unwrap_or_default();
+    table.own_workload = WorkloadLabel::of(snapshot.workload.as_ref());
+    table.identity_workloads = snapshot
+        .identity_workloads
+        .iter()
+        .map(|i| (i.identity.clone(), WorkloadLabel::of(i.workload.as_ref())))
+        .collect();
     for port in &snapshot.inbound_ports {
         let Ok(number) = u16::try_from(port.port) else {
             let error = TableError::Inbound {
@@ -120,9 +127,10 @@ pub fn build(snapshot: pb::Snapshot, previous: &Table, settings: &EndpointSettin
         if !rules.is_empty() {
             table.inbound_rules.insert(number, rules);
         }
-        table
-            .inbound_services
-            .insert(number, port.services.join(" "));
+        let mut services = port.services.clone();
+        services.sort();
+        services.dedup();
+        table.inbound_services.insert(number, services);
     }
     for service in &snapshot.services {
         let name = service_name(service);
@@ -187,7 +195,15 @@ fn compile_service(
     let mut routes = Vec::with_capacity(service.routes.len());
     for (index, route) in service.routes.iter().enumerate() {
         let port = u16::try_from(service.port).unwrap_or_default();
-        match compile_route(name, index, route, &backends, settings, port) {
+        match compile_route(
+            name,
+            index,
+            route,
+            &backends,
+            settings,
+            port,
+            &table.own_workload,
+        ) {
             Ok(compiled) => routes.push(compiled),
             Err(error) => table.set_aside.push(SetAside {
                 kind: SetAsideKind::Route,
@@ -199,6 +215,13 @@ fn compile_service(
     }
     Ok(Service {
         name: name.to_owned(),
+        workload: WorkloadLabel::common(
+            service
+                .backends
+                .iter()
+                .flat_map(|b| &b.endpoints)
+                .map(|e| e.owner.as_ref()),
+        ),
         protocol,
         routes,
     })
@@ -211,6 +234,7 @@ fn compile_route(
     backends: &HashMap<String, Arc<Backend>>,
     settings: &EndpointSettings,
     service_port: u16,
+    own_workload: &WorkloadLabel,
 ) -> Result<Route, TableError> {
     let field = format!("routes[{index}]");
     let matchers = route
@@ -322,6 +346,8 @@ fn compile_route(
                 backend: backend.name.clone(),
                 peer_identity: backend.identity.clone(),
                 tls: settings.mtls && !backend.identity.is_empty(),
+                src_workload: own_workload.clone(),
+                dst_workload: backend.workload.clone(),
             })
         })
         .collect();
@@ -490,6 +516,7 @@ fn compile_backend(
         endpoints,
         settings: backend_settings,
         identity,
+        workload: WorkloadLabel::common(backend.endpoints.iter().map(|e| e.owner.as_ref())),
         state,
     })
 }
@@ -540,6 +567,7 @@ mod tests {
                             proxy_port: 4143,
                             identity: "spiffe://cluster.local/ns/demo/sa/web".into(),
                             workload: "web-1".into(),
+                            owner: None,
                         })
                         .collect(),
                     policy: None,

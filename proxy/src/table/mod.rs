@@ -28,6 +28,7 @@ use crate::flags::InboundMode;
 use crate::resilience::retry::RetryPolicy;
 use crate::route::Matcher;
 use crate::telemetry::http::RequestMetrics;
+use crate::telemetry::workload::WorkloadLabel;
 
 pub use backend::Backend;
 pub use endpoint::Endpoint;
@@ -178,6 +179,9 @@ impl Route {
 pub struct Service {
     /// `namespace/name:port`.
     pub name: String,
+    /// The workload behind every endpoint of the service, when there is one (for the
+    /// connection metrics' `dst_workload`).
+    pub workload: WorkloadLabel,
     /// How its traffic is read; `None` means detect.
     pub protocol: Option<Protocol>,
     /// Routes in precedence order.
@@ -234,7 +238,9 @@ pub struct Table {
     /// The protocol each listed application port declares; `None` is "detect".
     inbound_protocols: HashMap<u16, Option<Protocol>>,
     inbound_default_mode: Option<InboundMode>,
-    inbound_services: HashMap<u16, String>,
+    inbound_services: HashMap<u16, Vec<String>>,
+    own_workload: WorkloadLabel,
+    identity_workloads: HashMap<String, WorkloadLabel>,
     inbound_rules: HashMap<u16, Vec<authz::Rule>>,
     default_authorization: DefaultAuthorization,
     set_aside: Vec<SetAside>,
@@ -255,6 +261,8 @@ impl Table {
             inbound_protocols: HashMap::new(),
             inbound_default_mode: None,
             inbound_services: HashMap::new(),
+            own_workload: WorkloadLabel::unknown(),
+            identity_workloads: HashMap::new(),
             inbound_rules: HashMap::new(),
             default_authorization: DefaultAuthorization::default(),
         }
@@ -303,13 +311,27 @@ impl Table {
             .is_some_and(|rules| rules.iter().any(|rule| !rule.routes.is_empty()))
     }
 
-    /// The services (`namespace/name`, space-separated) application port `port` serves, for
-    /// metric labels; empty when the snapshot does not say.
-    pub fn inbound_service(&self, port: u16) -> &str {
+    /// The services (`namespace/name`, sorted) application port `port` serves, for metric
+    /// labels; empty when the snapshot does not say.
+    pub fn inbound_services(&self, port: u16) -> &[String] {
         self.inbound_services
             .get(&port)
-            .map(String::as_str)
-            .unwrap_or("")
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The workload this proxy's pod belongs to, as the snapshot names it.
+    pub fn own_workload(&self) -> &WorkloadLabel {
+        &self.own_workload
+    }
+
+    /// The workload of a caller that proved `identity`: the snapshot's, when the identity
+    /// belongs to exactly one workload; unknown otherwise (and without an identity).
+    pub fn workload_of_identity(&self, identity: Option<&str>) -> WorkloadLabel {
+        identity
+            .and_then(|id| self.identity_workloads.get(id))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The inbound mode of application port `port`: the snapshot's setting for the port, else

@@ -1,6 +1,6 @@
 //! Request-level metrics: the golden signals (requests, responses by status, latency) and the
 //! resilience counters (retries, skipped retries, timeouts), per direction, service, route,
-//! backend, peer identity and TLS.
+//! backend, peer identity, TLS and the workloads on both sides (`super::workload`).
 //!
 //! Handles are resolved when a snapshot is compiled (outbound) or a connection is accepted
 //! (inbound); the request path only increments. Responses are counted by status, which is
@@ -19,6 +19,7 @@ use metrics::{Counter, Histogram, Label, counter, histogram};
 
 use super::access_log::{Ending, Entry};
 use super::outcome::{Classification, classify_outcome, grpc_status, watch_end};
+use super::workload::WorkloadLabel;
 use crate::body::Body;
 
 /// Why a retry was not made.
@@ -81,7 +82,7 @@ impl TimeoutKind {
 }
 
 /// The labels identifying one stream of requests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RequestLabels {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
@@ -96,6 +97,10 @@ pub struct RequestLabels {
     pub peer_identity: String,
     /// Whether the mesh hop is mTLS.
     pub tls: bool,
+    /// The calling side's workload: this proxy's own outbound, the proven caller's inbound.
+    pub src_workload: WorkloadLabel,
+    /// The called side's workload: the backend's outbound, this proxy's own inbound.
+    pub dst_workload: WorkloadLabel,
 }
 
 /// The `peer_namespace` and `peer_serviceaccount` values of a peer identity: its SPIFFE ID's
@@ -121,11 +126,21 @@ impl RequestLabels {
             Label::new("direction", self.direction),
             Label::new("service", self.service.clone()),
             Label::new("route", self.route.clone()),
-            Label::new("backend", self.backend.clone()),
+            Label::new("backend", backend_label(&self.backend).to_owned()),
             Label::new("peer_identity", self.peer_identity.clone()),
             Label::new("peer_namespace", namespace),
             Label::new("peer_serviceaccount", service_account),
             Label::new("tls", if self.tls { "true" } else { "false" }),
+            Label::new("src_workload", self.src_workload.name.clone()),
+            Label::new(
+                "src_workload_namespace",
+                self.src_workload.namespace.clone(),
+            ),
+            Label::new("dst_workload", self.dst_workload.name.clone()),
+            Label::new(
+                "dst_workload_namespace",
+                self.dst_workload.namespace.clone(),
+            ),
         ]
     }
 }
@@ -289,6 +304,16 @@ impl RequestMetrics {
     }
 }
 
+/// The `backend` label value of backend `name`: `namespace/service:port`, without the
+/// `/<workload>` the control plane appends to the backend of a call to one pod's own address
+/// (route `direct`), so no label names a pod; such calls are told apart by `route`.
+pub fn backend_label(name: &str) -> &str {
+    match name.match_indices('/').nth(1) {
+        Some((at, _)) => &name[..at],
+        None => name,
+    }
+}
+
 /// Backend-level resilience counters.
 #[derive(Clone)]
 pub struct BackendMetrics {
@@ -301,7 +326,7 @@ pub struct BackendMetrics {
 impl BackendMetrics {
     /// Resolves the handles for `backend`.
     pub fn new(backend: &str) -> Self {
-        let labels = [("backend", backend.to_owned())];
+        let labels = [("backend", backend_label(backend).to_owned())];
         Self {
             ejections: counter!("strait_endpoint_ejections_total", &labels),
             fast_fails: counter!("strait_breaker_fast_fails_total", &labels),
@@ -312,6 +337,17 @@ impl BackendMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_label_never_names_the_pod_of_a_direct_call() {
+        assert_eq!(backend_label("demo/web:80"), "demo/web:80");
+        assert_eq!(
+            backend_label("demo/web:80/web-7d9f8b6c5-x2x9z"),
+            "demo/web:80"
+        );
+        assert_eq!(backend_label("web"), "web");
+        assert_eq!(backend_label(""), "");
+    }
 
     #[test]
     fn peer_workload_labels_come_from_the_spiffe_id_or_are_unknown() {

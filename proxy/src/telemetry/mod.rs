@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod process;
 pub mod tcp;
 pub mod trace;
+pub mod workload;
 
 use std::time::Duration;
 

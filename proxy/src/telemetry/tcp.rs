@@ -1,17 +1,24 @@
 //! Connection-level metrics: connections opened, closed and open, and bytes read and written,
-//! by direction and detected protocol.
+//! by direction, detected protocol, service and the workloads on both sides.
+//!
+//! Handles are resolved once per label set and cached (bounded: the cache starts over past
+//! [`MAX_CACHED_LABEL_SETS`]), so a connection costs one map lookup, not a registration.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use metrics::{Counter, Gauge, counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::workload::WorkloadLabel;
 use crate::detect::Protocol;
 
 /// Which listener a connection came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// From the local app to the mesh.
     Outbound,
@@ -37,7 +44,24 @@ fn protocol_label(protocol: Protocol) -> &'static str {
     }
 }
 
-/// The metric handles of one (direction, protocol) pair.
+/// The labels of one stream of connections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionLabels {
+    /// Which listener.
+    pub direction: Direction,
+    /// The detected (or declared) protocol.
+    pub protocol: Protocol,
+    /// Outbound, the service the original destination names (`namespace/name:port`);
+    /// inbound, the one service of the port (`namespace/name`); empty when there is none
+    /// (or, inbound, when several share the port).
+    pub service: String,
+    /// The calling side's workload.
+    pub src_workload: WorkloadLabel,
+    /// The called side's workload.
+    pub dst_workload: WorkloadLabel,
+}
+
+/// The metric handles of one stream of connections.
 #[derive(Clone)]
 pub struct ConnectionMetrics {
     opened: Counter,
@@ -48,11 +72,22 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
-    /// Resolves the handles for connections of `protocol` through `direction`.
-    pub fn new(direction: Direction, protocol: Protocol) -> Self {
+    /// Resolves the handles for connections labelled `labels`.
+    pub fn new(labels: &ConnectionLabels) -> Self {
         let labels = [
-            ("direction", direction.as_str()),
-            ("protocol", protocol_label(protocol)),
+            ("direction", labels.direction.as_str().to_owned()),
+            ("protocol", protocol_label(labels.protocol).to_owned()),
+            ("service", labels.service.clone()),
+            ("src_workload", labels.src_workload.name.clone()),
+            (
+                "src_workload_namespace",
+                labels.src_workload.namespace.clone(),
+            ),
+            ("dst_workload", labels.dst_workload.name.clone()),
+            (
+                "dst_workload_namespace",
+                labels.dst_workload.namespace.clone(),
+            ),
         ];
         Self {
             opened: counter!("strait_tcp_connections_opened_total", &labels),
@@ -96,43 +131,35 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Handles for both directions and every protocol, resolved once at start-up.
-#[derive(Clone)]
+/// How many label sets [`TcpMetrics`] keeps handles for before it starts over. Label values
+/// come from the snapshot (services, workloads), so this is reached only by a very large
+/// mesh or many snapshot changes; starting over only costs re-resolving handles.
+pub const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+/// Connection metric handles by label set, shared by both listeners.
+#[derive(Clone, Default)]
 pub struct TcpMetrics {
-    outbound: [ConnectionMetrics; 3],
-    inbound: [ConnectionMetrics; 3],
+    cache: Arc<Mutex<HashMap<ConnectionLabels, ConnectionMetrics>>>,
 }
 
 impl TcpMetrics {
-    /// Resolves every handle.
+    /// An empty cache.
     pub fn new() -> Self {
-        let all = |direction| {
-            [Protocol::Http1, Protocol::Http2, Protocol::Opaque]
-                .map(|protocol| ConnectionMetrics::new(direction, protocol))
-        };
-        Self {
-            outbound: all(Direction::Outbound),
-            inbound: all(Direction::Inbound),
+        Self::default()
+    }
+
+    /// The handles for connections labelled `labels`.
+    pub fn get(&self, labels: ConnectionLabels) -> ConnectionMetrics {
+        let mut cache = self.cache.lock().expect("tcp metrics lock poisoned");
+        if let Some(metrics) = cache.get(&labels) {
+            return metrics.clone();
         }
-    }
-
-    /// The handles for one direction and protocol.
-    pub fn get(&self, direction: Direction, protocol: Protocol) -> &ConnectionMetrics {
-        let set = match direction {
-            Direction::Outbound => &self.outbound,
-            Direction::Inbound => &self.inbound,
-        };
-        &set[match protocol {
-            Protocol::Http1 => 0,
-            Protocol::Http2 => 1,
-            Protocol::Opaque => 2,
-        }]
-    }
-}
-
-impl Default for TcpMetrics {
-    fn default() -> Self {
-        Self::new()
+        if cache.len() >= MAX_CACHED_LABEL_SETS {
+            cache.clear();
+        }
+        let metrics = ConnectionMetrics::new(&labels);
+        cache.insert(labels, metrics.clone());
+        metrics
     }
 }
 

@@ -11,7 +11,7 @@ use strait_identity::SpiffeId;
 use strait_proto::defaults;
 
 use super::Ctx;
-use super::scalars::port;
+use super::scalars::{port, valid_name};
 use crate::config::error::Location;
 use crate::config::load::{Loaded, TokenFile};
 use crate::config::model::*;
@@ -94,6 +94,7 @@ pub(super) fn workload(
         spec.proxy.as_ref().and_then(|p| p.outbound_port),
         "spec.proxy.outboundPort",
     );
+    let owner = spec.owner.as_ref().and_then(|o| owner(ctx, location, o));
     let token_sha256 = spec.bootstrap_token.as_ref().and_then(|token| {
         bootstrap_token(ctx, location, token, item.bootstrap_token_file.as_ref())
     });
@@ -111,6 +112,34 @@ pub(super) fn workload(
         proxy_admin_port,
         proxy_outbound_port,
         token_sha256,
+        owner,
+    })
+}
+
+/// A Workload's `spec.owner`: a kind (letters and digits, at most 63) and a Kubernetes name, so every
+/// workload label value is a bounded, well-formed name.
+fn owner(ctx: &mut Ctx, location: &Location, raw: &raw::WorkloadOwner) -> Option<Owner> {
+    let kind_ok = Owner::is_kind(&raw.kind);
+    if !kind_ok {
+        ctx.err(
+            location,
+            "spec.owner.kind",
+            format!(
+                "{:?} is not a kind (1-63 letters and digits, a letter first)",
+                raw.kind
+            ),
+        );
+    }
+    if !valid_name(&raw.name) {
+        ctx.err(
+            location,
+            "spec.owner.name",
+            format!("{:?} is not a valid Kubernetes name", raw.name),
+        );
+    }
+    (kind_ok && valid_name(&raw.name)).then(|| Owner {
+        kind: raw.kind.clone(),
+        name: raw.name.clone(),
     })
 }
 
