@@ -4,10 +4,10 @@
 //! hyper's HTTP/1 connection allocates an 8 KiB head-writing buffer when it is made and an
 //! 8 KiB read buffer on its first read, and keeps both for the connection's life; no builder
 //! option frees them while idle. So, written here because neither hyper nor hyper-util does
-//! it: as soon as a connection goes quiet — no request being handled, no response body being
-//! sent, every written byte flushed, no request head begun, and hyper's read finding nothing
-//! (nginx frees its buffers at the same moment) — the server takes the stream back from hyper (`into_parts`, which returns any bytes read but
-//! not parsed), drops hyper's connection with its buffers, and waits for the client's next
+//! it: once a connection has been quiet for [`PARK_AFTER`] — no request being handled, no
+//! response body being sent, every written byte flushed, no request head begun, hyper's read
+//! finding nothing, and no request started meanwhile — the server takes the stream back from
+//! hyper (`into_parts`, which returns any bytes read but not parsed), drops hyper's connection with its buffers, and waits for the client's next
 //! bytes with a small read of its own. Those bytes (after any hyper had not parsed) are
 //! replayed to a new hyper connection over the same stream, so pipelined requests and a head
 //! split across the park keep their order.
@@ -19,8 +19,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
@@ -31,6 +32,13 @@ use crate::io::BoxedIo;
 /// The most bytes the parked connection's own read takes; hyper reads the rest.
 const WAKE_READ_BYTES: usize = 64;
 
+/// How long a connection must stay quiet, with no request started, before it is parked.
+/// Parking and rebuilding hyper's connection costs more CPU than its buffers are worth on a
+/// busy keep-alive connection (a few µs per request, measured with parking at once), so a
+/// connection carrying requests every few milliseconds is never parked between them; an
+/// idle one still frees its buffers within a fraction of a second.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
 /// The gauge of client connections parked now.
 pub const PARKED_GAUGE: &str = "strait_http1_connections_parked";
 
@@ -39,6 +47,9 @@ pub const PARKED_GAUGE: &str = "strait_http1_connections_parked";
 pub struct ParkState {
     /// Requests whose response body hyper has not dropped yet.
     exchanges: AtomicU32,
+    /// Requests started on this connection so far: a request started during the grace
+    /// before parking means the connection was not idle.
+    started: AtomicU64,
     /// hyper has written (or tried to write) since its last completed flush.
     unflushed: AtomicBool,
     /// hyper's last read found nothing to read.
@@ -89,6 +100,19 @@ impl ParkState {
         }
     }
 
+    /// Completes once the connection has been quiet, and `also` held, for `grace` with no
+    /// request started meanwhile ([`PARK_AFTER`] in the serving loop).
+    pub async fn until_idle_for(&self, grace: Duration, also: impl Fn() -> bool) {
+        loop {
+            self.until_quiet(&also).await;
+            let started = self.started.load(Ordering::Acquire);
+            tokio::time::sleep(grace).await;
+            if self.started.load(Ordering::Acquire) == started && self.is_quiet() && also() {
+                return;
+            }
+        }
+    }
+
     /// A condition turned: wake the serving loop if the connection may park now.
     fn check(&self) {
         if self.is_quiet() {
@@ -108,6 +132,7 @@ impl ParkState {
         self.body_in_last_request
             .store(!request.body().is_end_stream(), Ordering::Release);
         self.unparsed.store(false, Ordering::Release);
+        self.started.fetch_add(1, Ordering::AcqRel);
         self.exchanges.fetch_add(1, Ordering::AcqRel);
         Exchange(self.clone())
     }
@@ -358,6 +383,29 @@ mod tests {
         );
         drop(body);
         assert!(state.is_quiet());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_connection_quiet_for_the_whole_grace_with_no_request_started_is_idle() {
+        let state = ParkState::new();
+        state.read_waiting.store(true, Ordering::Release);
+        let grace = Duration::from_millis(100);
+        let idle = state.until_idle_for(grace, || true);
+        tokio::pin!(idle);
+        // A request starts and ends within the grace: quiet again at its end, but not idle.
+        tokio::time::sleep(grace / 2).await;
+        let get = http::Request::get("/").body(crate::body::empty()).unwrap();
+        drop(state.exchange_started(&get));
+        state.check();
+        let early = tokio::time::timeout(grace / 2 + Duration::from_millis(1), &mut idle).await;
+        assert!(
+            early.is_err(),
+            "a request within the grace keeps the connection unparked"
+        );
+        // Then a whole grace without one: idle.
+        tokio::time::timeout(grace * 2 + Duration::from_millis(1), &mut idle)
+            .await
+            .expect("a whole grace of quiet makes the connection idle");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use crate::detect::Protocol;
 use crate::errors::{ProxyError, is_grpc};
 use crate::head_limits::HeadLimits;
 use crate::http::conn_timers::{ConnTimers, Expired};
-use crate::http::park::{ParkIo, ParkState, Parked};
+use crate::http::park::{PARK_AFTER, ParkIo, ParkState, Parked};
 use crate::io::BoxedIo;
 
 /// Protocol limits applied to every client connection.
@@ -225,7 +225,7 @@ where
                     return connection.await;
                 }
             },
-            () = parking.until_quiet(|| !timers.head_in_progress()) => {}
+            () = parking.until_idle_for(PARK_AFTER, || !timers.head_in_progress()) => {}
         }
         // Quiet: nothing in flight, everything flushed, hyper waiting for a head. (`None`
         // only after an upgrade, which a quiet connection has not had.)
