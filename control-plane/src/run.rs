@@ -90,7 +90,7 @@ pub async fn run(
     if let Some(injector) = config.injector() {
         let skip_events = match &source {
             ModelSource::Kubernetes(source) => {
-                Some(crate::kubernetes::skip_events::SkipEvents::start(
+                Some(crate::inject::skip_events::SkipEvents::start(
                     source.client().clone(),
                     reporter(),
                 ))

@@ -156,14 +156,25 @@ fn redirected_connections_are_routed_by_their_original_destination() {
             .text()
     });
 
-    for expected in [
-        r#"strait_tcp_connections_opened_total{direction="outbound",protocol="http1"} 2"#,
-        r#"strait_tcp_connections_opened_total{direction="outbound",protocol="opaque"} 2"#,
-        r#"strait_tcp_connections_opened_total{direction="inbound",protocol="opaque"} 2"#,
+    // Parsed back; a redirected connection's series also name the Service its original
+    // destination is (the `service` label of TCP metrics).
+    let metrics = strait_tests::metrics::Metrics::parse(metrics);
+    for (labels, expected) in [
+        (
+            &[("direction", "outbound"), ("protocol", "http1"), ("service", "demo/web:80")][..],
+            2.0,
+        ),
+        (
+            &[("direction", "outbound"), ("protocol", "opaque"), ("service", "demo/tcp:9000")],
+            2.0,
+        ),
+        (&[("direction", "inbound"), ("protocol", "opaque")], 2.0),
     ] {
-        assert!(
-            metrics.contains(expected),
-            "missing {expected} in:\n{metrics}"
+        assert_eq!(
+            metrics.sum("strait_tcp_connections_opened_total", labels),
+            expected,
+            "strait_tcp_connections_opened_total{labels:?} in:\n{}",
+            metrics.text
         );
     }
     drop(proxy);

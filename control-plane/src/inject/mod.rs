@@ -6,9 +6,9 @@
 //! answer; [`server`] is the HTTPS shell around them, with its certificate from
 //! [`serving_cert`]; [`review_permits`] bounds the reviews it works on at once. A hostNetwork
 //! pod it skips is reported as a Kubernetes Event: [`skip_event`] says what the Event regards
-//! and says, [`event_throttle`] how often one may be posted (`crate::kubernetes::skip_events`
-//! posts them off the admission path). The injector never rejects a pod: whatever goes wrong on its side, the
-//! answer is "allowed, no patch", logged and counted.
+//! and says, [`event_throttle`] how often one may be posted, and [`skip_events`] posts them
+//! off the admission path. The injector never rejects a pod: whatever goes wrong on its side,
+//! the answer is "allowed, no patch", logged and counted.
 
 pub mod config;
 pub mod event_throttle;
@@ -20,6 +20,7 @@ pub mod review_permits;
 pub mod server;
 pub mod serving_cert;
 pub mod skip_event;
+pub mod skip_events;
 
 /// Pod annotation (and, on a namespace, label) that asks for injection: `enabled` or
 /// `disabled`.

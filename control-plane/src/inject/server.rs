@@ -44,7 +44,7 @@ use super::review_permits::ReviewPermits;
 use super::serving_cert::ServingCert;
 use super::{PATH_NAMESPACE, PATH_POD};
 use crate::connection_slots::{Limits, SlotTable};
-use crate::kubernetes::skip_events::SkipEvents;
+use crate::inject::skip_events::SkipEvents;
 
 /// Largest review body read. The webhooks see only pod CREATE, so a review carries one pod
 /// (`oldObject` is null). The API server refuses request bodies over 3 MiB and etcd stores
