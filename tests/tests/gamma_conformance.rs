@@ -713,8 +713,8 @@ async fn expect_seen(
 
 // ---- MeshHTTPRouteRequestHeaderModifier -------------------------------------------------
 
-/// The `RequestHeaderModifier` upstream's rules carry, at the rule or at the backendRef
-/// (`indent` deep), for each of its five paths.
+/// The `RequestHeaderModifier` upstream's rules carry for each of its five path prefixes (the
+/// YAML under `requestHeaderModifier:`, at the rule or at the backendRef).
 fn request_header_modifiers() -> [(&'static str, &'static str); 5] {
     [
         (
