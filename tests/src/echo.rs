@@ -4,7 +4,9 @@
 //! `host`, `method`, `proto`, `headers` (name → values; names lower-case, as HTTP/2 carries
 //! them), `namespace` and `pod`. Its gRPC port serves the test `Echo` service and names the
 //! pod and namespace in the response metadata (`pod`, `namespace`), where upstream's
-//! echo-advanced puts its hostname.
+//! echo-advanced puts its hostname; for `Say` it also reports the whole call as upstream's
+//! echo does (the same JSON, in binary metadata [`ECHOED_METADATA`]: path, `:authority`,
+//! request metadata), so a test sees which headers a route's filters left on a gRPC call.
 //!
 //! Reusable by any suite that asserts what reached an app: which pod, with which path and
 //! headers.
@@ -21,6 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
+use tonic::codegen::{Context, Poll, Service};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::NamedService;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
 use crate::grpc::{EchoReply, EchoRequest, EchoServer, echo_server};
@@ -52,6 +57,17 @@ impl Echoed {
             .and_then(|v| v.first())
             .map(String::as_str)
     }
+}
+
+/// The binary response metadata in which the gRPC echo's `Say` reports the call it received
+/// ([`Echoed`] as JSON).
+pub const ECHOED_METADATA: &str = "echoed-bin";
+
+/// What the gRPC echo reported in [`ECHOED_METADATA`] of a `Say` answer's `metadata`, if
+/// anything readable.
+pub fn echoed_of_grpc(metadata: &MetadataMap) -> Option<Echoed> {
+    let bytes = metadata.get_bin(ECHOED_METADATA)?.to_bytes().ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Who an echo backend says it is.
@@ -148,8 +164,16 @@ struct PodEcho {
 
 impl PodEcho {
     fn answer<T>(&self, message: T) -> GrpcResponse<T> {
+        self.answer_reporting(message, None)
+    }
+
+    /// The answer, with `call` (what [`Reported`] saw of the request) in [`ECHOED_METADATA`].
+    fn answer_reporting<T>(&self, message: T, call: Option<&Echoed>) -> GrpcResponse<T> {
         let mut response = GrpcResponse::new(message);
         let metadata = response.metadata_mut();
+        if let Some(json) = call.and_then(|c| serde_json::to_vec(c).ok()) {
+            metadata.insert_bin(ECHOED_METADATA, MetadataValue::from_bytes(&json));
+        }
         if let Ok(v) = self.pod.name.parse() {
             metadata.insert("pod", v);
         }
@@ -166,11 +190,15 @@ impl echo_server::Echo for PodEcho {
         &self,
         request: GrpcRequest<EchoRequest>,
     ) -> Result<GrpcResponse<EchoReply>, Status> {
+        let call = request.extensions().get::<Echoed>().cloned();
         let message = request.into_inner().message;
-        Ok(self.answer(EchoReply {
-            message,
-            client_id: String::new(),
-        }))
+        Ok(self.answer_reporting(
+            EchoReply {
+                message,
+                client_id: String::new(),
+            },
+            call.as_ref(),
+        ))
     }
 
     type ChatStream = std::pin::Pin<
@@ -191,6 +219,40 @@ impl echo_server::Echo for PodEcho {
     }
 }
 
+/// The gRPC echo's service wrapped to record each call's head ([`echo_of`]) in the request's
+/// extensions, where the handler finds it: tonic hands a handler the metadata but not the
+/// path and `:authority` upstream's echo reports. (tonic re-exports tower's `Service`; the
+/// tests crate has no tower middleware of its own to do this.)
+#[derive(Clone)]
+struct Reported<S> {
+    inner: S,
+    pod: Pod,
+}
+
+impl<S: NamedService> NamedService for Reported<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<Request<B>> for Reported<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (mut head, body) = request.into_parts();
+        let echoed = echo_of(&head, &self.pod);
+        head.extensions.insert(echoed);
+        self.inner.call(Request::from_parts(head, body))
+    }
+}
+
 /// Serves the gRPC echo on `addr` until the test ends.
 pub async fn start_grpc(addr: SocketAddr, pod: Pod) -> SocketAddr {
     let listener = TcpListener::bind(addr)
@@ -205,7 +267,10 @@ pub fn serve_grpc(listener: TcpListener, pod: Pod) -> SocketAddr {
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let _ = tonic::transport::Server::builder()
-            .add_service(EchoServer::new(PodEcho { pod }))
+            .add_service(Reported {
+                inner: EchoServer::new(PodEcho { pod: pod.clone() }),
+                pod,
+            })
             .serve_with_incoming(incoming)
             .await;
     });

@@ -16,11 +16,17 @@
 //! `ResponseHeaderModifier` sets (`MeshPorts`, `MeshConsumerRoute`, `MeshFrontendHostname`), so
 //! does the mirror here: the header present with its value where the route applies, absent
 //! where it does not, and the answering backend as upstream expects it.
+//!
+//! Upstream's mesh comparison checks a redirect's status only and a header modifier's headers
+//! only; the mirrors here also check the redirect's `Location` as upstream's gateway comparison
+//! does, and the path the backend saw. The gRPC echo reports a call's metadata as upstream's
+//! echo does (`strait_tests::echo::ECHOED_METADATA`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use strait_tests::echo::{Echoed, echoed_of_grpc};
 use strait_tests::gamma::{
     Answer, CONSUMER_NS, ConformanceMesh, MESH_NS, cluster_ip, eventually, request,
 };
@@ -636,4 +642,748 @@ fn validate_prints_each_routes_conditions() {
     assert_eq!(conditions[1]["type"], "ResolvedRefs");
     assert_eq!(conditions[1]["status"], "False");
     assert_eq!(conditions[1]["reason"], "BackendNotFound");
+}
+
+// ---- What the backend saw: request header modifiers and rewrites -------------------------
+
+/// What upstream's `ExpectedRequest` asks of the request the echo backend saw, and the backend
+/// that must have answered.
+struct Seen<'a> {
+    backend: &'a str,
+    path: &'a str,
+    /// Headers the backend saw, a header's values joined by `,` as upstream joins them.
+    headers: &'a [(&'a str, &'a str)],
+    /// Headers the backend must not have seen.
+    absent: &'a [&'a str],
+}
+
+/// How what the echo saw differs from `want` (`None`: it does not), as upstream's mesh
+/// comparison checks it (backend, headers, absent headers), plus the path the backend saw.
+fn echoed_mismatch(echoed: &Echoed, want: &Seen<'_>) -> Option<String> {
+    let mut wrong = Vec::new();
+    let backend = echoed.pod.rsplit_once('-').map(|(b, _)| b);
+    if backend != Some(want.backend) {
+        wrong.push(format!("answered by {}, not {}", echoed.pod, want.backend));
+    }
+    if echoed.path != want.path {
+        wrong.push(format!("path {:?}, not {:?}", echoed.path, want.path));
+    }
+    for (name, value) in want.headers {
+        let got = echoed
+            .headers
+            .get(&name.to_ascii_lowercase())
+            .map(|v| v.join(","));
+        if got.as_deref() != Some(*value) {
+            wrong.push(format!("{name}: {got:?}, not {value:?}"));
+        }
+    }
+    for name in want.absent {
+        if let Some(got) = echoed.headers.get(&name.to_ascii_lowercase()) {
+            wrong.push(format!("{name} present: {got:?}"));
+        }
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
+}
+
+/// [`echoed_mismatch`] of an HTTP answer, which must be an echo's.
+fn seen_mismatch(answer: &Answer, want: &Seen<'_>) -> Option<String> {
+    match answer.echoed.as_ref() {
+        Some(echoed) => echoed_mismatch(echoed, want),
+        None => Some(format!("status {} without an echo report", answer.status)),
+    }
+}
+
+/// Sends `GET path` with `headers` through `client` until the answer is as `want` says, and
+/// fails with what differs otherwise.
+async fn expect_seen(
+    client: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    want: &Seen<'_>,
+) {
+    let answer = eventually(client, host, path, headers, |a| {
+        seen_mismatch(a, want).is_none()
+    })
+    .await;
+    if let Some(wrong) = seen_mismatch(&answer, want) {
+        panic!("GET {path} (Host {host}, headers {headers:?}): {wrong}\n{answer:?}");
+    }
+}
+
+// ---- MeshHTTPRouteRequestHeaderModifier -------------------------------------------------
+
+/// The `RequestHeaderModifier` upstream's rules carry for each of its five path prefixes (the
+/// YAML under `requestHeaderModifier:`, at the rule or at the backendRef).
+fn request_header_modifiers() -> [(&'static str, &'static str); 5] {
+    [
+        (
+            "/set",
+            "set:\n- name: X-Header-Set\n  value: set-overwrites-values\n",
+        ),
+        (
+            "/add",
+            "add:\n- name: X-Header-Add\n  value: add-appends-values\n",
+        ),
+        ("/remove", "remove:\n- X-Header-Remove\n"),
+        (
+            "/multiple",
+            "set:\n- name: X-Header-Set-1\n  value: header-set-1\n- name: X-Header-Set-2\n  value: header-set-2\nadd:\n- name: X-Header-Add-1\n  value: header-add-1\n- name: X-Header-Add-2\n  value: header-add-2\n- name: X-Header-Add-3\n  value: header-add-3\nremove:\n- X-Header-Remove-1\n- X-Header-Remove-2\n",
+        ),
+        (
+            "/case-insensitivity",
+            "set:\n- name: X-Header-Set\n  value: header-set\nadd:\n- name: X-Header-Add\n  value: header-add\nremove:\n- X-Header-Remove\n",
+        ),
+    ]
+}
+
+/// `text` with every line indented by `spaces`.
+fn indented(text: &str, spaces: usize) -> String {
+    text.lines()
+        .map(|line| format!("{:spaces$}{line}\n", ""))
+        .collect()
+}
+
+/// Upstream's rules of `mesh-request-header-modifier`: each path prefix to echo-v1:8080 with
+/// its modifier on the rule (`on_backend` false) or on the backendRef (true, the
+/// `MeshHTTPRouteBackendRequestHeaderModification` shape).
+fn request_header_modifier_route(on_backend: bool) -> String {
+    let rules: String = request_header_modifiers()
+        .into_iter()
+        .map(|(prefix, modifier)| {
+            let rule_match =
+                format!("  - matches:\n    - path: {{type: PathPrefix, value: {prefix}}}\n");
+            if on_backend {
+                format!(
+                    "{rule_match}    backendRefs:\n    - name: echo-v1\n      port: 8080\n      filters:\n      - type: RequestHeaderModifier\n        requestHeaderModifier:\n{}",
+                    indented(modifier, 10)
+                )
+            } else {
+                format!(
+                    "{rule_match}    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n{}    backendRefs:\n    - name: echo-v1\n      port: 8080\n",
+                    indented(modifier, 8)
+                )
+            }
+        })
+        .collect();
+    route(
+        "mesh-request-header-modifier",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    )
+}
+
+/// Upstream's cases of `MeshHTTPRouteRequestHeaderModifier`, which
+/// `MeshHTTPRouteBackendRequestHeaderModifier` runs too.
+async fn expect_request_headers_modified(client: SocketAddr) {
+    let other = ("Some-Other-Header", "val");
+    for (path, sent, headers, absent) in [
+        (
+            "/set",
+            &[other][..],
+            &[other, ("X-Header-Set", "set-overwrites-values")][..],
+            &[][..],
+        ),
+        (
+            "/set",
+            &[other, ("X-Header-Set", "some-other-value")],
+            &[other, ("X-Header-Set", "set-overwrites-values")],
+            &[],
+        ),
+        (
+            "/add",
+            &[other],
+            &[other, ("X-Header-Add", "add-appends-values")],
+            &[],
+        ),
+        (
+            "/add",
+            &[other, ("X-Header-Add", "some-other-value")],
+            &[
+                other,
+                ("X-Header-Add", "some-other-value,add-appends-values"),
+            ],
+            &[],
+        ),
+        (
+            "/remove",
+            &[("X-Header-Remove", "val")],
+            &[],
+            &["X-Header-Remove"],
+        ),
+        (
+            "/multiple",
+            &[
+                ("X-Header-Set-2", "set-val-2"),
+                ("X-Header-Add-2", "add-val-2"),
+                ("X-Header-Remove-2", "remove-val-2"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &[
+                ("X-Header-Set-1", "header-set-1"),
+                ("X-Header-Set-2", "header-set-2"),
+                ("X-Header-Add-1", "header-add-1"),
+                ("X-Header-Add-2", "add-val-2,header-add-2"),
+                ("X-Header-Add-3", "header-add-3"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &["X-Header-Remove-1", "X-Header-Remove-2"],
+        ),
+        (
+            "/case-insensitivity",
+            &[
+                ("x-header-set", "original-val-set"),
+                ("x-header-add", "original-val-add"),
+                ("x-header-remove", "original-val-remove"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &[
+                ("X-Header-Set", "header-set"),
+                ("X-Header-Add", "original-val-add,header-add"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &["x-header-remove", "X-Header-Remove"],
+        ),
+    ] {
+        let want = Seen {
+            backend: "echo-v1",
+            path,
+            headers,
+            absent,
+        };
+        expect_seen(client, "echo", path, sent, &want).await;
+    }
+}
+
+#[tokio::test]
+async fn mesh_http_route_request_header_modifier() {
+    let mesh = ConformanceMesh::start(&request_header_modifier_route(false)).await;
+    expect_request_headers_modified(mesh.echo_v1()).await;
+}
+
+// ---- MeshHTTPRouteBackendRequestHeaderModifier -------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_backend_request_header_modifier() {
+    let mesh = ConformanceMesh::start(&request_header_modifier_route(true)).await;
+    expect_request_headers_modified(mesh.echo_v1()).await;
+}
+
+// ---- MeshHTTPRouteRewritePath -----------------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_rewrite_path() {
+    let rewrite = |prefix: &str, path: &str, headers: bool| {
+        let modifier = if headers {
+            "    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        set: [{name: X-Header-Set, value: set-overwrites-values}]\n        add: [{name: X-Header-Add, value: header-val-1}, {name: X-Header-Add-Append, value: header-val-2}]\n        remove: [X-Header-Remove]\n"
+        } else {
+            ""
+        };
+        format!(
+            "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {path}\n{modifier}    backendRefs: [{{name: echo-v1, port: 80}}]\n"
+        )
+    };
+    let rules = [
+        rewrite(
+            "/prefix/one",
+            "{type: ReplacePrefixMatch, replacePrefixMatch: /one}",
+            false,
+        ),
+        rewrite(
+            "/strip-prefix",
+            "{type: ReplacePrefixMatch, replacePrefixMatch: /}",
+            false,
+        ),
+        rewrite(
+            "/full/one",
+            "{type: ReplaceFullPath, replaceFullPath: /one}",
+            false,
+        ),
+        rewrite(
+            "/full/rewrite-path-and-modify-headers",
+            "{type: ReplaceFullPath, replaceFullPath: /test}",
+            true,
+        ),
+        rewrite(
+            "/prefix/rewrite-path-and-modify-headers",
+            "{type: ReplacePrefixMatch, replacePrefixMatch: /prefix}",
+            true,
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&route(
+        "mesh-rewrite-path",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    ))
+    .await;
+    let client = mesh.echo_v1();
+    let sent = [
+        ("X-Header-Remove", "remove-val"),
+        ("X-Header-Add-Append", "append-val-1"),
+        ("X-Header-Set", "set-val"),
+    ];
+    let modified = [
+        ("X-Header-Add", "header-val-1"),
+        ("X-Header-Add-Append", "append-val-1,header-val-2"),
+        ("X-Header-Set", "set-overwrites-values"),
+    ];
+    for (path, sent, seen_path, headers, absent) in [
+        ("/prefix/one/two", &[][..], "/one/two", &[][..], &[][..]),
+        ("/strip-prefix/three", &[], "/three", &[], &[]),
+        ("/strip-prefix", &[], "/", &[], &[]),
+        ("/full/one/two", &[], "/one", &[], &[]),
+        (
+            "/full/rewrite-path-and-modify-headers/test",
+            &sent,
+            "/test",
+            &modified,
+            &["X-Header-Remove"],
+        ),
+        (
+            "/prefix/rewrite-path-and-modify-headers/one",
+            &sent,
+            "/prefix/one",
+            &modified,
+            &["X-Header-Remove"],
+        ),
+    ] {
+        let want = Seen {
+            backend: "echo-v1",
+            path: seen_path,
+            headers,
+            absent,
+        };
+        expect_seen(client, "echo", path, sent, &want).await;
+    }
+}
+
+// ---- Redirects ----------------------------------------------------------------------------
+
+/// Upstream's `RedirectRequest`: what the `Location` of a redirect names. A field left `None`
+/// takes upstream's default (its gateway comparison, as the mesh one checks the status only):
+/// the request's scheme `http`, the request's path, the port the scheme implies (absent or
+/// 80 for http, absent or 443 for https); the host defaults to the request's, as the spec's
+/// `hostname` says ("when empty, the hostname in the Host header of the request is used").
+#[derive(Clone, Copy, Default)]
+struct Redirect<'a> {
+    scheme: Option<&'a str>,
+    host: Option<&'a str>,
+    port: Option<&'a str>,
+    path: Option<&'a str>,
+}
+
+/// How the answer to `GET path` with `host` differs from a redirect with `status` to
+/// `want` (`None`: it does not).
+fn redirect_mismatch(
+    answer: &Answer,
+    host: &str,
+    path: &str,
+    status: u16,
+    want: Redirect<'_>,
+) -> Option<String> {
+    if answer.status != status {
+        return Some(format!("status {}, not {status}", answer.status));
+    }
+    let Some(location) = answer.headers.get(http::header::LOCATION) else {
+        return Some("no Location".to_owned());
+    };
+    let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+    let Ok(uri) = location.parse::<http::Uri>() else {
+        return Some(format!("Location {location:?} is not a URI"));
+    };
+    // A relative Location resolves against the request's URL, as upstream's client does.
+    let got_scheme = uri.scheme_str().unwrap_or("http");
+    let request_host = host.split(':').next().unwrap_or(host);
+    let got_host = uri.host().unwrap_or(request_host);
+    let got_port = uri
+        .port()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let scheme = want.scheme.unwrap_or("http");
+    let port_ok = match want.port {
+        Some(port) => got_port == port,
+        None => {
+            got_port.is_empty()
+                || (scheme == "http" && got_port == "80")
+                || (scheme == "https" && got_port == "443")
+        }
+    };
+    let wanted_host = want.host.unwrap_or(request_host);
+    let wanted_path = want.path.unwrap_or(path);
+    (got_scheme != scheme || got_host != wanted_host || !port_ok || uri.path() != wanted_path)
+        .then(|| {
+            format!(
+                "Location {location:?}, wanted scheme {scheme}, host {wanted_host}, port {:?}, path {wanted_path}",
+                want.port
+            )
+        })
+}
+
+/// Sends `GET path` with `host` through `client`, not following redirects, until the answer
+/// redirects with `status` to `want`, and fails with what differs otherwise.
+async fn expect_redirect(
+    client: SocketAddr,
+    host: &str,
+    path: &str,
+    status: u16,
+    want: Redirect<'_>,
+) {
+    let answer = eventually(client, host, path, &[], |a| {
+        redirect_mismatch(a, host, path, status, want).is_none()
+    })
+    .await;
+    if let Some(wrong) = redirect_mismatch(&answer, host, path, status, want) {
+        panic!("GET {path} (Host {host}): {wrong}\n{answer:?}");
+    }
+}
+
+/// A rule answering requests under `prefix` with `RequestRedirect` `redirect` (YAML flow
+/// mapping) and no backendRefs, as upstream's redirect routes shape it.
+fn redirect_rule(prefix: &str, redirect: &str) -> String {
+    format!(
+        "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: {redirect}\n"
+    )
+}
+
+/// Upstream's `mesh-<code>-redirect`: `prefix` redirected with `statusCode: code` only, so the
+/// `Location` keeps the request's scheme, host and path.
+async fn expect_status_code_redirect(code: u16, prefix: &str) {
+    let mesh = ConformanceMesh::start(&route(
+        &format!("mesh-{code}-redirect"),
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &redirect_rule(prefix, &format!("{{statusCode: {code}}}")),
+    ))
+    .await;
+    let want = Redirect {
+        path: Some(prefix),
+        ..Redirect::default()
+    };
+    expect_redirect(mesh.echo_v1(), "echo", prefix, code, want).await;
+}
+
+// ---- MeshHTTPRoute303Redirect / 307 / 308 ---------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_303_redirect() {
+    expect_status_code_redirect(303, "/redirect").await;
+}
+
+#[tokio::test]
+async fn mesh_http_route_307_redirect() {
+    expect_status_code_redirect(307, "/temporary").await;
+}
+
+#[tokio::test]
+async fn mesh_http_route_308_redirect() {
+    expect_status_code_redirect(308, "/permanent").await;
+}
+
+// ---- MeshHTTPRouteRedirectHostAndStatus ---------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_redirect_host_and_status() {
+    let rules = [
+        redirect_rule("/hostname-redirect", "{hostname: example.org}"),
+        redirect_rule(
+            "/host-and-status",
+            "{statusCode: 301, hostname: example.org}",
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&route(
+        "mesh-redirect-host-and-status",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    ))
+    .await;
+    let client = mesh.echo_v1();
+    let to_example = Redirect {
+        host: Some("example.org"),
+        ..Redirect::default()
+    };
+    expect_redirect(client, "echo", "/hostname-redirect", 302, to_example).await;
+    expect_redirect(client, "echo", "/host-and-status", 301, to_example).await;
+}
+
+// ---- MeshHTTPRouteRedirectPath ------------------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_redirect_path() {
+    let prefix = "{type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}";
+    let rules = [
+        redirect_rule("/original-prefix", &format!("{{path: {prefix}}}")),
+        redirect_rule(
+            "/full",
+            "{path: {type: ReplaceFullPath, replaceFullPath: /full-path-replacement}}",
+        ),
+        redirect_rule(
+            "/path-and-host",
+            &format!("{{hostname: example.org, path: {prefix}}}"),
+        ),
+        redirect_rule(
+            "/path-and-status",
+            &format!("{{path: {prefix}, statusCode: 301}}"),
+        ),
+        redirect_rule(
+            "/full-path-and-host",
+            "{hostname: example.org, path: {type: ReplaceFullPath, replaceFullPath: /replacement-full}}",
+        ),
+        redirect_rule(
+            "/full-path-and-status",
+            "{path: {type: ReplaceFullPath, replaceFullPath: /replacement-full}, statusCode: 301}",
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&route(
+        "mesh-redirect-path",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    ))
+    .await;
+    let client = mesh.echo_v1();
+    let to = |host: Option<&'static str>, path: &'static str| Redirect {
+        host,
+        path: Some(path),
+        ..Redirect::default()
+    };
+    let example = Some("example.org");
+    for (path, status, want) in [
+        (
+            "/original-prefix/lemon",
+            302,
+            to(None, "/replacement-prefix/lemon"),
+        ),
+        (
+            "/full/path/original",
+            302,
+            to(None, "/full-path-replacement"),
+        ),
+        ("/path-and-host", 302, to(example, "/replacement-prefix")),
+        ("/path-and-status", 301, to(None, "/replacement-prefix")),
+        ("/full-path-and-host", 302, to(example, "/replacement-full")),
+        ("/full-path-and-status", 301, to(None, "/replacement-full")),
+    ] {
+        expect_redirect(client, "echo", path, status, want).await;
+    }
+}
+
+// ---- MeshHTTPRouteRedirectPort ------------------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_redirect_port() {
+    let rules = [
+        redirect_rule("/port", "{port: 8083}"),
+        redirect_rule("/port-and-host", "{hostname: example.org, port: 8083}"),
+        redirect_rule("/port-and-status", "{port: 8083, statusCode: 301}"),
+        redirect_rule(
+            "/port-and-host-and-status",
+            "{port: 8083, hostname: example.org, statusCode: 302}",
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&route(
+        "mesh-redirect-port",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    ))
+    .await;
+    let client = mesh.echo_v1();
+    let to = |host: Option<&'static str>| Redirect {
+        host,
+        port: Some("8083"),
+        ..Redirect::default()
+    };
+    let example = Some("example.org");
+    for (path, status, want) in [
+        ("/port", 302, to(None)),
+        ("/port-and-host", 302, to(example)),
+        ("/port-and-status", 301, to(None)),
+        ("/port-and-host-and-status", 302, to(example)),
+    ] {
+        expect_redirect(client, "echo", path, status, want).await;
+    }
+}
+
+// ---- MeshHTTPRouteSchemeRedirect ----------------------------------------------------------
+
+#[tokio::test]
+async fn mesh_http_route_scheme_redirect() {
+    let rules = [
+        redirect_rule("/scheme", "{scheme: \"https\"}"),
+        redirect_rule(
+            "/scheme-and-host",
+            "{hostname: example.org, scheme: \"https\"}",
+        ),
+        redirect_rule("/scheme-and-status", "{scheme: \"https\", statusCode: 301}"),
+        redirect_rule(
+            "/scheme-and-host-and-status",
+            "{scheme: \"https\", statusCode: 302, hostname: example.org}",
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&route(
+        "mesh-redirect-scheme",
+        "{group: \"\", kind: Service, name: echo, port: 80}",
+        &rules,
+    ))
+    .await;
+    let client = mesh.echo_v1();
+    let to = |host: Option<&'static str>| Redirect {
+        scheme: Some("https"),
+        host,
+        ..Redirect::default()
+    };
+    let example = Some("example.org");
+    for (path, status, want) in [
+        ("/scheme", 302, to(None)),
+        ("/scheme-and-host", 302, to(example)),
+        ("/scheme-and-status", 301, to(None)),
+        ("/scheme-and-host-and-status", 302, to(example)),
+    ] {
+        expect_redirect(client, "echo", path, status, want).await;
+    }
+}
+
+// ---- MeshGRPCRouteRequestHeaderModifier ---------------------------------------------------
+
+/// A `Say` call through `client` carrying `metadata`; the pod that answered and what the gRPC
+/// echo saw of the call, or the call's failure.
+async fn grpc_echoed(
+    client: &mut EchoClient<tonic::transport::Channel>,
+    metadata: &[(&'static str, &'static str)],
+) -> Result<Echoed, String> {
+    let mut call = tonic::Request::new(EchoRequest {
+        message: "hello".into(),
+        fail_with: 0,
+    });
+    for (name, value) in metadata {
+        call.metadata_mut()
+            .append(*name, value.parse().expect("an ASCII metadata value"));
+    }
+    let response = client
+        .say(call)
+        .await
+        .map_err(|status| format!("grpc status {:?}: {}", status.code(), status.message()))?;
+    echoed_of_grpc(response.metadata()).ok_or_else(|| "no echo report".to_owned())
+}
+
+/// Upstream's GRPCRoute `grpc-request-header-modifier`: calls to `echo:7070` with
+/// `x-test-case` set, from echo-v1 (and echo-v2 for `multi`), reach the backend with the
+/// rule's `RequestHeaderModifier` applied.
+#[tokio::test]
+async fn mesh_grpc_route_request_header_modifier() {
+    let grpc_rule = |case: &str, modifier: &str, backend: &str| {
+        format!(
+            "  - matches: [{{headers: [{{name: x-test-case, value: {case}}}]}}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier: {modifier}\n    backendRefs: [{{name: {backend}, port: 7070}}]\n"
+        )
+    };
+    let rules = [
+        grpc_rule(
+            "set",
+            "{set: [{name: x-header-set, value: set-overwrites-values}]}",
+            "echo-v1",
+        ),
+        grpc_rule(
+            "add",
+            "{add: [{name: x-header-add, value: add-appends-values}]}",
+            "echo-v1",
+        ),
+        grpc_rule("remove", "{remove: [x-header-remove]}", "echo-v1"),
+        grpc_rule(
+            "multi",
+            "{set: [{name: x-header-set-1, value: header-set-1}, {name: x-header-set-2, value: header-set-2}], add: [{name: x-header-add-1, value: header-add-1}, {name: x-header-add-2, value: header-add-2}], remove: [x-header-remove-1, x-header-remove-2]}",
+            "echo-v2",
+        ),
+    ]
+    .concat();
+    let mesh = ConformanceMesh::start(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: grpc-request-header-modifier, namespace: {MESH_NS}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: echo, port: 7070}}]\n  rules:\n{rules}"
+    ))
+    .await;
+    let from_v1 = mesh.echo_v1();
+    let from_v2 = mesh.client(MESH_NS, "echo-v2-0");
+    for (from, case, sent, backend, headers, absent) in [
+        (
+            from_v1,
+            "set",
+            &[
+                ("some-other-header", "this-header-should-be-set"),
+                ("x-header-set", "this-value-should-be-overwritten"),
+            ][..],
+            "echo-v1",
+            &[
+                ("x-test-case", "set"),
+                ("some-other-header", "this-header-should-be-set"),
+                ("x-header-set", "set-overwrites-values"),
+            ][..],
+            &[][..],
+        ),
+        (
+            from_v1,
+            "add",
+            &[("x-header-add", "this-value-should-be-appended")],
+            "echo-v1",
+            &[
+                ("x-test-case", "add"),
+                (
+                    "x-header-add",
+                    "this-value-should-be-appended,add-appends-values",
+                ),
+            ],
+            &[],
+        ),
+        (
+            from_v1,
+            "remove",
+            &[("x-header-remove", "this-should-be-removed")],
+            "echo-v1",
+            &[("x-test-case", "remove")],
+            &["x-header-remove"],
+        ),
+        (
+            from_v2,
+            "multi",
+            &[
+                ("x-header-set-2", "set-header-2"),
+                ("x-header-add-2", "add-header-2"),
+                ("x-header-remove-2", "should-be-removed-2"),
+            ],
+            "echo-v2",
+            &[
+                ("x-test-case", "multi"),
+                ("x-header-set-1", "header-set-1"),
+                ("x-header-set-2", "header-set-2"),
+                ("x-header-add-1", "header-add-1"),
+                ("x-header-add-2", "add-header-2,header-add-2"),
+            ],
+            &["x-header-remove-1", "x-header-remove-2"],
+        ),
+    ] {
+        let want = Seen {
+            backend,
+            path: "/strait.test.v1.Echo/Say",
+            headers,
+            absent,
+        };
+        let mut metadata = vec![("x-test-case", case)];
+        metadata.extend_from_slice(sent);
+        let mut client = grpc_client(from).await;
+        // Upstream's eventually-consistent retry, bounded as `eventually` bounds it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = grpc_echoed(&mut client, &metadata).await;
+        while last
+            .as_ref()
+            .map_or(true, |e| echoed_mismatch(e, &want).is_some())
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            last = grpc_echoed(&mut client, &metadata).await;
+        }
+        let echoed = last.unwrap_or_else(|e| panic!("gRPC call x-test-case: {case}: {e}"));
+        if let Some(wrong) = echoed_mismatch(&echoed, &want) {
+            panic!("gRPC call x-test-case: {case} with {sent:?}: {wrong}\n{echoed:?}");
+        }
+        assert_eq!(echoed.host, "echo:7070", "the call's :authority");
+    }
 }
