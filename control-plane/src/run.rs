@@ -89,12 +89,10 @@ pub async fn run(
     }
     if let Some(injector) = config.injector() {
         let skip_events = match &source {
-            ModelSource::Kubernetes(source) => {
-                Some(crate::inject::skip_events::SkipEvents::start(
-                    source.client().clone(),
-                    reporter(),
-                ))
-            }
+            ModelSource::Kubernetes(source) => Some(crate::inject::skip_events::SkipEvents::start(
+                source.client().clone(),
+                reporter(),
+            )),
             ModelSource::Files(_) => None,
         };
         crate::inject::server::start(

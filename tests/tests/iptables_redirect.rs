@@ -161,11 +161,19 @@ fn redirected_connections_are_routed_by_their_original_destination() {
     let metrics = strait_tests::metrics::Metrics::parse(metrics);
     for (labels, expected) in [
         (
-            &[("direction", "outbound"), ("protocol", "http1"), ("service", "demo/web:80")][..],
+            &[
+                ("direction", "outbound"),
+                ("protocol", "http1"),
+                ("service", "demo/web:80"),
+            ][..],
             2.0,
         ),
         (
-            &[("direction", "outbound"), ("protocol", "opaque"), ("service", "demo/tcp:9000")],
+            &[
+                ("direction", "outbound"),
+                ("protocol", "opaque"),
+                ("service", "demo/tcp:9000"),
+            ],
             2.0,
         ),
         (&[("direction", "inbound"), ("protocol", "opaque")], 2.0),
