@@ -4,12 +4,10 @@
 //! others are kept, `Accepted=False` (`UnsupportedValue`) and no `PartiallyInvalid` when none
 //! is, and no `PartiallyInvalid` on a fully valid route. `strait validate` prints the same.
 
-use std::path::Path;
+mod support;
 
-use strait_control_plane::config::load::{Loaded, load_text};
-use strait_control_plane::config::model::{ObjectKey, RouteCondition};
+use strait_control_plane::config::model::RouteCondition;
 use strait_control_plane::config::status_lines;
-use strait_control_plane::config::validate::build_model;
 use strait_control_plane::config::{ConfigErrors, Model};
 
 const WORLD: &str = r#"
@@ -26,18 +24,7 @@ const HEADER: &str =
     "[{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Ok, value: ok}]}}]";
 
 fn model(routes: &str) -> Result<Model, ConfigErrors> {
-    let mut loaded: Vec<Loaded> = Vec::new();
-    let mut errors = ConfigErrors::default();
-    let text = format!("{WORLD}---\n{routes}");
-    load_text(
-        &text,
-        Path::new("config.yaml"),
-        Path::new("/"),
-        &mut loaded,
-        &mut errors,
-    );
-    assert!(errors.is_empty(), "{errors}");
-    build_model(&loaded)
+    support::model(&format!("{WORLD}---\n{routes}"))
 }
 
 /// An HTTPRoute on `web` whose rules are `(name, filters)`.
@@ -57,9 +44,7 @@ fn route(rules: &[(&str, &str)]) -> String {
 }
 
 fn conditions(model: &Model) -> Vec<RouteCondition> {
-    let status = &model.route_status[&("HTTPRoute".to_owned(), ObjectKey::new("prod", "r"))];
-    assert_eq!(status.parents.len(), 1);
-    status.parents[0].conditions.clone()
+    support::conditions(model, "HTTPRoute", "prod", "r")
 }
 
 fn find<'a>(conditions: &'a [RouteCondition], type_: &str) -> Option<&'a RouteCondition> {

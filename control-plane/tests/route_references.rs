@@ -4,13 +4,12 @@
 //! to; ReferenceGrants open other namespaces' Services; a port with routes attached answers
 //! 404 to requests none of them match.
 
-use std::path::Path;
+mod support;
 
-use strait_control_plane::config::load::{Loaded, load_text};
 use strait_control_plane::config::model::{ObjectKey, RouteCondition};
-use strait_control_plane::config::validate::build_model;
 use strait_control_plane::config::{ConfigErrors, Model};
 use strait_control_plane::discovery::snapshot::outbound_services;
+use support::conditions;
 
 const WORLD: &str = r#"
 apiVersion: v1
@@ -27,24 +26,7 @@ spec:
 "#;
 
 fn model(routes: &str) -> Result<Model, ConfigErrors> {
-    let mut loaded: Vec<Loaded> = Vec::new();
-    let mut errors = ConfigErrors::default();
-    let text = format!("{WORLD}---\n{routes}");
-    load_text(
-        &text,
-        Path::new("config.yaml"),
-        Path::new("/"),
-        &mut loaded,
-        &mut errors,
-    );
-    assert!(errors.is_empty(), "{errors}");
-    build_model(&loaded)
-}
-
-fn conditions(model: &Model, kind: &str, ns: &str, name: &str) -> Vec<RouteCondition> {
-    let status = &model.route_status[&(kind.to_owned(), ObjectKey::new(ns, name))];
-    assert_eq!(status.parents.len(), 1);
-    status.parents[0].conditions.clone()
+    support::model(&format!("{WORLD}---\n{routes}"))
 }
 
 fn condition<'a>(conditions: &'a [RouteCondition], type_: &str) -> &'a RouteCondition {

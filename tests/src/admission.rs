@@ -114,6 +114,28 @@ impl Injector {
 
     /// As [`Injector::start`], with a given serving certificate.
     pub fn start_with(name: &str, injector_config: &str, serving: &ServingIdentity) -> Self {
+        Self::launch(name, injector_config, serving, |dir, flags| {
+            ControlPlane::start(&dir.join("config"), flags)
+        })
+    }
+
+    /// As [`Injector::start`], with the control plane's configuration from the Kubernetes API
+    /// that `kubeconfig` reaches (the stand-in API server of `kube_api`).
+    pub fn start_kubernetes(name: &str, injector_config: &str, kubeconfig: &Path) -> Self {
+        let serving = ServingIdentity::generate(SERVICE_NAME);
+        Self::launch(name, injector_config, &serving, |_, flags| {
+            ControlPlane::start_kubernetes(kubeconfig, flags)
+        })
+    }
+
+    /// Writes the injector's files into a fresh scratch directory and starts the control plane
+    /// with `start(dir, injector flags)`.
+    fn launch(
+        name: &str,
+        injector_config: &str,
+        serving: &ServingIdentity,
+        start: impl FnOnce(&Path, &[(&str, String)]) -> ControlPlane,
+    ) -> Self {
         let dir = scratch(name);
         for sub in ["config", "tls"] {
             std::fs::create_dir_all(dir.join(sub)).expect("creating a directory");
@@ -121,8 +143,8 @@ impl Injector {
         serving.write(&dir.join("tls"));
         std::fs::write(dir.join("proxy.yaml"), injector_config).expect("writing proxy.yaml");
         let path = |p: &str| dir.join(p).display().to_string();
-        let control_plane = ControlPlane::start(
-            &dir.join("config"),
+        let control_plane = start(
+            &dir,
             &[
                 ("--dev-ca", path("ca")),
                 ("--injector-addr", "127.0.0.1:0".into()),

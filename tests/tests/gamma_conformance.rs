@@ -492,6 +492,17 @@ async fn mesh_consumer_route_without_reference_grant() {
 
 // ---- MeshFrontend ---------------------------------------------------------------------------
 
+/// Upstream's `mesh-frontend.yaml` (a route on echo-v2 setting `X-Header-Set: set`) in the
+/// intercepted world, which `MeshFrontend` and `MeshFrontendHostname` share.
+async fn frontend_world() -> ConformanceMesh {
+    ConformanceMesh::start_intercepted(&route(
+        "mesh-split-v1",
+        "{group: \"\", kind: Service, name: echo-v2}",
+        &header_rule("set", "{name: echo-v2, port: 80}"),
+    ))
+    .await
+}
+
 /// A route attached to a Service applies to that Service (its frontend) only: the same app
 /// dialling the Service's ClusterIP gets the route's header, dialling one of its pods' IP
 /// directly does not (the proxy passes the request through to that pod unchanged). In a
@@ -502,12 +513,7 @@ async fn mesh_frontend() {
     if !strait_tests::netns::require_root("gamma_conformance::mesh_frontend") {
         return;
     }
-    let mesh = ConformanceMesh::start_intercepted(&route(
-        "mesh-split-v1",
-        "{group: \"\", kind: Service, name: echo-v2}",
-        &header_rule("set", "{name: echo-v2, port: 80}"),
-    ))
-    .await;
+    let mesh = frontend_world().await;
     let pod = mesh.echo_v2_pod_app();
     let pod_host = pod.to_string();
     for (dst, host, header) in [
@@ -552,12 +558,7 @@ async fn mesh_frontend_hostname() {
     if !strait_tests::netns::require_root("gamma_conformance::mesh_frontend_hostname") {
         return;
     }
-    let mesh = ConformanceMesh::start_intercepted(&route(
-        "mesh-split-v1",
-        "{group: \"\", kind: Service, name: echo-v2}",
-        &header_rule("set", "{name: echo-v2, port: 80}"),
-    ))
-    .await;
+    let mesh = frontend_world().await;
     for (service, host, backend, header) in [
         // echo-v2's ClusterIP with Host echo-v1: echo-v2's route applies.
         ("echo-v2", "echo-v1", "echo-v2", Some("set")),

@@ -6,8 +6,6 @@
 //! declares `sideEffects: NoneOnDryRun`); and a burst of such pods — from one owner, or each
 //! with an owner of its own as a hostile tenant could forge — yields a bounded number of Events.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,56 +13,14 @@ use strait_control_plane::inject::PATH_POD;
 use strait_control_plane::inject::event_throttle::{BURST, REFILL};
 use strait_control_plane::inject::skip_event::REASON;
 use strait_tests::admission::{
-    self, SERVICE_NAME, ServingIdentity, pod_create_review, pod_from_template, read_fixture,
+    self, Injector, SERVICE_NAME, pod_create_review, pod_from_template, read_fixture,
 };
-use strait_tests::control_plane::ControlPlane;
 use strait_tests::kube_api::FakeApi;
 
-/// The control plane (Kubernetes source) serving the injector with a certificate of its own.
-struct Running {
-    _control_plane: ControlPlane,
-    injector: SocketAddr,
-    ca_pem: String,
-    dir: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(api: &FakeApi, name: &str) -> Running {
-    let dir = admission::scratch(name);
-    std::fs::create_dir_all(dir.join("tls")).unwrap();
-    let serving = ServingIdentity::generate(SERVICE_NAME);
-    serving.write(&dir.join("tls"));
-    std::fs::write(dir.join("proxy.yaml"), "").unwrap();
-    let path = |p: &str| dir.join(p).display().to_string();
-    let control_plane = ControlPlane::start_kubernetes(
-        &api.kubeconfig,
-        &[
-            ("--dev-ca", path("ca")),
-            ("--injector-addr", "127.0.0.1:0".into()),
-            ("--injector-cert", path("tls/tls.crt")),
-            ("--injector-key", path("tls/tls.key")),
-            ("--injector-config", path("proxy.yaml")),
-        ],
-    );
-    let injector = control_plane
-        .process
-        .logs()
-        .iter()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|json| json["fields"]["message"] == "injector listening")
-        .and_then(|json| json["fields"]["addr"].as_str()?.parse().ok())
-        .expect("the injector's address");
-    Running {
-        _control_plane: control_plane,
-        injector,
-        ca_pem: serving.ca_pem,
-        dir,
-    }
+/// The control plane (Kubernetes source, the stand-in API server) serving the injector with
+/// a certificate of its own and the chart's default proxy settings.
+fn start(api: &FakeApi, name: &str) -> Injector {
+    Injector::start_kubernetes(name, "", &api.kubeconfig)
 }
 
 /// A hostNetwork pod asking for the mesh: a node agent's, as a DaemonSet creates it (no name
@@ -100,10 +56,10 @@ fn host_network_pod(name: &str, owner: Option<(&str, &str, &str)>) -> Value {
 
 /// Sends `review` as the API server does; checks the pod was admitted unchanged with the
 /// hostNetwork warning.
-async fn admitted_unchanged(running: &Running, review: &Value) {
+async fn admitted_unchanged(running: &Injector, review: &Value) {
     let started = Instant::now();
     let (status, body) = admission::post(
-        running.injector,
+        running.addr,
         &running.ca_pem,
         SERVICE_NAME,
         PATH_POD,
