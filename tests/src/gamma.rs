@@ -302,27 +302,10 @@ impl ConformanceMesh {
             netns,
             pod_ip_netns: None,
         };
-        for proxy in &mesh.proxies {
-            mesh.wait_meshed(proxy);
+        for (pod, proxy) in mesh.pods.iter().zip(&mesh.proxies) {
+            crate::mesh::wait_until_meshed(proxy, &mesh.control_plane, &pod.name);
         }
         mesh
-    }
-
-    fn wait_meshed(&self, proxy: &Proxy) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if proxy.process.logged("snapshot applied")
-                && proxy.process.logged("certificate installed")
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "a proxy did not get a certificate and a snapshot; its output:\n{}\ncontrol plane:\n{}",
-            proxy.process.logs().join("\n"),
-            self.control_plane.process.logs().join("\n")
-        );
     }
 
     /// The outbound listener of pod `name` in `namespace`: where that pod's calls go.

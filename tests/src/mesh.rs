@@ -359,21 +359,7 @@ impl Mesh {
 
     /// Waits until `workload`'s proxy holds a certificate and has applied a snapshot.
     pub fn wait_meshed(&self, workload: &str) {
-        let proxy = &self.proxies[workload];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if proxy.process.logged("snapshot applied")
-                && proxy.process.logged("certificate installed")
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "proxy of {workload} did not get a certificate and a snapshot; its output:\n{}\ncontrol plane:\n{}",
-            proxy.process.logs().join("\n"),
-            self.control_plane.process.logs().join("\n")
-        );
+        wait_until_meshed(&self.proxies[workload], &self.control_plane, workload);
     }
 
     /// Rewrites a configuration file (atomically: write, then rename).
@@ -382,4 +368,22 @@ impl Mesh {
         std::fs::write(&tmp, text).expect("writing config");
         std::fs::rename(&tmp, self.config_dir.join(file)).expect("renaming config into place");
     }
+}
+
+/// Waits until `proxy` (of workload `who`) holds a certificate and has applied a snapshot
+/// from `control_plane`; fails with both processes' output after 20 s.
+pub fn wait_until_meshed(proxy: &Proxy, control_plane: &ControlPlane, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if proxy.process.logged("snapshot applied") && proxy.process.logged("certificate installed")
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "proxy of {who} did not get a certificate and a snapshot; its output:\n{}\ncontrol plane:\n{}",
+        proxy.process.logs().join("\n"),
+        control_plane.process.logs().join("\n")
+    );
 }
