@@ -18,6 +18,10 @@ use tokio::io::AsyncRead;
 use tokio_util::codec::FramedRead as InnerFramedRead;
 use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 
+/// Strait patch: the size the read buffer is allocated at again after
+/// `release_idle_buffers`; tokio-util's `FramedRead` starts at the same 8 KiB.
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 // 16 MB "sane default" taken from golang http2
 const DEFAULT_SETTINGS_MAX_HEADER_LIST_SIZE: usize = 16 << 20;
 
@@ -100,6 +104,17 @@ impl<T> FramedRead<T> {
     #[inline]
     pub fn set_header_table_size(&mut self, val: usize) {
         self.decoder.set_header_table_size(val);
+    }
+
+    /// Strait patch: give back the read buffer's allocation (and the hpack
+    /// decoder's scratch buffer) when no partial frame is held, so that an
+    /// idle connection does not hold them. Frames already handed out keep
+    /// their bytes alive on their own.
+    pub fn release_idle_buffers(&mut self) {
+        if self.inner.read_buffer().is_empty() && self.decoder.partial.is_none() {
+            *self.inner.read_buffer_mut() = BytesMut::new();
+            self.decoder.hpack.release_idle_buffer();
+        }
     }
 }
 
@@ -421,6 +436,11 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
+            // Strait patch: a buffer given back by `release_idle_buffer` is
+            // allocated again, at its initial size, before the next read.
+            if self.inner.read_buffer().capacity() == 0 {
+                self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
+            }
             let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),

@@ -176,6 +176,11 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// Strait patch: free the write buffer if everything buffered was written.
+    pub fn release_idle_buffer(&mut self) {
+        self.encoder.release_idle_buffer();
+    }
+
     /// Close the codec
     pub fn shutdown(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         if !self.final_flush_done {
@@ -223,6 +228,9 @@ where
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
+        if self.is_released() {
+            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+        }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();
 
@@ -308,8 +316,23 @@ where
 
     fn has_capacity(&self) -> bool {
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (self.is_released()
+                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
+                    >= self.min_buffer_capacity)
+    }
+
+    /// Strait patch: the buffer was given back by `release_idle_buffer` and is
+    /// allocated again by the next `buffer`.
+    fn is_released(&self) -> bool {
+        self.buf.get_ref().capacity() == 0
+    }
+
+    /// Strait patch: give the write buffer's allocation back while nothing is
+    /// queued, so that an idle connection does not hold 16 KiB.
+    fn release_idle_buffer(&mut self) {
+        if self.next.is_none() && !self.buf.has_remaining() {
+            self.buf = Cursor::new(BytesMut::new());
+        }
     }
 
     fn is_empty(&self) -> bool {

@@ -157,6 +157,13 @@ where
         self.framed_write().flush(cx)
     }
 
+    /// Strait patch: give back the read and write buffers' allocations (each
+    /// only if it holds nothing); they are allocated again on next use.
+    pub fn release_idle_buffers(&mut self) {
+        self.inner.release_idle_buffers();
+        self.framed_write().release_idle_buffer();
+    }
+
     /// Shutdown the send half
     pub fn shutdown(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         self.framed_write().shutdown(cx)

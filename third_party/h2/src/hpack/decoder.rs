@@ -12,6 +12,9 @@ use std::io::Cursor;
 use std::ops::ControlFlow;
 use std::str::Utf8Error;
 
+/// Strait patch: the Huffman scratch buffer's size, as upstream allocates it.
+const SCRATCH_CAPACITY: usize = 4096;
+
 /// Decodes headers using HPACK
 #[derive(Debug)]
 pub struct Decoder {
@@ -158,8 +161,14 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            buffer: BytesMut::with_capacity(SCRATCH_CAPACITY),
         }
+    }
+
+    /// Strait patch: give back the Huffman scratch buffer's allocation while
+    /// the connection is idle; `decode` allocates it again.
+    pub fn release_idle_buffer(&mut self) {
+        self.buffer = BytesMut::new();
     }
 
     /// Queues a potential size update
@@ -195,6 +204,10 @@ impl Decoder {
 
         tracing::trace!("decode");
 
+        if self.buffer.capacity() == 0 {
+            self.buffer.reserve(SCRATCH_CAPACITY);
+        }
+
         while let Some(ty) = peek_u8(src) {
             // At this point we are always at the beginning of the next block
             // within the HPACK data. The type of the block can always be
@@ -214,8 +227,9 @@ impl Decoder {
                     can_resize = false;
                     let entry = self.decode_literal(src, true)?;
 
-                    // Insert the header into the table
-                    self.table.insert(entry.clone());
+                    // Insert the header into the table (Strait patch: a copy
+                    // that does not pin the frame's buffer)
+                    self.table.insert(entry.to_unshared());
                     consume(src);
 
                     if f(entry).is_break() {

@@ -102,6 +102,32 @@ impl Header {
         }
     }
 
+    /// Strait patch: a copy that shares no bytes with the buffer its value
+    /// was parsed from. A value is often a slice of a connection's read
+    /// buffer (this connection's, or the one the proxied message came in
+    /// on); kept in a dynamic table, the slice would hold that whole buffer
+    /// for as long as this connection lives.
+    pub fn to_unshared(&self) -> Header {
+        match self {
+            Header::Field { name, value } => {
+                // Copying bytes that were a valid value cannot fail; keep the
+                // original rather than panic if it ever did.
+                let mut copy =
+                    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+                copy.set_sensitive(value.is_sensitive());
+                Header::Field {
+                    name: name.clone(),
+                    value: copy,
+                }
+            }
+            Header::Authority(v) => Header::Authority(BytesStr::from(v.as_str())),
+            Header::Scheme(v) => Header::Scheme(BytesStr::from(v.as_str())),
+            Header::Path(v) => Header::Path(BytesStr::from(v.as_str())),
+            Header::Protocol(v) => Header::Protocol(Protocol::from(v.as_str())),
+            Header::Method(_) | Header::Status(_) => self.clone(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match *self {
             Header::Field {

@@ -339,7 +339,8 @@ impl Table {
 
         self.slots.push_front(Slot {
             hash,
-            header,
+            // Strait patch: see `Header::to_unshared`.
+            header: header.to_unshared(),
             next: None,
         });
     }

@@ -332,6 +332,15 @@ where
                                 continue;
                             }
 
+                            // Strait patch: everything is flushed and nothing
+                            // can be read; with no stream open the connection
+                            // is idle, so it should not hold its codec buffers
+                            // (28 KiB) and stream slabs until the peer's next
+                            // frame.
+                            if self.inner.streams.release_idle_memory() {
+                                self.codec.release_idle_buffers();
+                            }
+
                             return Poll::Pending;
                         }
                     };

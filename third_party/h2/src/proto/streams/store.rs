@@ -79,6 +79,15 @@ pub(super) trait Resolve {
 // ===== impl Store =====
 
 impl Store {
+    /// Strait patch: give back the slab's and the index's allocations when
+    /// no stream is stored (no key into them is alive then).
+    pub fn release_if_empty(&mut self) {
+        if self.slab.is_empty() && self.ids.is_empty() {
+            self.slab = slab::Slab::new();
+            self.ids = IndexMap::new();
+        }
+    }
+
     pub fn new() -> Self {
         Store {
             slab: slab::Slab::new(),

@@ -1144,6 +1144,20 @@ where
         me.counts.has_streams()
     }
 
+    /// Strait patch: when no stream is open, give back the allocations the
+    /// stream store and the frame buffers grew to (each only if it is empty)
+    /// and return true: the connection is idle.
+    pub fn release_idle_memory(&self) -> bool {
+        let mut me = self.inner.lock().unwrap();
+        if me.counts.has_streams() {
+            return false;
+        }
+        me.store.release_if_empty();
+        me.actions.recv.release_idle_memory();
+        self.send_buffer.inner.lock().unwrap().release_if_empty();
+        true
+    }
+
     pub fn has_streams_or_other_references(&self) -> bool {
         let me = self.inner.lock().unwrap();
         me.counts.has_streams() || me.refs > 1
