@@ -196,8 +196,11 @@ impl HttpBackend {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let builder =
+                    let mut builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // Heads up to the proxy's own limit (64 KiB) reach the app whole, as
+                    // they would an app with a larger limit than hyper's 16 KiB default.
+                    builder.http2().max_header_list_size(128 * 1024);
                     let serve =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     // Dropping the connection closes the socket without ceremony, as a process

@@ -3,13 +3,24 @@
 //! `strait_http1_connections_parked`. A parked connection must behave exactly like one that
 //! was not: the next request, a pipelined pair and a head split across the park are answered
 //! in order; the idle timeout still closes it; it can still be upgraded; draining closes it.
+//!
+//! Idle HTTP/2 connections give back their codec buffers and stream slabs instead (h2 patched
+//! for it, `third_party/h2`): the next frames after a quiet spell must still decode against
+//! the HPACK tables built before it, in both directions, and large heads and bodies must
+//! still cross.
+//!
 //! (The memory itself is measured by the benchmark, `strait-bench idle`, not asserted here.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use nix::sys::signal::Signal;
-use strait_tests::backend::{HttpBackend, start_tcp_echo};
+use strait_tests::backend::{Checksum, HttpBackend, pattern_bytes, start_tcp_echo};
+use strait_tests::client::{self, collect};
 use strait_tests::mesh::LocalMesh;
 use strait_tests::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -247,4 +258,99 @@ async fn a_head_begun_on_a_parked_connection_is_still_cut_off_by_the_header_read
         lasted >= Duration::from_millis(800),
         "cut off after {lasted:?}, before the 1 s header-read timeout"
     );
+}
+
+/// A quiet spell well past the moment an idle HTTP/2 connection lets go of its buffers.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A body of `data` followed by the trailers `trailers`.
+fn body_with_trailers(data: &'static str, trailers: HeaderMap) -> client::Body {
+    let frames = [Frame::data(Bytes::from(data)), Frame::trailers(trailers)]
+        .into_iter()
+        .map(Ok::<_, Box<dyn std::error::Error + Send + Sync>>);
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_connection_quiet_between_requests_keeps_its_header_tables_and_carries_large_messages()
+ {
+    let backend = HttpBackend::start("web").await;
+    let mesh = LocalMesh::start(&[("web", backend.addr)]);
+    let mut sender = client::http2(mesh.client.outbound).await;
+
+    // The same header fields every round: after the first they are sent (and the backend's
+    // `x-backend` answered) as references into the HPACK dynamic tables built before the
+    // quiet spell. `x-big` is over one frame (16 KiB) and over the 8 KiB read buffer, so it
+    // crosses in CONTINUATION frames into a buffer allocated again after the spell.
+    let big = "b".repeat(20 * 1024);
+    for round in 0..3 {
+        tokio::time::sleep(QUIET).await;
+        let request = Request::get(format!("http://web.demo/headers?round={round}"))
+            .header("x-kept", "a value kept in the dynamic table")
+            .header("x-round", round.to_string())
+            .header("x-big", big.as_str())
+            .body(client::empty())
+            .unwrap();
+        let response = collect(sender.send_request(request).await.unwrap()).await;
+        assert_eq!(response.status, 200, "round {round}: {}", response.text());
+        assert_eq!(response.header("x-backend"), "web", "round {round}");
+        let text = response.text();
+        assert!(
+            text.starts_with(&format!("GET http://web.demo/headers?round={round}\n")),
+            "round {round}: {text:.200}"
+        );
+        assert!(
+            text.contains("\nx-kept: a value kept in the dynamic table\n"),
+            "round {round}"
+        );
+        assert!(
+            text.contains(&format!("\nx-round: {round}\n")),
+            "round {round}"
+        );
+        assert!(
+            text.contains(&format!("\nx-big: {big}\n")),
+            "round {round}: x-big lost"
+        );
+    }
+
+    // A 4 MiB upload and a 4 MiB download, each after a quiet spell, byte for byte.
+    const FOUR_MIB: u64 = 4 * 1024 * 1024;
+    tokio::time::sleep(QUIET).await;
+    let chunks = futures_util::stream::iter((0..FOUR_MIB / (256 * 1024)).map(|i| {
+        let frame = Frame::data(pattern_bytes(i * 256 * 1024, 256 * 1024));
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame)
+    }));
+    let request = Request::post("http://web.demo/upload")
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap();
+    let response = collect(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("x-body-bytes"), FOUR_MIB.to_string());
+    assert_eq!(
+        response.header("x-body-checksum"),
+        Checksum::of_pattern(FOUR_MIB).hex()
+    );
+
+    tokio::time::sleep(QUIET).await;
+    let request = Request::get(format!("http://web.demo/download?bytes={FOUR_MIB}"))
+        .body(client::empty())
+        .unwrap();
+    let response = collect(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len() as u64, FOUR_MIB);
+    let mut sum = Checksum::default();
+    sum.update(&response.body);
+    assert_eq!(sum, Checksum::of_pattern(FOUR_MIB));
+
+    // Trailers after a quiet spell.
+    tokio::time::sleep(QUIET).await;
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-trailer", "after the quiet spell".parse().unwrap());
+    let request = Request::post("http://web.demo/trailers")
+        .body(body_with_trailers("some data", trailers))
+        .unwrap();
+    let response = collect(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "x-trailer: after the quiet spell\n");
+    assert_eq!(backend.requests(), 6, "every request reached the app once");
 }
