@@ -1,8 +1,10 @@
 //! Opaque byte relaying between a client and an upstream: both directions at once, a
 //! half-close on one side passed on to the other, and an idle timeout.
 //!
-//! The copying is tokio's `copy_bidirectional`, which already propagates a read EOF as a
-//! write shutdown; this module adds only the idle clock and the byte counts.
+//! The copying is [`copy::copy_bidirectional`] (buffers only while bytes move, a read EOF
+//! passed on as a write shutdown); this module adds the idle clock and the byte counts.
+
+pub mod copy;
 
 use std::io;
 use std::pin::Pin;
@@ -59,7 +61,7 @@ pub async fn relay(
     let activity = Arc::new(AtomicU64::new(0));
     let mut client = Active::new(client, start, activity.clone());
     let mut upstream = Active::new(upstream, start, activity.clone());
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let copy = copy::copy_bidirectional(&mut client, &mut upstream);
     tokio::pin!(copy);
     let mut deadline = start + idle_timeout;
     loop {
