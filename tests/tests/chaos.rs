@@ -230,8 +230,20 @@ async fn a_backend_closing_idle_connections_on_a_timer_causes_no_client_error() 
             .header("host", "app.demo")
             .body(client::empty())
             .unwrap();
-        sender.ready().await.unwrap();
-        let response = client::collect(sender.send_request(request).await.unwrap()).await;
+        // A request that is never answered is a failure to report, not a hang to wait out.
+        let response = tokio::time::timeout(Duration::from_secs(10), async {
+            sender.ready().await.unwrap();
+            client::collect(sender.send_request(request).await.unwrap()).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "request {sent} got no answer within 10 s ({} failed before it: {failures:?}; \
+                 the backend accepted {} connections)",
+                failures.len(),
+                app.accepted_connections()
+            )
+        });
         if response.status != 200 {
             failures.push(response.text());
         }
