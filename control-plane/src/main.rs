@@ -64,6 +64,10 @@ fn main() -> ExitCode {
 }
 
 fn run(config: ControlPlaneConfig) -> anyhow::Result<()> {
+    // Each proxy's connection carries one Watch stream, open for hours and quiet between
+    // changes: give its HTTP/2 codec buffers (~28 KiB) back while it waits, not only once no
+    // stream is open (third_party/README.md).
+    h2::strait::release_buffers_while_streams_open();
     let filter = EnvFilter::try_new(&config.log)
         .with_context(|| format!("invalid log filter {:?}", config.log))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());

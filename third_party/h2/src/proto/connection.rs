@@ -337,7 +337,11 @@ where
                             // is idle, so it should not hold its codec buffers
                             // (28 KiB) and stream slabs until the peer's next
                             // frame.
-                            if self.inner.streams.release_idle_memory() {
+                            // With streams open, only where the process asked for it
+                            // (`crate::strait`): the buffers come back on its next frame.
+                            if self.inner.streams.release_idle_memory()
+                                || crate::strait::releases_while_streams_open()
+                            {
                                 self.codec.release_idle_buffers();
                             }
 
