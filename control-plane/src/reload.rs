@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use strait_identity::file_poll::FilePoll;
 use tokio::sync::watch;
 
+use crate::config::load::ParsedFiles;
 use crate::discovery::service::ModelState;
 use crate::tokens::LocalTokens;
 
@@ -42,9 +43,10 @@ pub async fn watch_dir(
 ) {
     let listed = dir.clone();
     let mut files = FilePoll::listing(move || config_files(&listed), period);
+    let mut parsed = ParsedFiles::default();
     loop {
         files.changed().await;
-        match crate::config::load(&dir) {
+        match crate::config::load_with(&dir, &mut parsed) {
             Ok(model) => {
                 if *models.borrow().model == model {
                     continue;

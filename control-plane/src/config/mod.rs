@@ -26,8 +26,15 @@ pub use model::Model;
 /// # Ok::<(), strait_control_plane::config::ConfigErrors>(())
 /// ```
 pub fn load(dir: &Path) -> Result<Model, ConfigErrors> {
-    let (loaded, mut errors) = load::load_dir(dir);
-    match validate::build_model(&loaded) {
+    load_with(dir, &mut load::ParsedFiles::default())
+}
+
+/// [`load`], parsing again only the files whose text changed since `parsed` last saw them
+/// (a hot reload's path).
+pub fn load_with(dir: &Path, parsed: &mut load::ParsedFiles) -> Result<Model, ConfigErrors> {
+    parsed.refresh(dir);
+    let mut errors = parsed.errors();
+    match validate::build_model(parsed.loaded()) {
         Ok(model) if errors.is_empty() => {
             warn_refused_rules(&model);
             Ok(model)

@@ -93,7 +93,9 @@ fn key_of(
 }
 
 /// Builds the model from loaded documents. Errors in one object never hide errors in another.
-pub fn build_model(loaded: &[Loaded]) -> Result<Model, ConfigErrors> {
+pub fn build_model<'a>(
+    loaded: impl IntoIterator<Item = &'a Loaded>,
+) -> Result<Model, ConfigErrors> {
     let mut ctx = Ctx {
         errors: ConfigErrors::default(),
         refused_rules: ConfigErrors::default(),
