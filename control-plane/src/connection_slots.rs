@@ -1,8 +1,8 @@
 //! Who may hold a connection to a control-plane port: a global cap, a cap per source address
 //! on connections that have not proven a mesh identity, and a cap per proven identity.
 //!
-//! Why three caps. The global cap keeps the process inside its memory (~45 KiB per watching
-//! proxy, more while a handshake is under way). On its own it would let one client take every
+//! Why three caps. The global cap keeps the process inside its memory (~35 KiB per watching
+//! proxy at the peak of a push, more while a handshake is under way). On its own it would let one client take every
 //! slot, so the slots are also shared out by what the control plane knows about the client:
 //!
 //! - A connection that is still handshaking, or finished TLS without a client certificate,

@@ -60,8 +60,8 @@ pub struct ControlPlaneConfig {
 
     /// Most connections the gRPC port holds at once (each watching proxy holds one; a proxy
     /// asking for a certificate briefly holds a second). More are closed at accept and counted
-    /// in `strait_grpc_connections_refused_total`. Size it with the memory limit: about 45 KiB
-    /// per connected proxy.
+    /// in `strait_grpc_connections_refused_total`. Size it with the memory limit: about 35 KiB
+    /// per connected proxy at the peak of a push.
     #[arg(long, env = "STRAIT_MAX_GRPC_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_grpc_connections: u32,
 
