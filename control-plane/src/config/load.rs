@@ -97,7 +97,8 @@ impl ParsedFiles {
             }
         };
         self.listing = None;
-        self.files.retain(|path, _| paths.contains(path));
+        let present: std::collections::BTreeSet<&PathBuf> = paths.iter().collect();
+        self.files.retain(|path, _| present.contains(path));
         for path in paths {
             let display = path.strip_prefix(dir).unwrap_or(&path).to_owned();
             let text = match std::fs::read_to_string(&path) {
