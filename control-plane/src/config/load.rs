@@ -66,7 +66,7 @@ pub struct ParsedFiles {
     /// By path, which keeps the directory's stable order.
     files: BTreeMap<PathBuf, ParsedFile>,
     /// An error reading the directory itself.
-    listing: Option<ConfigError>,
+    listing: ConfigErrors,
 }
 
 #[derive(Debug)]
@@ -74,29 +74,27 @@ struct ParsedFile {
     /// SHA-256 of the text parsed; `None` when the file could not be read.
     digest: Option<[u8; 32]>,
     loaded: Vec<Loaded>,
-    errors: Vec<ConfigError>,
+    errors: ConfigErrors,
 }
 
 impl ParsedFiles {
     /// Brings the cache up to date with `dir`: parses files that are new or whose text
     /// changed, forgets files that are gone, and reads token files again.
     pub fn refresh(&mut self, dir: &Path) {
+        self.listing = ConfigErrors::default();
         let paths = match files(dir) {
             Ok(paths) => paths,
             Err(e) => {
                 self.files.clear();
-                self.listing = Some(ConfigError {
-                    location: Location {
-                        file: dir.to_owned(),
-                        ..Default::default()
-                    },
-                    field: String::new(),
-                    reason: format!("cannot read the configuration directory: {e}"),
-                });
+                let location = Location {
+                    file: dir.to_owned(),
+                    ..Default::default()
+                };
+                let reason = format!("cannot read the configuration directory: {e}");
+                self.listing.push(&location, "", reason);
                 return;
             }
         };
-        self.listing = None;
         let present: std::collections::BTreeSet<&PathBuf> = paths.iter().collect();
         self.files.retain(|path, _| present.contains(path));
         for path in paths {
@@ -108,12 +106,14 @@ impl ParsedFiles {
                         file: display,
                         ..Default::default()
                     };
-                    let error = ConfigError {
-                        location,
-                        field: String::new(),
-                        reason: format!("cannot read the file: {e}"),
+                    let mut errors = ConfigErrors::default();
+                    errors.push(&location, "", format!("cannot read the file: {e}"));
+                    let file = ParsedFile {
+                        digest: None,
+                        loaded: Vec::new(),
+                        errors,
                     };
-                    self.files.insert(path, ParsedFile::unreadable(error));
+                    self.files.insert(path, file);
                     continue;
                 }
             };
@@ -131,7 +131,7 @@ impl ParsedFiles {
                     let file = ParsedFile {
                         digest: Some(digest),
                         loaded,
-                        errors: errors.0,
+                        errors,
                     };
                     self.files.insert(path, file);
                 }
@@ -146,24 +146,14 @@ impl ParsedFiles {
 
     /// Every error found loading, file by file.
     pub fn errors(&self) -> ConfigErrors {
-        let files = self.files.values().flat_map(|file| file.errors.iter());
-        ConfigErrors(self.listing.iter().chain(files).cloned().collect())
+        let files = self.files.values().flat_map(|file| &file.errors.0);
+        ConfigErrors(self.listing.0.iter().chain(files).cloned().collect())
     }
 
     fn into_parts(self) -> (Vec<Loaded>, ConfigErrors) {
         let errors = self.errors();
         let loaded = self.files.into_values().flat_map(|file| file.loaded);
         (loaded.collect(), errors)
-    }
-}
-
-impl ParsedFile {
-    fn unreadable(error: ConfigError) -> Self {
-        Self {
-            digest: None,
-            loaded: Vec::new(),
-            errors: vec![error],
-        }
     }
 }
 
@@ -466,14 +456,19 @@ spec:
             "{errors}"
         );
 
-        // The directory itself gone: one error naming it, no documents.
+        // The directory itself gone: one error naming it, no documents, however many
+        // refreshes (the reload loop refreshes at every poll).
         std::fs::remove_dir_all(&dir).unwrap();
-        parsed.refresh(&dir);
-        assert_eq!(parsed.loaded().count(), 0);
-        let errors = parsed.errors().to_string();
-        assert!(
-            errors.contains("cannot read the configuration directory"),
-            "{errors}"
-        );
+        for _ in 0..3 {
+            parsed.refresh(&dir);
+            assert_eq!(parsed.loaded().count(), 0);
+            let errors = parsed.errors();
+            assert_eq!(errors.0.len(), 1, "{errors}");
+            let errors = errors.to_string();
+            assert!(
+                errors.contains("cannot read the configuration directory"),
+                "{errors}"
+            );
+        }
     }
 }
